@@ -1,0 +1,87 @@
+/*
+ * The nng side of the contract: which URLs are acceptable, how mutual TLS
+ * is set up, and a synchronous req/rep client shared by the provider, the
+ * admin tool and the tests.
+ *
+ * Creating a client starts nng. Never do that in a process that may fork
+ * afterwards (nginx, HAProxy masters): nng aborts in the child.
+ */
+#ifndef LURK_TRANSPORT_H
+#define LURK_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
+
+#include "lurk_wire.h"
+
+typedef enum {
+    LURK_URL_INVALID = 0,
+    LURK_URL_TLS,   /* tls+tcp://host:port, mutual TLS: the recommended form */
+    LURK_URL_IPC,   /* ipc:///path, same host only */
+    LURK_URL_TCP    /* tcp://host:port, cleartext: only when marked insecure */
+} lurk_url_kind;
+
+lurk_url_kind lurk_url_classify(const char *url);
+
+/*
+ * Parse a list of URLs separated by spaces or commas into a NULL-terminated
+ * array (free with lurk_url_list_free). Fails on an empty list, an invalid
+ * URL, or tcp:// unless allow_insecure.
+ */
+char **lurk_url_list_parse(const char *text, int allow_insecure,
+                           char *err, size_t errlen);
+void lurk_url_list_free(char **urls);
+
+typedef struct {
+    const char *cert;        /* own certificate chain (PEM) */
+    const char *key;         /* own private key (PEM) */
+    const char *ca;          /* CA the peer must chain to (PEM) */
+    const char *crl;         /* optional CRL (PEM) */
+    const char *server_name; /* client only: name expected in the server cert */
+} lurk_tls_files;
+
+/* An nng TLS config requiring a verified peer certificate. */
+int lurk_tls_config_make(int server, const lurk_tls_files *files,
+                         nng_tls_config **out, char *err, size_t errlen);
+
+typedef struct lurk_client lurk_client;
+
+typedef struct {
+    char *const *urls;         /* NULL-terminated */
+    lurk_tls_files tls;
+    int timeout_ms;            /* whole call: connect, send and answer */
+} lurk_client_conf;
+
+typedef enum {
+    LURK_CALL_OK = 0,
+    LURK_CALL_TIMEOUT,     /* no key server answered in time */
+    LURK_CALL_TRANSPORT,   /* nng failure */
+    LURK_CALL_BAD_REPLY,   /* undecodable or mismatched answer */
+    LURK_CALL_REFUSED      /* the key server answered with a non-OK status */
+} lurk_call_result;
+
+int lurk_client_new(const lurk_client_conf *conf, lurk_client **out,
+                    char *err, size_t errlen);
+void lurk_client_free(lurk_client *c);
+
+/*
+ * One request, one answer, on a context of its own so that calls from
+ * several threads run concurrently. Fills in req->version and req->id.
+ * On LURK_CALL_OK and LURK_CALL_REFUSED *resp holds the answer (free with
+ * lurk__v1__response__free_unpacked); err says why otherwise.
+ */
+lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
+                                  Lurk__V1__Response__ResultCase expect,
+                                  Lurk__V1__Response **resp,
+                                  char *err, size_t errlen);
+
+/* The same with caller-built bytes, for tests that send hostile input. */
+lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf,
+                                      size_t len, uint8_t **out,
+                                      size_t *outlen, char *err,
+                                      size_t errlen);
+
+#endif

@@ -1,0 +1,170 @@
+/*
+ * The parts of the wire contract that protobuf cannot say: which schemes
+ * exist, how big a field may be, which request kinds answer which.
+ */
+#include "lurk_wire.h"
+
+#include <string.h>
+
+static const lurk_scheme lurk_schemes[] = {
+    { LURK_SCHEME_RSA_PKCS1_SHA256, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA256", 32, LURK_PAD_PKCS1, NULL, "rsa_pkcs1_sha256" },
+    { LURK_SCHEME_RSA_PKCS1_SHA384, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA384", 48, LURK_PAD_PKCS1, NULL, "rsa_pkcs1_sha384" },
+    { LURK_SCHEME_RSA_PKCS1_SHA512, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA512", 64, LURK_PAD_PKCS1, NULL, "rsa_pkcs1_sha512" },
+    { LURK_SCHEME_RSA_PSS_RSAE_SHA256, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA256", 32, LURK_PAD_PSS, NULL, "rsa_pss_rsae_sha256" },
+    { LURK_SCHEME_RSA_PSS_RSAE_SHA384, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA384", 48, LURK_PAD_PSS, NULL, "rsa_pss_rsae_sha384" },
+    { LURK_SCHEME_RSA_PSS_RSAE_SHA512, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA512", 64, LURK_PAD_PSS, NULL, "rsa_pss_rsae_sha512" },
+    { LURK_SCHEME_ECDSA_SECP256R1_SHA256, LURK__V1__KEY_TYPE__KEY_TYPE_EC, "SHA256", 32, LURK_PAD_NONE, "prime256v1", "ecdsa_secp256r1_sha256" },
+    { LURK_SCHEME_ECDSA_SECP384R1_SHA384, LURK__V1__KEY_TYPE__KEY_TYPE_EC, "SHA384", 48, LURK_PAD_NONE, "secp384r1", "ecdsa_secp384r1_sha384" },
+    { LURK_SCHEME_ECDSA_SECP521R1_SHA512, LURK__V1__KEY_TYPE__KEY_TYPE_EC, "SHA512", 64, LURK_PAD_NONE, "secp521r1", "ecdsa_secp521r1_sha512" },
+    { LURK_SCHEME_ED25519, LURK__V1__KEY_TYPE__KEY_TYPE_ED25519, NULL, 0, LURK_PAD_NONE, NULL, "ed25519" },
+};
+
+const lurk_scheme *lurk_scheme_find(uint32_t code)
+{
+    for (size_t i = 0; i < sizeof(lurk_schemes) / sizeof(lurk_schemes[0]); i++)
+        if (lurk_schemes[i].code == code)
+            return &lurk_schemes[i];
+    return NULL;
+}
+
+const lurk_scheme *lurk_scheme_at(size_t i)
+{
+    return i < sizeof(lurk_schemes) / sizeof(lurk_schemes[0]) ? &lurk_schemes[i] : NULL;
+}
+
+const char *lurk_status_name(Lurk__V1__Status status)
+{
+    switch (status) {
+    case LURK__V1__STATUS__STATUS_OK: return "ok";
+    case LURK__V1__STATUS__STATUS_UNKNOWN_KEY: return "unknown key";
+    case LURK__V1__STATUS__STATUS_NOT_PERMITTED: return "not permitted";
+    case LURK__V1__STATUS__STATUS_NOT_TLS_CONTEXT: return "not a TLS handshake context";
+    case LURK__V1__STATUS__STATUS_UNSUPPORTED_SCHEME: return "unsupported signature scheme";
+    case LURK__V1__STATUS__STATUS_MALFORMED: return "malformed request";
+    case LURK__V1__STATUS__STATUS_OVERLOADED: return "overloaded";
+    case LURK__V1__STATUS__STATUS_INTERNAL: return "internal error";
+    case LURK__V1__STATUS__STATUS_UNSUPPORTED_VERSION: return "unsupported protocol version";
+    default: return "unknown status";
+    }
+}
+
+const char *lurk_key_type_name(Lurk__V1__KeyType type)
+{
+    switch (type) {
+    case LURK__V1__KEY_TYPE__KEY_TYPE_RSA: return "RSA";
+    case LURK__V1__KEY_TYPE__KEY_TYPE_EC: return "EC";
+    case LURK__V1__KEY_TYPE__KEY_TYPE_ED25519: return "ED25519";
+    default: return "unknown";
+    }
+}
+
+int lurk_key_id_valid(const char *id)
+{
+    size_t n = 0;
+
+    if (id == NULL)
+        return 0;
+    for (; id[n] != '\0'; n++) {
+        char c = id[n];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                 || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+        if (!ok || n >= LURK_MAX_KEY_ID)
+            return 0;
+    }
+    return n > 0;
+}
+
+#define CHECK(cond, text) do { if (!(cond)) { *why = (text); return LURK__V1__STATUS__STATUS_MALFORMED; } } while (0)
+
+Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req, const char **why)
+{
+    *why = NULL;
+    if (req->version != LURK_PROTOCOL_VERSION) {
+        *why = "protocol version not supported";
+        return LURK__V1__STATUS__STATUS_UNSUPPORTED_VERSION;
+    }
+    switch (req->op_case) {
+    case LURK__V1__REQUEST__OP_PING:
+        CHECK(req->ping->payload.len <= LURK_MAX_PING, "ping payload over 64 bytes");
+        break;
+    case LURK__V1__REQUEST__OP_CAPABILITIES:
+        break;
+    case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY:
+        CHECK(lurk_key_id_valid(req->get_public_key->key_id), "bad key id syntax");
+        break;
+    case LURK__V1__REQUEST__OP_SIGN:
+        CHECK(lurk_key_id_valid(req->sign->key_id), "bad key id syntax");
+        CHECK(req->sign->tbs.len > 0, "empty to-be-signed data");
+        CHECK(req->sign->tbs.len <= LURK_MAX_TBS, "to-be-signed data over the size limit");
+        CHECK(req->sign->scheme <= 0xffffu, "scheme is not a 16-bit code point");
+        break;
+    case LURK__V1__REQUEST__OP_DECRYPT:
+        CHECK(lurk_key_id_valid(req->decrypt->key_id), "bad key id syntax");
+        CHECK(req->decrypt->ciphertext.len > 0, "empty ciphertext");
+        CHECK(req->decrypt->ciphertext.len <= LURK_MAX_CIPHERTEXT, "ciphertext over the size limit");
+        CHECK(req->decrypt->client_version <= 0xffffu, "client version is not 16 bits");
+        CHECK(req->decrypt->negotiated_version <= 0xffffu, "negotiated version is not 16 bits");
+        break;
+    default:
+        *why = "no or unknown operation";
+        return LURK__V1__STATUS__STATUS_MALFORMED;
+    }
+    return LURK__V1__STATUS__STATUS_OK;
+}
+
+Lurk__V1__Request *lurk_request_decode(const uint8_t *buf, size_t len,
+                                       Lurk__V1__Status *status, const char **why)
+{
+    Lurk__V1__Request *req;
+
+    *status = LURK__V1__STATUS__STATUS_MALFORMED;
+    if (len > LURK_MAX_MESSAGE) {
+        *why = "message over the size limit";
+        return NULL;
+    }
+    req = lurk__v1__request__unpack(NULL, len, buf);
+    if (req == NULL) {
+        *why = "undecodable protobuf";
+        return NULL;
+    }
+    *status = lurk_request_check(req, why);
+    return req;
+}
+
+Lurk__V1__Response *lurk_response_decode(const uint8_t *buf, size_t len, uint64_t id,
+                                         Lurk__V1__Response__ResultCase expect,
+                                         const char **why)
+{
+    Lurk__V1__Response *r;
+
+    if (len > LURK_MAX_MESSAGE) {
+        *why = "response over the size limit";
+        return NULL;
+    }
+    r = lurk__v1__response__unpack(NULL, len, buf);
+    if (r == NULL) {
+        *why = "undecodable response";
+        return NULL;
+    }
+    if (r->id != id) {
+        *why = "response answers another request id";
+        goto bad;
+    }
+    if (r->status == LURK__V1__STATUS__STATUS_OK) {
+        if (r->version != LURK_PROTOCOL_VERSION) {
+            *why = "response has an unknown protocol version";
+            goto bad;
+        }
+        if (r->result_case != expect) {
+            *why = "response carries the wrong kind of result";
+            goto bad;
+        }
+    } else if (r->result_case != LURK__V1__RESPONSE__RESULT__NOT_SET) {
+        *why = "error response carries a result";
+        goto bad;
+    }
+    return r;
+bad:
+    lurk__v1__response__free_unpacked(r, NULL);
+    return NULL;
+}
