@@ -1,0 +1,88 @@
+/*
+ * The key object behind every lurk EVP_PKEY: a key id and the public half.
+ *
+ * The public half is an ordinary key of the default provider, so that every
+ * public question (size, group, comparison with the certificate, export of
+ * the public key) gets OpenSSL's own answer without an RPC.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/x509.h>
+
+#include "lurk_prov.h"
+
+LURK_KEY *lurk_key_new(LURK_PROV_CTX *prov, Lurk__V1__KeyType type)
+{
+    LURK_KEY *key = calloc(1, sizeof(*key));
+
+    if (key == NULL)
+        return NULL;
+    key->prov = prov;
+    key->type = type;
+    return key;
+}
+
+void lurk_key_free(LURK_KEY *key)
+{
+    if (key == NULL)
+        return;
+    EVP_PKEY_free(key->pub);
+    free(key->key_id);
+    free(key);
+}
+
+const char *lurk_key_type_data_name(Lurk__V1__KeyType type)
+{
+    switch (type) {
+    case LURK__V1__KEY_TYPE__KEY_TYPE_RSA: return "RSA";
+    case LURK__V1__KEY_TYPE__KEY_TYPE_EC: return "EC";
+    case LURK__V1__KEY_TYPE__KEY_TYPE_ED25519: return "ED25519";
+    default: return NULL;
+    }
+}
+
+Lurk__V1__KeyType lurk_key_type_of(const EVP_PKEY *pkey)
+{
+    if (EVP_PKEY_is_a(pkey, "RSA"))
+        return LURK__V1__KEY_TYPE__KEY_TYPE_RSA;
+    if (EVP_PKEY_is_a(pkey, "EC"))
+        return LURK__V1__KEY_TYPE__KEY_TYPE_EC;
+    if (EVP_PKEY_is_a(pkey, "ED25519"))
+        return LURK__V1__KEY_TYPE__KEY_TYPE_ED25519;
+    return LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED;
+}
+
+LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__KeyType type,
+                             const unsigned char *spki, size_t spki_len)
+{
+    const unsigned char *p = spki;
+    EVP_PKEY *pub;
+    LURK_KEY *key;
+
+    if (!lurk_key_id_valid(key_id)) {
+        lurk_raise(prov, LURK_R_BAD_KEY, "invalid key id");
+        return NULL;
+    }
+    /* provider=default: never decode the public half with ourselves. */
+    pub = d2i_PUBKEY_ex(NULL, &p, (long)spki_len, prov->libctx, "provider=default");
+    if (pub == NULL || p != spki + spki_len) {
+        EVP_PKEY_free(pub);
+        lurk_raise(prov, LURK_R_BAD_KEY, "key \"%s\": public key is not a valid DER SPKI", key_id);
+        return NULL;
+    }
+    if (lurk_key_type_of(pub) != type || lurk_key_type_data_name(type) == NULL) {
+        EVP_PKEY_free(pub);
+        lurk_raise(prov, LURK_R_BAD_KEY, "key \"%s\": public key is not of type %s", key_id,
+                   lurk_key_type_name(type));
+        return NULL;
+    }
+    if ((key = lurk_key_new(prov, type)) == NULL || (key->key_id = strdup(key_id)) == NULL) {
+        lurk_key_free(key);
+        EVP_PKEY_free(pub);
+        lurk_raise(prov, LURK_R_INTERNAL, "out of memory");
+        return NULL;
+    }
+    key->pub = pub;
+    return key;
+}

@@ -1,0 +1,215 @@
+/*
+ * Provider entry point: configuration from openssl.cnf and the algorithm
+ * tables.
+ *
+ * Settings come from the provider's own section (core get_params), never
+ * from the environment: nginx clears its workers' environment, and a key
+ * that works in the master must keep working in the workers.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+
+#include "lurk_prov.h"
+#include "lurk_transport.h"
+
+#define LURK_KEYMGMT(name, fns) { name, LURK_PROPS, fns, NULL }
+
+static const OSSL_ALGORITHM lurk_keymgmt[] = {
+    LURK_KEYMGMT("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_keymgmt_functions),
+    LURK_KEYMGMT("EC:id-ecPublicKey:1.2.840.10045.2.1", lurk_ec_keymgmt_functions),
+    LURK_KEYMGMT("ED25519:1.3.101.112", lurk_ed25519_keymgmt_functions),
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM lurk_signature[] = {
+    { "RSA:rsaEncryption:1.2.840.113549.1.1.1", LURK_PROPS, lurk_rsa_signature_functions, NULL },
+    { "ECDSA", LURK_PROPS, lurk_ecdsa_signature_functions, NULL },
+    { "ED25519:1.3.101.112", LURK_PROPS, lurk_ed25519_signature_functions, NULL },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM lurk_asym_cipher[] = {
+    { "RSA:rsaEncryption:1.2.840.113549.1.1.1", LURK_PROPS, lurk_rsa_asym_cipher_functions, NULL },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM lurk_store[] = {
+    { "lurk", LURK_PROPS, lurk_store_functions, NULL },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM *lurk_query(void *provctx, int operation_id, int *no_cache)
+{
+    (void)provctx;
+    *no_cache = 0;
+    switch (operation_id) {
+    case OSSL_OP_KEYMGMT:
+        return lurk_keymgmt;
+    case OSSL_OP_SIGNATURE:
+        return lurk_signature;
+    case OSSL_OP_ASYM_CIPHER:
+        return lurk_asym_cipher;
+    case OSSL_OP_STORE:
+        return lurk_store;
+    default:
+        return NULL;
+    }
+}
+
+static const OSSL_PARAM lurk_param_types[] = {
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *lurk_gettable_params(void *provctx)
+{
+    (void)provctx;
+    return lurk_param_types;
+}
+
+static int lurk_get_params(void *provctx, OSSL_PARAM params[])
+{
+    OSSL_PARAM *p;
+
+    (void)provctx;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME)) != NULL
+        && !OSSL_PARAM_set_utf8_ptr(p, "LURK remote key provider"))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION)) != NULL
+        && !OSSL_PARAM_set_utf8_ptr(p, LURK_VERSION))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS)) != NULL
+        && !OSSL_PARAM_set_int(p, 1))
+        return 0;
+    return 1;
+}
+
+static const OSSL_ITEM *lurk_get_reason_strings(void *provctx)
+{
+    (void)provctx;
+    return lurk_reason_strings();
+}
+
+static void lurk_prov_ctx_free(LURK_PROV_CTX *prov)
+{
+    if (prov == NULL)
+        return;
+    lurk_rpc_teardown(prov);
+    lurk_url_list_free(prov->servers);
+    free(prov->tls_cert);
+    free(prov->tls_key);
+    free(prov->tls_ca);
+    free(prov->server_name);
+    OSSL_LIB_CTX_free(prov->libctx);
+    pthread_mutex_destroy(&prov->lock);
+    free(prov);
+}
+
+static void lurk_teardown(void *provctx)
+{
+    lurk_prov_ctx_free(provctx);
+}
+
+static const OSSL_DISPATCH lurk_dispatch[] = {
+    { OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))lurk_teardown },
+    { OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, (void (*)(void))lurk_gettable_params },
+    { OSSL_FUNC_PROVIDER_GET_PARAMS, (void (*)(void))lurk_get_params },
+    { OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))lurk_query },
+    { OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))lurk_get_reason_strings },
+    { 0, NULL }
+};
+
+static int lurk_truthy(const char *v)
+{
+    return v != NULL && (strcmp(v, "1") == 0 || strcmp(v, "yes") == 0
+                         || strcmp(v, "true") == 0 || strcmp(v, "on") == 0);
+}
+
+static int lurk_dup_opt(char **dst, const char *src)
+{
+    if (src == NULL || src[0] == '\0')
+        return 1;
+    return (*dst = strdup(src)) != NULL;
+}
+
+/* Reads the provider's openssl.cnf section; fails on anything unusable. */
+static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
+{
+    OSSL_FUNC_core_get_params_fn *get_params = NULL;
+    char *servers = NULL, *cert = NULL, *key = NULL, *ca = NULL, *sni = NULL;
+    char *timeout = NULL, *insecure = NULL;
+    char err[256];
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_utf8_ptr("servers", &servers, 0),
+        OSSL_PARAM_utf8_ptr("tls_cert", &cert, 0),
+        OSSL_PARAM_utf8_ptr("tls_key", &key, 0),
+        OSSL_PARAM_utf8_ptr("tls_ca", &ca, 0),
+        OSSL_PARAM_utf8_ptr("server_name", &sni, 0),
+        OSSL_PARAM_utf8_ptr("timeout_ms", &timeout, 0),
+        OSSL_PARAM_utf8_ptr("allow_insecure", &insecure, 0),
+        OSSL_PARAM_END
+    };
+
+    for (; in->function_id != 0; in++)
+        if (in->function_id == OSSL_FUNC_CORE_GET_PARAMS)
+            get_params = OSSL_FUNC_core_get_params(in);
+    if (get_params == NULL || !get_params(prov->handle, params)) {
+        lurk_raise(prov, LURK_R_CONFIG, "cannot read the provider's configuration section");
+        return 0;
+    }
+    prov->timeout_ms = LURK_DEFAULT_TIMEOUT_MS;
+    if (timeout != NULL) {
+        char *end;
+        long ms = strtol(timeout, &end, 10);
+
+        if (*end != '\0' || ms < 10 || ms > 600000) {
+            lurk_raise(prov, LURK_R_CONFIG, "timeout_ms = \"%s\": give milliseconds, 10 to 600000",
+                       timeout);
+            return 0;
+        }
+        prov->timeout_ms = (int)ms;
+    }
+    /*
+     * Without servers the provider still loads: `openssl list -providers`
+     * and key loading work, and the first signature says what is missing.
+     */
+    if (servers != NULL
+        && (prov->servers = lurk_url_list_parse(servers, lurk_truthy(insecure), err,
+                                                sizeof(err))) == NULL) {
+        lurk_raise(prov, LURK_R_CONFIG, "servers: %s", err);
+        return 0;
+    }
+    if (!lurk_dup_opt(&prov->tls_cert, cert) || !lurk_dup_opt(&prov->tls_key, key)
+        || !lurk_dup_opt(&prov->tls_ca, ca) || !lurk_dup_opt(&prov->server_name, sni)) {
+        lurk_raise(prov, LURK_R_INTERNAL, "out of memory");
+        return 0;
+    }
+    return 1;
+}
+
+int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
+                       const OSSL_DISPATCH **out, void **provctx)
+{
+    LURK_PROV_CTX *prov;
+
+    lurk_err_init(handle, in);
+    if ((prov = calloc(1, sizeof(*prov))) == NULL)
+        return 0;
+    prov->handle = handle;
+    pthread_mutex_init(&prov->lock, NULL);
+    if (!lurk_configure(prov, in)
+        || (prov->libctx = OSSL_LIB_CTX_new_child(handle, in)) == NULL) {
+        lurk_prov_ctx_free(prov);
+        return 0;
+    }
+    *out = lurk_dispatch;
+    *provctx = prov;
+    return 1;
+}

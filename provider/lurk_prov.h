@@ -1,0 +1,107 @@
+/*
+ * Internal interfaces of the lurk provider.
+ *
+ * The provider presents keys held by a LURK key server as ordinary
+ * OpenSSL keys. Everything a server needs while it loads keys (type, size,
+ * public key) is local; only signing and RSA premaster decryption go to the
+ * key server, one RPC each, and the RPC client starts lazily in the process
+ * that signs (see lurk_rpc.c for why).
+ */
+#ifndef LURK_PROV_H
+#define LURK_PROV_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/core.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/evp.h>
+
+#include "lurk_wire.h"
+
+#define LURK_PROV_NAME "lurk"
+#define LURK_PROPS "provider=lurk"
+#define LURK_DEFAULT_TIMEOUT_MS 2000
+
+/* Reasons, as shown by ERR_print_errors: "lurk: <reason>: <detail>". */
+enum {
+    LURK_R_CONFIG = 1,
+    LURK_R_BAD_URI,
+    LURK_R_KEY_SERVER_UNREACHABLE,
+    LURK_R_KEY_SERVER_REFUSED,
+    LURK_R_KEY_SERVER_BAD_REPLY,
+    LURK_R_FORKED,
+    LURK_R_UNSUPPORTED,
+    LURK_R_NO_PRIVATE_EXPORT,
+    LURK_R_BAD_KEY,
+    LURK_R_BUFFER_TOO_SMALL,
+    LURK_R_INTERNAL
+};
+
+typedef struct lurk_client lurk_client;
+
+typedef struct lurk_prov_ctx_st {
+    const OSSL_CORE_HANDLE *handle;
+    OSSL_LIB_CTX *libctx;          /* child of the application's */
+
+    /* From the provider's section in openssl.cnf. */
+    char **servers;
+    char *tls_cert, *tls_key, *tls_ca, *server_name;
+    int timeout_ms;
+
+    /* The RPC client, started at the first private-key operation. */
+    pthread_mutex_t lock;
+    lurk_client *client;
+    pid_t client_pid;
+} LURK_PROV_CTX;
+
+/* A key held by the key server, or a bare public key imported for match. */
+typedef struct lurk_key_st {
+    LURK_PROV_CTX *prov;
+    Lurk__V1__KeyType type;
+    char *key_id;      /* NULL: public only, no remote private half */
+    EVP_PKEY *pub;     /* the public half, held by the default provider */
+} LURK_KEY;
+
+/* lurk_err.c */
+void lurk_err_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in);
+void lurk_raise(const LURK_PROV_CTX *prov, int reason, const char *fmt, ...);
+const OSSL_ITEM *lurk_reason_strings(void);
+
+/* lurk_key.c */
+LURK_KEY *lurk_key_new(LURK_PROV_CTX *prov, Lurk__V1__KeyType type);
+void lurk_key_free(LURK_KEY *key);
+/* Remote key from its id and DER SPKI; checks that the SPKI is of `type`. */
+LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id,
+                             Lurk__V1__KeyType type,
+                             const unsigned char *spki, size_t spki_len);
+const char *lurk_key_type_data_name(Lurk__V1__KeyType type);
+Lurk__V1__KeyType lurk_key_type_of(const EVP_PKEY *pkey);
+
+/* lurk_rpc.c: each returns 1 on success, 0 with an error raised. */
+int lurk_rpc_sign(LURK_PROV_CTX *prov, const char *key_id, uint16_t scheme,
+                  const unsigned char *tbs, size_t tbs_len,
+                  unsigned char *sig, size_t *sig_len, size_t sig_size);
+int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id,
+                     const unsigned char *ct, size_t ct_len,
+                     unsigned int client_version,
+                     unsigned int negotiated_version,
+                     unsigned char premaster[LURK_PREMASTER_LEN]);
+/* Public key of a key id; never starts nng in the calling process. */
+int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id,
+                            Lurk__V1__KeyType *type,
+                            unsigned char **spki, size_t *spki_len);
+void lurk_rpc_teardown(LURK_PROV_CTX *prov);
+
+/* Dispatch tables, one file each. */
+extern const OSSL_DISPATCH lurk_rsa_keymgmt_functions[];
+extern const OSSL_DISPATCH lurk_ec_keymgmt_functions[];
+extern const OSSL_DISPATCH lurk_ed25519_keymgmt_functions[];
+extern const OSSL_DISPATCH lurk_rsa_signature_functions[];
+extern const OSSL_DISPATCH lurk_ecdsa_signature_functions[];
+extern const OSSL_DISPATCH lurk_ed25519_signature_functions[];
+extern const OSSL_DISPATCH lurk_rsa_asym_cipher_functions[];
+extern const OSSL_DISPATCH lurk_store_functions[];
+
+#endif

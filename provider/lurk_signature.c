@@ -1,0 +1,381 @@
+/*
+ * Signatures with lurk keys: RSA (PKCS#1 v1.5 and PSS), ECDSA, Ed25519.
+ *
+ * libssl signs through EVP_DigestSign, and for a provider key libcrypto
+ * hands the whole to-be-signed message to digest_sign: we ship those bytes
+ * to the key server untouched, so that it can check they are a TLS
+ * handshake context before it hashes and signs them. A digest chosen by
+ * the edge is never signed.
+ *
+ * Init must stay cheap and local: libssl's capability probe runs a full
+ * DigestSignInit per candidate sigalg on every handshake, and reads a
+ * failed init as "this key does not do that digest".
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/rsa.h>
+
+#include "lurk_prov.h"
+
+typedef struct {
+    LURK_PROV_CTX *prov;
+    Lurk__V1__KeyType type;   /* of the algorithm this context implements */
+    LURK_KEY *key;
+    const char *md;           /* canonical name from the scheme table, or NULL */
+    lurk_padding pad;
+    unsigned char *buf;       /* DigestSignUpdate accumulation */
+    size_t len;
+} LURK_SIG_CTX;
+
+/* Names libssl and applications use for the digests TLS signs with. */
+static const struct {
+    const char *alias;
+    const char *md;
+} lurk_md_aliases[] = {
+    { "SHA256", "SHA256" }, { "SHA2-256", "SHA256" }, { "SHA-256", "SHA256" },
+    { "2.16.840.1.101.3.4.2.1", "SHA256" },
+    { "SHA384", "SHA384" }, { "SHA2-384", "SHA384" }, { "SHA-384", "SHA384" },
+    { "2.16.840.1.101.3.4.2.2", "SHA384" },
+    { "SHA512", "SHA512" }, { "SHA2-512", "SHA512" }, { "SHA-512", "SHA512" },
+    { "2.16.840.1.101.3.4.2.3", "SHA512" },
+};
+
+static const char *lurk_sig_md_canonical(const char *name)
+{
+    for (size_t i = 0; i < sizeof(lurk_md_aliases) / sizeof(lurk_md_aliases[0]); i++)
+        if (strcasecmp(name, lurk_md_aliases[i].alias) == 0)
+            return lurk_md_aliases[i].md;
+    return NULL;
+}
+
+static const lurk_scheme *lurk_sig_scheme(const LURK_SIG_CTX *ctx)
+{
+    const lurk_scheme *s;
+
+    for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++) {
+        if (s->key_type != ctx->type || s->padding != ctx->pad)
+            continue;
+        if ((s->md == NULL && ctx->md == NULL)
+            || (s->md != NULL && ctx->md != NULL && strcmp(s->md, ctx->md) == 0))
+            return s;
+    }
+    return NULL;
+}
+
+static void *lurk_sig_newctx(void *provctx, Lurk__V1__KeyType type)
+{
+    LURK_SIG_CTX *ctx = calloc(1, sizeof(*ctx));
+
+    if (ctx == NULL) {
+        lurk_raise(provctx, LURK_R_INTERNAL, "out of memory");
+        return NULL;
+    }
+    ctx->prov = provctx;
+    ctx->type = type;
+    return ctx;
+}
+
+static void *lurk_sig_rsa_newctx(void *provctx, const char *propq)
+{
+    (void)propq;
+    return lurk_sig_newctx(provctx, LURK__V1__KEY_TYPE__KEY_TYPE_RSA);
+}
+
+static void *lurk_sig_ecdsa_newctx(void *provctx, const char *propq)
+{
+    (void)propq;
+    return lurk_sig_newctx(provctx, LURK__V1__KEY_TYPE__KEY_TYPE_EC);
+}
+
+static void *lurk_sig_ed25519_newctx(void *provctx, const char *propq)
+{
+    (void)propq;
+    return lurk_sig_newctx(provctx, LURK__V1__KEY_TYPE__KEY_TYPE_ED25519);
+}
+
+static void lurk_sig_freectx(void *vctx)
+{
+    LURK_SIG_CTX *ctx = vctx;
+
+    if (ctx == NULL)
+        return;
+    free(ctx->buf);
+    free(ctx);
+}
+
+static void *lurk_sig_dupctx(void *vctx)
+{
+    LURK_SIG_CTX *src = vctx, *dst = malloc(sizeof(*dst));
+
+    if (dst == NULL)
+        return NULL;
+    *dst = *src;
+    dst->buf = NULL;
+    if (src->len > 0) {
+        if ((dst->buf = malloc(src->len)) == NULL) {
+            free(dst);
+            return NULL;
+        }
+        memcpy(dst->buf, src->buf, src->len);
+    }
+    return dst;
+}
+
+static int lurk_sig_set_md(LURK_SIG_CTX *ctx, const char *mdname)
+{
+    if (ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_ED25519) {
+        /* EdDSA hashes internally; a digest here is a caller error. */
+        if (mdname != NULL && mdname[0] != '\0') {
+            lurk_raise(ctx->prov, LURK_R_UNSUPPORTED, "Ed25519 takes no digest, got %s", mdname);
+            return 0;
+        }
+        ctx->md = NULL;
+        return 1;
+    }
+    if (mdname == NULL || mdname[0] == '\0')
+        mdname = "SHA256";
+    if ((ctx->md = lurk_sig_md_canonical(mdname)) == NULL) {
+        lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
+                   "digest %s: lurk keys sign TLS with SHA-256, SHA-384 or SHA-512 only", mdname);
+        return 0;
+    }
+    return 1;
+}
+
+static int lurk_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
+
+static int lurk_sig_init(LURK_SIG_CTX *ctx, const char *mdname, void *keydata,
+                         const OSSL_PARAM params[])
+{
+    LURK_KEY *key = keydata;
+
+    if (key != NULL) {
+        if (key->type != ctx->type || key->key_id == NULL) {
+            lurk_raise(ctx->prov, LURK_R_BAD_KEY, "not a lurk private key of this type");
+            return 0;
+        }
+        ctx->key = key;
+    }
+    if (ctx->key == NULL) {
+        lurk_raise(ctx->prov, LURK_R_BAD_KEY, "no key");
+        return 0;
+    }
+    /* libssl never sets PKCS#1 explicitly: every init starts from it. */
+    ctx->pad = ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA ? LURK_PAD_PKCS1 : LURK_PAD_NONE;
+    ctx->len = 0;
+    if (!lurk_sig_set_md(ctx, mdname))
+        return 0;
+    return lurk_sig_set_ctx_params(ctx, params);
+}
+
+static int lurk_sig_digest_sign_init(void *vctx, const char *mdname, void *keydata,
+                                     const OSSL_PARAM params[])
+{
+    return lurk_sig_init(vctx, mdname, keydata, params);
+}
+
+/* Plain sign() gets a digest: sent as is, so the key server refuses it. */
+static int lurk_sig_sign_init(void *vctx, void *keydata, const OSSL_PARAM params[])
+{
+    return lurk_sig_init(vctx, NULL, keydata, params);
+}
+
+static int lurk_sig_do_sign(LURK_SIG_CTX *ctx, unsigned char *sig, size_t *siglen,
+                            size_t sigsize, const unsigned char *tbs, size_t tbslen)
+{
+    const lurk_scheme *scheme;
+
+    if (sig == NULL) {
+        /* Size query: answer the maximum, never an RPC. */
+        *siglen = (size_t)EVP_PKEY_get_size(ctx->key->pub);
+        return 1;
+    }
+    if ((scheme = lurk_sig_scheme(ctx)) == NULL) {
+        lurk_raise(ctx->prov, LURK_R_UNSUPPORTED, "no TLS signature scheme for %s with %s%s",
+                   lurk_key_type_name(ctx->type), ctx->md ? ctx->md : "no digest",
+                   ctx->pad == LURK_PAD_PSS ? " and PSS" : "");
+        return 0;
+    }
+    return lurk_rpc_sign(ctx->prov, ctx->key->key_id, scheme->code, tbs, tbslen, sig, siglen,
+                         sigsize);
+}
+
+static int lurk_sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsize,
+                         const unsigned char *tbs, size_t tbslen)
+{
+    return lurk_sig_do_sign(vctx, sig, siglen, sigsize, tbs, tbslen);
+}
+
+static int lurk_sig_digest_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsize,
+                                const unsigned char *tbs, size_t tbslen)
+{
+    return lurk_sig_do_sign(vctx, sig, siglen, sigsize, tbs, tbslen);
+}
+
+static int lurk_sig_digest_sign_update(void *vctx, const unsigned char *data, size_t datalen)
+{
+    LURK_SIG_CTX *ctx = vctx;
+    unsigned char *grown;
+
+    /* The key server takes no more than this; fail here, not after an RPC. */
+    if (datalen > LURK_MAX_TBS - ctx->len) {
+        lurk_raise(ctx->prov, LURK_R_UNSUPPORTED, "message longer than %u bytes", LURK_MAX_TBS);
+        return 0;
+    }
+    if (datalen == 0)
+        return 1;
+    if ((grown = realloc(ctx->buf, ctx->len + datalen)) == NULL) {
+        lurk_raise(ctx->prov, LURK_R_INTERNAL, "out of memory");
+        return 0;
+    }
+    memcpy(grown + ctx->len, data, datalen);
+    ctx->buf = grown;
+    ctx->len += datalen;
+    return 1;
+}
+
+static int lurk_sig_digest_sign_final(void *vctx, unsigned char *sig, size_t *siglen,
+                                      size_t sigsize)
+{
+    LURK_SIG_CTX *ctx = vctx;
+
+    return lurk_sig_do_sign(ctx, sig, siglen, sigsize, ctx->buf, ctx->len);
+}
+
+static int lurk_sig_set_pad(LURK_SIG_CTX *ctx, const OSSL_PARAM *p)
+{
+    int mode = 0;
+    const char *s = NULL;
+
+    if (p->data_type == OSSL_PARAM_UTF8_STRING && OSSL_PARAM_get_utf8_string_ptr(p, &s))
+        mode = strcmp(s, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0 ? RSA_PKCS1_PADDING
+               : strcmp(s, OSSL_PKEY_RSA_PAD_MODE_PSS) == 0   ? RSA_PKCS1_PSS_PADDING
+                                                               : -1;
+    else if (!OSSL_PARAM_get_int(p, &mode))
+        return 0;
+    if (ctx->type != LURK__V1__KEY_TYPE__KEY_TYPE_RSA
+        || (mode != RSA_PKCS1_PADDING && mode != RSA_PKCS1_PSS_PADDING)) {
+        lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
+                   "padding: lurk RSA keys sign with PKCS#1 v1.5 or PSS only");
+        return 0;
+    }
+    ctx->pad = mode == RSA_PKCS1_PSS_PADDING ? LURK_PAD_PSS : LURK_PAD_PKCS1;
+    return 1;
+}
+
+/* TLS fixes the PSS salt to the digest length; accept only that. */
+static int lurk_sig_set_saltlen(LURK_SIG_CTX *ctx, const OSSL_PARAM *p)
+{
+    const char *s = NULL;
+    int len;
+    const lurk_scheme *scheme;
+
+    if (p->data_type == OSSL_PARAM_UTF8_STRING && OSSL_PARAM_get_utf8_string_ptr(p, &s)) {
+        if (strcmp(s, OSSL_PKEY_RSA_PSS_SALT_LEN_DIGEST) == 0)
+            return 1;
+        len = atoi(s);
+    } else if (!OSSL_PARAM_get_int(p, &len)) {
+        return 0;
+    }
+    if (len == RSA_PSS_SALTLEN_DIGEST)
+        return 1;
+    scheme = lurk_sig_scheme(ctx);
+    if (scheme != NULL && scheme->md_len == (size_t)len)
+        return 1;
+    lurk_raise(ctx->prov, LURK_R_UNSUPPORTED, "PSS salt length must equal the digest length");
+    return 0;
+}
+
+static int lurk_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
+{
+    LURK_SIG_CTX *ctx = vctx;
+    const OSSL_PARAM *p;
+    const char *s;
+
+    if (params == NULL)
+        return 1;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST)) != NULL
+        && (!OSSL_PARAM_get_utf8_string_ptr(p, &s) || !lurk_sig_set_md(ctx, s)))
+        return 0;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PAD_MODE)) != NULL
+        && !lurk_sig_set_pad(ctx, p))
+        return 0;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_PSS_SALTLEN)) != NULL
+        && !lurk_sig_set_saltlen(ctx, p))
+        return 0;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_MGF1_DIGEST)) != NULL) {
+        const char *mgf1;
+
+        if (!OSSL_PARAM_get_utf8_string_ptr(p, &s) || (mgf1 = lurk_sig_md_canonical(s)) == NULL
+            || ctx->md == NULL || strcmp(mgf1, ctx->md) != 0) {
+            lurk_raise(ctx->prov, LURK_R_UNSUPPORTED, "MGF1 digest must equal the signing digest");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const OSSL_PARAM lurk_sig_rsa_settable[] = {
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM lurk_sig_ecdsa_settable[] = {
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM lurk_sig_ed25519_settable[] = {
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *lurk_sig_rsa_settable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return lurk_sig_rsa_settable;
+}
+
+static const OSSL_PARAM *lurk_sig_ecdsa_settable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return lurk_sig_ecdsa_settable;
+}
+
+static const OSSL_PARAM *lurk_sig_ed25519_settable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return lurk_sig_ed25519_settable;
+}
+
+#define LURK_SIGNATURE_FUNCTIONS(t)                                                           \
+    const OSSL_DISPATCH lurk_##t##_signature_functions[] = {                                  \
+        { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))lurk_sig_##t##_newctx },                \
+        { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))lurk_sig_freectx },                    \
+        { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))lurk_sig_dupctx },                      \
+        { OSSL_FUNC_SIGNATURE_SIGN_INIT, (void (*)(void))lurk_sig_sign_init },                \
+        { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))lurk_sig_sign },                          \
+        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, (void (*)(void))lurk_sig_digest_sign_init },  \
+        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE,                                             \
+          (void (*)(void))lurk_sig_digest_sign_update },                                      \
+        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))lurk_sig_digest_sign_final },\
+        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))lurk_sig_digest_sign },            \
+        { OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))lurk_sig_set_ctx_params },      \
+        { OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,                                            \
+          (void (*)(void))lurk_sig_##t##_settable_ctx_params },                               \
+        { 0, NULL }                                                                           \
+    }
+
+LURK_SIGNATURE_FUNCTIONS(rsa);
+LURK_SIGNATURE_FUNCTIONS(ecdsa);
+LURK_SIGNATURE_FUNCTIONS(ed25519);
