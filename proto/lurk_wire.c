@@ -71,7 +71,8 @@ int lurk_key_id_valid(const char *id)
         if (!ok || n >= LURK_MAX_KEY_ID)
             return 0;
     }
-    return n > 0;
+    /* No leading dot or dash: an id must never read as "..", a hidden file or an option. */
+    return n > 0 && id[0] != '.' && id[0] != '-';
 }
 
 #define CHECK(cond, text) do { if (!(cond)) { *why = (text); return LURK__V1__STATUS__STATUS_MALFORMED; } } while (0)

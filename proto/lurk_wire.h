@@ -68,8 +68,9 @@ const char *lurk_status_name(Lurk__V1__Status status);
 const char *lurk_key_type_name(Lurk__V1__KeyType type);
 
 /*
- * A key id is 1..LURK_MAX_KEY_ID characters of [A-Za-z0-9._-], so that it
- * can appear in URIs, file names and logs without escaping.
+ * A key id is 1..LURK_MAX_KEY_ID characters of [A-Za-z0-9._-], not starting
+ * with '.' or '-', so that it can appear in URIs, file names, command lines
+ * and logs without escaping.
  */
 int lurk_key_id_valid(const char *id);
 
