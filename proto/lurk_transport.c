@@ -163,16 +163,20 @@ int lurk_tls_config_make(int server, const lurk_tls_files *files, nng_tls_config
 {
     nng_tls_config *cfg = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL, *crl = NULL;
-    size_t keylen = 0;
     int rv;
 
     *out = NULL;
-    if (files->cert == NULL || files->key == NULL || files->ca == NULL) {
+    /*
+     * A client without a certificate is allowed here only so that the key
+     * server's refusal of such an edge can be tested and diagnosed.
+     */
+    if (files->ca == NULL || (server && (files->cert == NULL || files->key == NULL))
+        || ((files->cert == NULL) != (files->key == NULL))) {
         lurk_errf(err, errlen, "mutual TLS needs a certificate, its key and a CA file");
         return -1;
     }
-    if ((cert = lurk_read_file(files->cert, NULL, err, errlen)) == NULL
-        || (key = lurk_read_file(files->key, &keylen, err, errlen)) == NULL
+    if ((files->cert != NULL && (cert = lurk_read_file(files->cert, NULL, err, errlen)) == NULL)
+        || (files->key != NULL && (key = lurk_read_file(files->key, NULL, err, errlen)) == NULL)
         || (ca = lurk_read_file(files->ca, NULL, err, errlen)) == NULL
         || (files->crl != NULL && (crl = lurk_read_file(files->crl, NULL, err, errlen)) == NULL))
         goto fail;
@@ -180,7 +184,7 @@ int lurk_tls_config_make(int server, const lurk_tls_files *files, nng_tls_config
         lurk_errf(err, errlen, "TLS setup: %s", nng_strerror(rv));
         goto fail;
     }
-    if ((rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
+    if (cert != NULL && (rv = nng_tls_config_own_cert(cfg, cert, key, NULL)) != 0) {
         lurk_errf(err, errlen, "certificate %s with key %s: %s (RSA or ECDSA, PEM, unencrypted)",
                   files->cert, files->key, nng_strerror(rv));
         goto fail;
@@ -196,7 +200,6 @@ int lurk_tls_config_make(int server, const lurk_tls_files *files, nng_tls_config
         lurk_errf(err, errlen, "TLS setup: %s", nng_strerror(rv));
         goto fail;
     }
-    (void)keylen;
     lurk_free_secret(key);
     free(cert);
     free(ca);

@@ -1,0 +1,214 @@
+# Shared helpers for LURK integration tests. Source it from a test script.
+#
+# Every test runs in its own temporary directory, generates its own
+# certificates, starts its own servers on free 127.0.0.1 ports, and stops
+# them by PID on exit. It ends with one line "N passed, N failed" and exits
+# non-zero when anything failed.
+#
+# ctest passes the build products in the environment:
+#   LURK_KEYSERVER, LURK_CTL, LURK_MODULES_DIR, LURK_FREEPORT, LURK_TOOLS_DIR
+
+set -u -o pipefail
+
+: "${LURK_KEYSERVER:?set by ctest}" "${LURK_CTL:?}" "${LURK_MODULES_DIR:?}" "${LURK_FREEPORT:?}"
+
+LURK_T=$(mktemp -d "${TMPDIR:-/tmp}/lurk-test.XXXXXX")
+LURK_PIDS=()
+LURK_PASS=0
+LURK_FAIL=0
+LURK_SKIP=0
+
+lurk_cleanup() {
+    local pid
+    for pid in "${LURK_PIDS[@]}"; do
+        kill -CONT "$pid" 2>/dev/null
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${LURK_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null
+    done
+    if [ "${LURK_KEEP:-0}" = 1 ] || [ "$LURK_FAIL" -gt 0 ]; then
+        echo "# logs kept in $LURK_T"
+    else
+        rm -rf "$LURK_T"
+    fi
+}
+trap lurk_cleanup EXIT
+
+lurk_log() { echo "# $*"; }
+
+lurk_pass() { LURK_PASS=$((LURK_PASS + 1)); echo "ok - $*"; }
+
+lurk_fail() { LURK_FAIL=$((LURK_FAIL + 1)); echo "not ok - $*"; }
+
+lurk_skip() { LURK_SKIP=$((LURK_SKIP + 1)); echo "ok - SKIP $*"; }
+
+# lurk_check DESC CMD...: passes when CMD succeeds.
+lurk_check() {
+    local desc=$1; shift
+    if "$@"; then lurk_pass "$desc"; else lurk_fail "$desc"; fi
+}
+
+# lurk_check_fails DESC CMD...: passes when CMD fails.
+lurk_check_fails() {
+    local desc=$1; shift
+    if "$@"; then lurk_fail "$desc (unexpectedly succeeded)"; else lurk_pass "$desc"; fi
+}
+
+# lurk_grep DESC PATTERN FILE: passes when FILE matches the extended regex.
+lurk_grep() {
+    if grep -Eq -- "$2" "$3"; then
+        lurk_pass "$1"
+    else
+        lurk_fail "$1: /$2/ not in $3"
+        sed 's/^/#   /' "$3" | tail -n 15
+    fi
+}
+
+lurk_done() {
+    echo "${LURK_PASS} passed, ${LURK_FAIL} failed, ${LURK_SKIP} skipped"
+    [ "$LURK_FAIL" -eq 0 ]
+    exit $?
+}
+
+lurk_port() { "$LURK_FREEPORT"; }
+
+# lurk_wait_port PORT [SECONDS]: until something accepts on 127.0.0.1:PORT.
+lurk_wait_port() {
+    local port=$1 n=$(( ${2:-10} * 10 ))
+    for _ in $(seq "$n"); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "# nothing listens on port $port" >&2
+    return 1
+}
+
+# lurk_wait_log FILE REGEX [SECONDS]
+lurk_wait_log() {
+    local n=$(( ${3:-10} * 10 ))
+    for _ in $(seq "$n"); do
+        grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "# /$2/ never appeared in $1" >&2
+    tail -n 20 "$1" >&2
+    return 1
+}
+
+# --- certificates -----------------------------------------------------------
+
+# _lurk_cert NAME CA CN SAN: a P-256 key and a certificate signed by CA.
+_lurk_cert() {
+    local name=$1 ca=$2 cn=$3 san=$4 dir=$LURK_T/pki
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/$name.key" 2>/dev/null
+    openssl req -new -key "$dir/$name.key" -subj "/CN=$cn" -out "$dir/$name.csr" 2>/dev/null
+    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\n' "$san" > "$dir/$name.ext"
+    openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$ca.crt" -CAkey "$dir/$ca.key" \
+        -CAcreateserial -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.crt" 2>/dev/null
+    chmod 600 "$dir/$name.key"
+}
+
+_lurk_ca() {
+    local name=$1 dir=$LURK_T/pki
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3 \
+        -subj "/CN=LURK test $name" -keyout "$dir/$name.key" -out "$dir/$name.crt" 2>/dev/null
+}
+
+# lurk_pki: the channel PKI (CA, key server, edge, and a rogue edge from
+# another CA) and the web PKI (a CA and one server certificate per key).
+# Keys served by the key server: rsa (2048), p256, p384, ed25519.
+lurk_pki() {
+    local dir=$LURK_T/pki k
+    mkdir -p "$dir" "$LURK_T/keys"
+    _lurk_ca ca
+    _lurk_ca rogue-ca
+    _lurk_cert keyserver ca localhost "DNS:localhost,IP:127.0.0.1"
+    _lurk_cert edge ca edge1.example "DNS:edge1.example"
+    _lurk_cert rogue-edge rogue-ca edge1.example "DNS:edge1.example"
+    _lurk_ca web-ca
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$LURK_T/keys/rsa.pem" 2>/dev/null
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$LURK_T/keys/p256.pem" 2>/dev/null
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out "$LURK_T/keys/p384.pem" 2>/dev/null
+    openssl genpkey -algorithm ED25519 -out "$LURK_T/keys/ed25519.pem" 2>/dev/null
+    chmod 600 "$LURK_T"/keys/*.pem
+    for k in rsa p256 p384 ed25519; do
+        openssl req -new -key "$LURK_T/keys/$k.pem" -subj "/CN=localhost" -out "$dir/web-$k.csr" 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$dir/web.ext"
+        openssl x509 -req -in "$dir/web-$k.csr" -CA "$dir/web-ca.crt" -CAkey "$dir/web-ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/web.ext" -out "$dir/web-$k.crt" 2>/dev/null
+    done
+}
+
+# --- key server ---------------------------------------------------------------
+
+# lurk_keyserver_conf FILE URL [extra [keyserver] lines...]
+lurk_keyserver_conf() {
+    local file=$1 url=$2; shift 2
+    {
+        echo "[keyserver]"
+        echo "listen = $url"
+        echo "tls_cert = $LURK_T/pki/keyserver.crt"
+        echo "tls_key = $LURK_T/pki/keyserver.key"
+        echo "client_ca = $LURK_T/pki/ca.crt"
+        for line in "$@"; do echo "$line"; done
+        echo "[keys]"
+        echo "rsa = $LURK_T/keys/rsa.pem"
+        echo "p256 = $LURK_T/keys/p256.pem"
+        echo "p384 = $LURK_T/keys/p384.pem"
+        echo "ed25519 = $LURK_T/keys/ed25519.pem"
+    } > "$file"
+}
+
+# lurk_keyserver_start NAME CONF [ARGS...]: sets LURK_KS_PID; log in $LURK_T/NAME.log
+lurk_keyserver_start() {
+    local name=$1 conf=$2; shift 2
+    "$LURK_KEYSERVER" -c "$conf" "$@" > "$LURK_T/$name.log" 2>&1 &
+    LURK_KS_PID=$!
+    LURK_PIDS+=("$LURK_KS_PID")
+    lurk_wait_log "$LURK_T/$name.log" "ready" 10
+}
+
+# lurk_openssl_cnf FILE SERVER-URLS [extra lurk_sect lines...]: activates
+# default first, then lurk, with optional default properties (FIELD-NOTES 4).
+lurk_openssl_cnf() {
+    local file=$1 urls=$2; shift 2
+    {
+        echo "openssl_conf = openssl_init"
+        echo "[openssl_init]"
+        echo "providers = provider_sect"
+        echo "alg_section = alg_sect"
+        echo "[alg_sect]"
+        echo "default_properties = ?provider=default"
+        echo "[provider_sect]"
+        echo "default = default_sect"
+        echo "lurk = lurk_sect"
+        echo "[default_sect]"
+        echo "activate = 1"
+        echo "[lurk_sect]"
+        echo "module = $LURK_MODULES_DIR/lurk.so"
+        echo "activate = 1"
+        echo "servers = $urls"
+        echo "tls_cert = $LURK_T/pki/edge.crt"
+        echo "tls_key = $LURK_T/pki/edge.key"
+        echo "tls_ca = $LURK_T/pki/ca.crt"
+        echo "server_name = localhost"
+        for line in "$@"; do echo "$line"; done
+    } > "$file"
+}
+
+# lurk_bg NAME CMD...: runs CMD in the background, output to $LURK_T/NAME.log;
+# sets LURK_BG_PID.
+lurk_bg() {
+    local name=$1; shift
+    "$@" > "$LURK_T/$name.log" 2>&1 < /dev/null &
+    LURK_BG_PID=$!
+    LURK_PIDS+=("$LURK_BG_PID")
+}
+
+lurk_stop() {
+    kill "$1" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null
+}

@@ -1,0 +1,119 @@
+/*
+ * The fork pattern of nginx and HAProxy, reduced to one program:
+ *   lurk-fork-sign URI child   load, fork, sign in the child (must work)
+ *   lurk-fork-sign URI parent  load, sign, fork, sign in the child
+ *                              (the child must fail cleanly, not abort)
+ * Each signature is over a well-formed TLS 1.3 server CertificateVerify
+ * context and is verified with the public key. Exit 0 when the outcome is
+ * the expected one; prints the OpenSSL errors either way.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/store.h>
+
+static EVP_PKEY *load_key(const char *uri)
+{
+    OSSL_STORE_CTX *st = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
+    EVP_PKEY *pkey = NULL;
+
+    if (st == NULL)
+        return NULL;
+    OSSL_STORE_expect(st, OSSL_STORE_INFO_PKEY);
+    while (pkey == NULL && !OSSL_STORE_eof(st)) {
+        OSSL_STORE_INFO *info = OSSL_STORE_load(st);
+
+        if (info != NULL && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
+            pkey = OSSL_STORE_INFO_get1_PKEY(info);
+        OSSL_STORE_INFO_free(info);
+    }
+    OSSL_STORE_close(st);
+    return pkey;
+}
+
+/* 64 spaces, the context string, 0, and a 32-byte transcript hash. */
+static size_t tls13_context(unsigned char *buf)
+{
+    static const char label[] = "TLS 1.3, server CertificateVerify";
+    size_t n = 0;
+
+    memset(buf, 0x20, 64);
+    n = 64;
+    memcpy(buf + n, label, sizeof(label)); /* with its NUL */
+    n += sizeof(label);
+    for (int i = 0; i < 32; i++)
+        buf[n++] = (unsigned char)(0xa0 + i);
+    return n;
+}
+
+static int sign_and_verify(EVP_PKEY *pkey)
+{
+    unsigned char tbs[200], sig[1024];
+    size_t tbslen = tls13_context(tbs), siglen = sizeof(sig);
+    const char *md = EVP_PKEY_is_a(pkey, "ED25519") ? NULL : "SHA256";
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = 0;
+
+    if (m != NULL && EVP_DigestSignInit_ex(m, &pctx, md, NULL, NULL, pkey, NULL) > 0
+        && (!EVP_PKEY_is_a(pkey, "RSA") || EVP_PKEY_CTX_set_rsa_padding(pctx, 6) > 0)
+        && EVP_DigestSign(m, sig, &siglen, tbs, tbslen) > 0
+        && EVP_DigestVerifyInit_ex(m, &pctx, md, NULL, "provider=default", pkey, NULL) > 0
+        && (!EVP_PKEY_is_a(pkey, "RSA") || EVP_PKEY_CTX_set_rsa_padding(pctx, 6) > 0)
+        && EVP_DigestVerify(m, sig, siglen, tbs, tbslen) == 1)
+        ok = 1;
+    EVP_MD_CTX_free(m);
+    return ok;
+}
+
+int main(int argc, char **argv)
+{
+    EVP_PKEY *pkey;
+    int parent_first, status;
+    pid_t pid;
+
+    if (argc != 3 || (strcmp(argv[2], "child") != 0 && strcmp(argv[2], "parent") != 0)) {
+        fprintf(stderr, "usage: lurk-fork-sign URI child|parent\n");
+        return 2;
+    }
+    parent_first = strcmp(argv[2], "parent") == 0;
+    if ((pkey = load_key(argv[1])) == NULL) {
+        fprintf(stderr, "load failed\n");
+        ERR_print_errors_fp(stderr);
+        return 1;
+    }
+    if (parent_first) {
+        if (!sign_and_verify(pkey)) {
+            fprintf(stderr, "parent: sign failed\n");
+            ERR_print_errors_fp(stderr);
+            return 1;
+        }
+        printf("parent: signed\n");
+    }
+    fflush(stdout);
+    if ((pid = fork()) == 0) {
+        int ok = sign_and_verify(pkey);
+
+        printf("child: %s\n", ok ? "signed" : "sign failed");
+        fflush(stdout);
+        ERR_print_errors_fp(stdout);
+        _exit(ok ? 0 : 3);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) {
+        perror("fork");
+        return 1;
+    }
+    if (!WIFEXITED(status)) {
+        printf("child died with signal %d\n", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        return 1;
+    }
+    EVP_PKEY_free(pkey);
+    /* Signing in the child works unless the parent already started nng. */
+    if (parent_first)
+        return WEXITSTATUS(status) == 3 ? 0 : 1;
+    return WEXITSTATUS(status) == 0 ? 0 : 1;
+}
