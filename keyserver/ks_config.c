@@ -1,0 +1,922 @@
+/*
+ * Configuration parsing: see ks_config.h.
+ *
+ * NCONF does the parsing, but it forgives things a key server must not:
+ * a name given twice in a section silently keeps the last value (and drops
+ * the first from the section's stack too, so walking the stack cannot tell),
+ * and a name missing from a section is looked up in [default]. So the text
+ * is also scanned line by line here, only to learn which names each section
+ * assigns and on which line; values always come from NCONF.
+ */
+#include "ks_config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/conf.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "ks_log.h"
+#include "lurk_transport.h"
+#include "lurk_wire.h"
+
+/* ---- messages ---------------------------------------------------------- */
+
+static void ks_config_errf(char *err, size_t errlen, const char *name, long line,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void ks_config_errf(char *err, size_t errlen, const char *name, long line,
+                           const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (err == NULL || errlen == 0)
+        return;
+    if (line > 0)
+        n = snprintf(err, errlen, "%s:%ld: ", name, line);
+    else
+        n = snprintf(err, errlen, "%s: ", name);
+    if (n < 0 || (size_t)n >= errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the line scanner -------------------------------------------------- */
+
+typedef struct {
+    char *section;
+    char *name;
+    long line;
+} ks_scan_entry;
+
+typedef struct {
+    ks_scan_entry *v;
+    size_t n;
+    size_t cap;
+    long include_line; /* first .include directive, 0 if none */
+} ks_scan;
+
+static void ks_scan_free(ks_scan *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].section);
+        free(s->v[i].name);
+    }
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+static int ks_scan_add(ks_scan *s, const char *section, const char *name, size_t namelen,
+                       long line)
+{
+    ks_scan_entry *e;
+
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        ks_scan_entry *v = realloc(s->v, cap * sizeof(*v));
+
+        if (v == NULL)
+            return -1;
+        s->v = v;
+        s->cap = cap;
+    }
+    e = &s->v[s->n];
+    e->section = strdup(section);
+    e->name = strndup(name, namelen);
+    e->line = line;
+    if (e->section == NULL || e->name == NULL) {
+        free(e->section);
+        free(e->name);
+        return -1;
+    }
+    s->n++;
+    return 0;
+}
+
+static int ks_is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Cut a '#' comment the way NCONF does: not inside quotes, not escaped. */
+static void ks_scan_strip_comment(char *p)
+{
+    for (; *p != '\0'; p++) {
+        if (*p == '\\') {
+            if (p[1] == '\0')
+                return;
+            p++;
+        } else if (*p == '"' || *p == '\'') {
+            char q = *p;
+
+            for (p++; *p != '\0' && *p != q; p++)
+                if (*p == '\\' && p[1] != '\0')
+                    p++;
+            if (*p == '\0')
+                return;
+        } else if (*p == '#') {
+            *p = '\0';
+            return;
+        }
+    }
+}
+
+static char *ks_trim(char *s)
+{
+    size_t n;
+
+    while (ks_is_ws(*s))
+        s++;
+    n = strlen(s);
+    while (n > 0 && ks_is_ws(s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* One logical line (continuations joined), starting on line `line`. */
+static int ks_scan_line(ks_scan *s, char *buf, long line, char **section)
+{
+    char *p, *name, *sep;
+    char *sect;
+
+    ks_scan_strip_comment(buf);
+    p = ks_trim(buf);
+    if (*p == '\0')
+        return 0;
+    if (*p == '[') {
+        char *end = strchr(p, ']');
+        char *copy;
+
+        if (end == NULL)
+            return 0; /* NCONF reports it */
+        *end = '\0';
+        if ((copy = strdup(ks_trim(p + 1))) == NULL)
+            return -1;
+        free(*section);
+        *section = copy;
+        return 0;
+    }
+    if (strncmp(p, ".include", 8) == 0 && (ks_is_ws(p[8]) || p[8] == '=')) {
+        if (s->include_line == 0)
+            s->include_line = line;
+        return 0;
+    }
+    if (strncmp(p, ".pragma", 7) == 0 && (ks_is_ws(p[7]) || p[7] == '='))
+        return 0;
+    /*
+     * The name ends at white space or '='. Escapes are rare in names; take
+     * the escaped character as NCONF does, so a cross-check can compare.
+     */
+    name = p;
+    {
+        char *w = p;
+
+        for (; *p != '\0' && !ks_is_ws(*p) && *p != '='; p++) {
+            if (*p == '\\' && p[1] != '\0')
+                p++;
+            *w++ = *p;
+        }
+        if (*p != '\0')
+            p++;
+        *w = '\0';
+    }
+    sect = *section;
+    if ((sep = strstr(name, "::")) != NULL) {
+        *sep = '\0';
+        sect = name;
+        name = sep + 2;
+    }
+    return ks_scan_add(s, sect, name, strlen(name), line);
+}
+
+static int ks_scan_text(ks_scan *s, const char *text, size_t len)
+{
+    char *logical = NULL, *section = strdup("default");
+    size_t lsize = 0, llen = 0;
+    long lineno = 0, start = 0;
+    size_t pos = 0;
+    int rv = -1;
+
+    if (section == NULL)
+        return -1;
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t plen = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
+        const char *phys = text + pos;
+        int cont = 0;
+
+        pos += plen + (nl != NULL);
+        lineno++;
+        if (llen == 0)
+            start = lineno;
+        while (plen > 0 && phys[plen - 1] == '\r')
+            plen--;
+        /* A line ending in one backslash continues; "\\\\" is an escaped one. */
+        if (plen > 0 && phys[plen - 1] == '\\' && (plen < 2 || phys[plen - 2] != '\\')) {
+            plen--;
+            cont = 1;
+        }
+        if (llen + plen + 1 > lsize) {
+            size_t nsize = (llen + plen + 1) * 2;
+            char *grown = realloc(logical, nsize);
+
+            if (grown == NULL)
+                goto out;
+            logical = grown;
+            lsize = nsize;
+        }
+        memcpy(logical + llen, phys, plen);
+        llen += plen;
+        logical[llen] = '\0';
+        if (cont && pos < len)
+            continue;
+        if (ks_scan_line(s, logical, start, &section) != 0)
+            goto out;
+        llen = 0;
+    }
+    rv = 0;
+out:
+    free(logical);
+    free(section);
+    return rv;
+}
+
+/* Line of the first (nth = 0) or a later assignment of section::name. */
+static long ks_scan_find(const ks_scan *s, const char *section, const char *name,
+                         size_t nth)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].section, section) == 0 && strcmp(s->v[i].name, name) == 0
+            && nth-- == 0)
+            return s->v[i].line;
+    return 0;
+}
+
+/* Line of the assignment NCONF kept: the last one. */
+static long ks_scan_last(const ks_scan *s, const char *section, const char *name)
+{
+    long line = 0;
+
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].section, section) == 0 && strcmp(s->v[i].name, name) == 0)
+            line = s->v[i].line;
+    return line;
+}
+
+/* First name assigned twice in `section`, with both lines. */
+static const ks_scan_entry *ks_scan_duplicate(const ks_scan *s, const char *section,
+                                              long *first)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (strcmp(s->v[i].section, section) != 0)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(s->v[j].section, section) == 0
+                && strcmp(s->v[j].name, s->v[i].name) == 0) {
+                *first = s->v[j].line;
+                return &s->v[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static int ks_config_bool(const char *v, int *out)
+{
+    static const char *const yes[] = { "yes", "true", "on", "1" };
+    static const char *const no[] = { "no", "false", "off", "0" };
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int ks_config_scheme_len(const char *s)
+{
+    int n = 0;
+
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return 0;
+    for (n = 1; s[n] != '\0' && s[n] != ':'; n++) {
+        char c = s[n];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '+' || c == '-' || c == '.'))
+            return 0;
+    }
+    return s[n] == ':' ? n : 0;
+}
+
+/* The path inside a file: URI (file:/p, file:///p, file://localhost/p). */
+static const char *ks_config_file_uri_path(const char *s)
+{
+    if (strncasecmp(s, "file:", 5) != 0)
+        return NULL;
+    s += 5;
+    if (strncmp(s, "//", 2) == 0) {
+        s += 2;
+        if (strncasecmp(s, "localhost", 9) == 0)
+            s += 9;
+        return *s == '/' ? s : NULL;
+    }
+    return s;
+}
+
+int ks_config_source_is_path(const char *source)
+{
+    if (source[0] == '/' || source[0] == '.')
+        return 1;
+    if (ks_config_scheme_len(source) == 0)
+        return 1;
+    return ks_config_file_uri_path(source) != NULL;
+}
+
+static char *ks_config_resolve(const char *basedir, const char *path)
+{
+    char *out;
+    size_t n;
+
+    if (path[0] == '/' || basedir == NULL || basedir[0] == '\0')
+        return strdup(path);
+    while (path[0] == '.' && path[1] == '/')
+        path += 2 + strspn(path + 2, "/"); /* "./x" is "x", and reads better in logs */
+    n = strlen(basedir) + 1 + strlen(path) + 1;
+    if ((out = malloc(n)) != NULL)
+        snprintf(out, n, "%s%s%s", basedir,
+                 basedir[strlen(basedir) - 1] == '/' ? "" : "/", path);
+    return out;
+}
+
+static unsigned int ks_config_auto_workers(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned long w;
+
+    if (cpus < 1)
+        cpus = 1;
+    /*
+     * Workers block in a signature, never in I/O (nng does that on its own
+     * threads), so a few per core keep every core busy while some threads
+     * are between messages.
+     */
+    w = 4ul * (unsigned long)cpus;
+    if (w < 4)
+        w = 4;
+    if (w > KS_CONFIG_MAX_WORKERS)
+        w = KS_CONFIG_MAX_WORKERS;
+    return (unsigned int)w;
+}
+
+/* ---- [keyserver] ------------------------------------------------------- */
+
+typedef struct {
+    const char *text_name; /* for messages */
+    const char *basedir;
+    CONF *conf;
+    ks_scan scan;
+    STACK_OF(CONF_VALUE) *main;
+    char *err;
+    size_t errlen;
+} ks_parse;
+
+static const char *const ks_config_known[] = {
+    "listen", "tls_cert", "tls_key", "client_ca", "client_crl", "allow_insecure",
+    "workers", "keys", "server_id", "tls13", "tls12", "ffdhe", "rsa_decrypt",
+};
+
+#define KS_MAIN "keyserver"
+
+/* The value of a [keyserver] setting, never one inherited from [default]. */
+static const char *ks_main_get(const ks_parse *p, const char *name)
+{
+    for (int i = 0; i < sk_CONF_VALUE_num(p->main); i++) {
+        const CONF_VALUE *v = sk_CONF_VALUE_value(p->main, i);
+
+        if (strcmp(v->name, name) == 0)
+            return v->value != NULL && v->value[0] != '\0' ? v->value : NULL;
+    }
+    return NULL;
+}
+
+static long ks_main_line(const ks_parse *p, const char *name)
+{
+    return ks_scan_last(&p->scan, KS_MAIN, name);
+}
+
+static int ks_main_path(ks_parse *p, const char *name, char **out)
+{
+    const char *v = ks_main_get(p, name);
+
+    *out = NULL;
+    if (v == NULL)
+        return 0;
+    if ((*out = ks_config_resolve(p->basedir, v)) == NULL) {
+        ks_config_errf(p->err, p->errlen, p->text_name, 0, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int ks_main_bool(ks_parse *p, const char *name, int dflt, int *out)
+{
+    const char *v = ks_main_get(p, name);
+
+    *out = dflt;
+    if (v == NULL)
+        return 0;
+    if (ks_config_bool(v, out) != 0) {
+        ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, name),
+                       "%s: \"%s\" is not yes or no", name, v);
+        return -1;
+    }
+    return 0;
+}
+
+static void ks_main_warn_unknown(const ks_parse *p)
+{
+    for (int i = 0; i < sk_CONF_VALUE_num(p->main); i++) {
+        const CONF_VALUE *v = sk_CONF_VALUE_value(p->main, i);
+        int known = 0;
+
+        for (size_t k = 0; k < sizeof(ks_config_known) / sizeof(ks_config_known[0]); k++)
+            known |= strcmp(v->name, ks_config_known[k]) == 0;
+        if (!known) {
+            long line = ks_main_line(p, v->name);
+
+            ks_log(KS_LOG_WARN, "%s:%ld: [keyserver]: unknown setting \"%s\" ignored",
+                   p->text_name, line, v->name);
+        }
+    }
+}
+
+static int ks_main_listen(ks_parse *p, ks_config *cfg)
+{
+    const char *v = ks_main_get(p, "listen");
+    long line = ks_main_line(p, "listen");
+    char why[512];
+
+    if (v == NULL) {
+        ks_config_errf(p->err, p->errlen, p->text_name, line,
+                       "listen: required in [keyserver] (e.g. listen = tls+tcp://0.0.0.0:7443)");
+        return -1;
+    }
+    why[0] = '\0';
+    cfg->listen = lurk_url_list_parse(v, cfg->allow_insecure, why, sizeof(why));
+    if (cfg->listen == NULL) {
+        ks_config_errf(p->err, p->errlen, p->text_name, line, "listen: %s", why);
+        return -1;
+    }
+    for (char **u = cfg->listen; *u != NULL; u++) {
+        cfg->n_listen++;
+        if (lurk_url_classify(*u) == LURK_URL_TLS)
+            cfg->has_tls = 1;
+    }
+    return 0;
+}
+
+static int ks_main_tls(ks_parse *p, ks_config *cfg)
+{
+    static const char *const need[] = { "tls_cert", "tls_key", "client_ca" };
+    char **const have[] = { &cfg->tls_cert, &cfg->tls_key, &cfg->client_ca };
+
+    if (ks_main_path(p, "tls_cert", &cfg->tls_cert) != 0
+        || ks_main_path(p, "tls_key", &cfg->tls_key) != 0
+        || ks_main_path(p, "client_ca", &cfg->client_ca) != 0
+        || ks_main_path(p, "client_crl", &cfg->client_crl) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+        if (cfg->has_tls && *have[i] == NULL) {
+            ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, "listen"),
+                           "%s: required for tls+tcp:// listeners%s", need[i],
+                           i == 2 ? " (edges' certificates must chain to it)" : "");
+            return -1;
+        }
+        if (!cfg->has_tls && *have[i] != NULL)
+            ks_log(KS_LOG_WARN, "%s:%ld: %s is set but no tls+tcp:// listener uses it",
+                   p->text_name, ks_main_line(p, need[i]), need[i]);
+    }
+    return 0;
+}
+
+static int ks_main_workers(ks_parse *p, ks_config *cfg)
+{
+    const char *v = ks_main_get(p, "workers");
+    char *end;
+    unsigned long w;
+
+    cfg->workers_set = 0;
+    if (v != NULL) {
+        errno = 0;
+        w = strtoul(v, &end, 10);
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0
+            || w > KS_CONFIG_MAX_WORKERS) {
+            ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, "workers"),
+                           "workers: \"%s\" is not a number from 0 (automatic) to %u", v,
+                           KS_CONFIG_MAX_WORKERS);
+            return -1;
+        }
+        cfg->workers_set = (unsigned int)w;
+    }
+    cfg->workers = cfg->workers_set != 0 ? cfg->workers_set : ks_config_auto_workers();
+    return 0;
+}
+
+static int ks_main_policy(ks_parse *p, ks_config *cfg)
+{
+    int tls13, tls12, ffdhe, decrypt;
+
+    cfg->policy = ks_policy_default();
+    if (ks_main_bool(p, "tls13", cfg->policy.allow_tls13, &tls13) != 0
+        || ks_main_bool(p, "tls12", cfg->policy.allow_tls12, &tls12) != 0
+        || ks_main_bool(p, "ffdhe", cfg->policy.allow_ffdhe, &ffdhe) != 0
+        || ks_main_bool(p, "rsa_decrypt", cfg->policy.allow_decrypt, &decrypt) != 0)
+        return -1;
+    cfg->policy.allow_tls13 = tls13 != 0;
+    cfg->policy.allow_tls12 = tls12 != 0;
+    cfg->policy.allow_ffdhe = ffdhe != 0;
+    cfg->policy.allow_decrypt = decrypt != 0;
+    if (!tls13 && !tls12)
+        ks_log(KS_LOG_WARN, "%s: tls13 and tls12 are both off: every signature will be refused",
+               p->text_name);
+    return 0;
+}
+
+static int ks_main_server_id(ks_parse *p, ks_config *cfg)
+{
+    const char *v = ks_main_get(p, "server_id");
+
+    if (v == NULL)
+        return 0;
+    for (const char *c = v; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f || c - v >= 255) {
+            ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, "server_id"),
+                           "server_id: at most 255 printable characters");
+            return -1;
+        }
+    }
+    if ((cfg->server_id = strdup(v)) == NULL)
+        return -1;
+    return 0;
+}
+
+/* ---- [keys] ------------------------------------------------------------ */
+
+/*
+ * The scanner and NCONF must agree on the names in the section, or a
+ * duplicate could hide behind syntax only one of them understands.
+ */
+static int ks_keys_cross_check(ks_parse *p, const char *section,
+                               STACK_OF(CONF_VALUE) *sect)
+{
+    size_t distinct = 0;
+
+    for (size_t i = 0; i < p->scan.n; i++) {
+        if (strcmp(p->scan.v[i].section, section) == 0
+            && ks_scan_find(&p->scan, section, p->scan.v[i].name, 0) == p->scan.v[i].line)
+            distinct++;
+    }
+    for (int i = 0; i < sk_CONF_VALUE_num(sect); i++) {
+        const CONF_VALUE *v = sk_CONF_VALUE_value(sect, i);
+
+        if (ks_scan_find(&p->scan, section, v->name, 0) == 0)
+            distinct = (size_t)-1;
+    }
+    if (distinct != (size_t)sk_CONF_VALUE_num(sect)) {
+        ks_config_errf(p->err, p->errlen, p->text_name, 0,
+                       "keys: cannot cross-check the key ids in [%s]; write each as a plain "
+                       "name (letters, digits, '.', '_', '-') at the start of its line",
+                       section);
+        return -1;
+    }
+    return 0;
+}
+
+static int ks_keys_parse(ks_parse *p, ks_config *cfg)
+{
+    const char *section = cfg->keys_section;
+    STACK_OF(CONF_VALUE) *sect = NCONF_get_section(p->conf, section);
+    const ks_scan_entry *dup;
+    long first = 0;
+    int n;
+
+    ERR_clear_error(); /* NCONF_get_section queues an error for a missing section */
+    if (sect == NULL || (n = sk_CONF_VALUE_num(sect)) <= 0) {
+        ks_config_errf(p->err, p->errlen, p->text_name, 0,
+                       "keys: no keys: section [%s] is %s", section,
+                       sect == NULL ? "missing" : "empty");
+        return -1;
+    }
+    if ((dup = ks_scan_duplicate(&p->scan, section, &first)) != NULL) {
+        ks_config_errf(p->err, p->errlen, p->text_name, dup->line,
+                       "keys: duplicate key id \"%s\" (first on line %ld)", dup->name, first);
+        return -1;
+    }
+    if (ks_keys_cross_check(p, section, sect) != 0)
+        return -1;
+    if ((cfg->keys = calloc((size_t)n, sizeof(*cfg->keys))) == NULL)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const CONF_VALUE *v = sk_CONF_VALUE_value(sect, i);
+        ks_config_key *k = &cfg->keys[cfg->n_keys];
+        long line = ks_scan_last(&p->scan, section, v->name);
+        const char *src = v->value, *fpath;
+
+        if (!lurk_key_id_valid(v->name)) {
+            ks_config_errf(p->err, p->errlen, p->text_name, line,
+                           "keys: \"%s\" is not a valid key id (1 to %u characters of "
+                           "A-Z a-z 0-9 . _ -)", v->name, LURK_MAX_KEY_ID);
+            return -1;
+        }
+        if (src == NULL || src[0] == '\0') {
+            ks_config_errf(p->err, p->errlen, p->text_name, line,
+                           "keys: key id \"%s\" has no file or URI", v->name);
+            return -1;
+        }
+        k->line = line;
+        k->is_path = ks_config_source_is_path(src);
+        if (k->is_path && (fpath = ks_config_file_uri_path(src)) != NULL)
+            src = fpath;
+        k->uri = k->is_path ? ks_config_resolve(p->basedir, src) : strdup(src);
+        k->id = strdup(v->name);
+        cfg->n_keys++;
+        if (k->uri == NULL || k->id == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* Warn about sections nothing reads: a typo there would go unnoticed. */
+static void ks_config_warn_sections(const ks_parse *p, const ks_config *cfg)
+{
+    for (size_t i = 0; i < p->scan.n; i++) {
+        const char *s = p->scan.v[i].section;
+
+        if (strcmp(s, KS_MAIN) == 0 || strcmp(s, cfg->keys_section) == 0)
+            continue;
+        ks_log(KS_LOG_WARN, "%s:%ld: \"%s\" in %s%s%s is ignored: settings belong in "
+               "[keyserver] and keys in [%s]", p->text_name, p->scan.v[i].line,
+               p->scan.v[i].name, strcmp(s, "default") == 0 ? "no section" : "[",
+               strcmp(s, "default") == 0 ? "" : s, strcmp(s, "default") == 0 ? "" : "]",
+               cfg->keys_section);
+    }
+}
+
+/* ---- the whole ---------------------------------------------------------- */
+
+static int ks_config_nconf(ks_parse *p, const char *text, size_t len)
+{
+    BIO *bio = BIO_new_mem_buf(text, (int)len);
+    long eline = 0;
+    char why[512];
+
+    if (bio == NULL || (p->conf = NCONF_new(NULL)) == NULL) {
+        BIO_free(bio);
+        ks_config_errf(p->err, p->errlen, p->text_name, 0, "out of memory");
+        return -1;
+    }
+    if (NCONF_load_bio(p->conf, bio, &eline) <= 0) {
+        why[0] = '\0';
+        ks_log_openssl_errors(why, sizeof(why));
+        ks_config_errf(p->err, p->errlen, p->text_name, eline, "%s",
+                       why[0] != '\0' ? why : "syntax error");
+        BIO_free(bio);
+        return -1;
+    }
+    BIO_free(bio);
+    return 0;
+}
+
+static int ks_config_parse(ks_parse *p, ks_config *cfg, const char *text, size_t len)
+{
+    const ks_scan_entry *dup;
+    const char *keys;
+    long first = 0;
+
+    if (memchr(text, '\0', len) != NULL) {
+        ks_config_errf(p->err, p->errlen, p->text_name, 0, "contains a NUL byte: not a text file");
+        return -1;
+    }
+    if (EVP_Digest(text, len, cfg->text_sha256, NULL, EVP_sha256(), NULL) != 1
+        || ks_scan_text(&p->scan, text, len) != 0) {
+        ks_config_errf(p->err, p->errlen, p->text_name, 0, "out of memory");
+        return -1;
+    }
+    /*
+     * Refused before NCONF sees it: it would open the file, and the config
+     * epoch would miss a change made there.
+     */
+    if (p->scan.include_line != 0) {
+        ks_config_errf(p->err, p->errlen, p->text_name, p->scan.include_line,
+                       ".include is not supported: keep the key server configuration in "
+                       "one file");
+        return -1;
+    }
+    if (ks_config_nconf(p, text, len) != 0)
+        return -1;
+    p->main = NCONF_get_section(p->conf, KS_MAIN);
+    ERR_clear_error();
+    if (p->main == NULL) {
+        ks_config_errf(p->err, p->errlen, p->text_name, 0, "no [keyserver] section");
+        return -1;
+    }
+    if ((dup = ks_scan_duplicate(&p->scan, KS_MAIN, &first)) != NULL) {
+        ks_config_errf(p->err, p->errlen, p->text_name, dup->line,
+                       "%s: set twice in [keyserver] (first on line %ld)%s", dup->name, first,
+                       strcmp(dup->name, "listen") == 0
+                       ? "; list all URLs in one listen setting" : "");
+        return -1;
+    }
+    ks_main_warn_unknown(p);
+    keys = ks_main_get(p, "keys");
+    if ((cfg->keys_section = strdup(keys != NULL ? keys : "keys")) == NULL)
+        return -1;
+    if (strcmp(cfg->keys_section, KS_MAIN) == 0) {
+        ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, "keys"),
+                       "keys: must name a section other than [keyserver]");
+        return -1;
+    }
+    if (ks_main_bool(p, "allow_insecure", 0, &cfg->allow_insecure) != 0
+        || ks_main_listen(p, cfg) != 0
+        || ks_main_tls(p, cfg) != 0
+        || ks_main_workers(p, cfg) != 0
+        || ks_main_policy(p, cfg) != 0
+        || ks_main_server_id(p, cfg) != 0
+        || ks_keys_parse(p, cfg) != 0)
+        return -1;
+    ks_config_warn_sections(p, cfg);
+    return 0;
+}
+
+int ks_config_parse_text(const char *text, size_t len, const char *name, const char *basedir,
+                         ks_config **out, char *err, size_t errlen)
+{
+    ks_parse p;
+    ks_config *cfg;
+    int rv = -1;
+
+    *out = NULL;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    memset(&p, 0, sizeof(p));
+    p.text_name = name != NULL ? name : "<config>";
+    p.basedir = basedir;
+    p.err = err;
+    p.errlen = errlen;
+    if (len > KS_CONFIG_MAX_TEXT) {
+        ks_config_errf(err, errlen, p.text_name, 0, "larger than %u bytes", KS_CONFIG_MAX_TEXT);
+        return -1;
+    }
+    if ((cfg = calloc(1, sizeof(*cfg))) == NULL
+        || (cfg->name = strdup(p.text_name)) == NULL
+        || (basedir != NULL && (cfg->basedir = strdup(basedir)) == NULL)) {
+        ks_config_errf(err, errlen, p.text_name, 0, "out of memory");
+        goto out;
+    }
+    if (ks_config_parse(&p, cfg, text, len) != 0) {
+        if (err != NULL && errlen > 0 && err[0] == '\0')
+            ks_config_errf(err, errlen, p.text_name, 0, "out of memory");
+        goto out;
+    }
+    *out = cfg;
+    cfg = NULL;
+    rv = 0;
+out:
+    ks_config_free(cfg);
+    NCONF_free(p.conf);
+    ks_scan_free(&p.scan);
+    return rv;
+}
+
+int ks_config_parse_bio(BIO *bio, const char *name, const char *basedir, ks_config **out,
+                        char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rv;
+
+    *out = NULL;
+    for (;;) {
+        int n;
+
+        if (cap - len < 4096) {
+            char *grown;
+
+            cap = cap ? cap * 2 : 8192;
+            if (cap > KS_CONFIG_MAX_TEXT + 8192u)
+                cap = KS_CONFIG_MAX_TEXT + 8192u;
+            if ((grown = realloc(buf, cap)) == NULL) {
+                free(buf);
+                ks_config_errf(err, errlen, name != NULL ? name : "<config>", 0,
+                               "out of memory");
+                return -1;
+            }
+            buf = grown;
+        }
+        n = BIO_read(bio, buf + len, (int)(cap - len));
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len > KS_CONFIG_MAX_TEXT)
+            break; /* parse_text refuses it with a message */
+    }
+    rv = ks_config_parse_text(buf != NULL ? buf : "", len, name, basedir, out, err, errlen);
+    free(buf);
+    return rv;
+}
+
+/* The directory holding `path`, absolute when it can be made so. */
+static char *ks_config_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir, *abs;
+    char cwd[PATH_MAX];
+    size_t n;
+
+    if (slash == NULL)
+        dir = strdup(".");
+    else if (slash == path)
+        dir = strdup("/");
+    else
+        dir = strndup(path, (size_t)(slash - path));
+    if (dir == NULL || dir[0] == '/')
+        return dir;
+    /* Absolute, so that logs and --check name the files unambiguously. */
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return dir;
+    n = strlen(cwd) + 1 + strlen(dir) + 1;
+    if ((abs = malloc(n)) != NULL) {
+        if (strcmp(dir, ".") == 0)
+            snprintf(abs, n, "%s", cwd);
+        else
+            snprintf(abs, n, "%s/%s", cwd, dir);
+        free(dir);
+        return abs;
+    }
+    return dir;
+}
+
+int ks_config_load(const char *path, ks_config **out, char *err, size_t errlen)
+{
+    BIO *bio;
+    char *dir;
+    int rv;
+
+    *out = NULL;
+    if ((bio = BIO_new_file(path, "rb")) == NULL) {
+        int e = errno;
+
+        ERR_clear_error();
+        ks_config_errf(err, errlen, path, 0, "cannot open: %s", strerror(e));
+        return -1;
+    }
+    if ((dir = ks_config_dirname(path)) == NULL) {
+        BIO_free(bio);
+        ks_config_errf(err, errlen, path, 0, "out of memory");
+        return -1;
+    }
+    rv = ks_config_parse_bio(bio, path, dir, out, err, errlen);
+    free(dir);
+    BIO_free(bio);
+    return rv;
+}
+
+void ks_config_free(ks_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->name);
+    free(cfg->basedir);
+    lurk_url_list_free(cfg->listen);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->client_ca);
+    free(cfg->client_crl);
+    free(cfg->server_id);
+    free(cfg->keys_section);
+    for (size_t i = 0; i < cfg->n_keys; i++) {
+        free(cfg->keys[i].id);
+        free(cfg->keys[i].uri);
+    }
+    free(cfg->keys);
+    free(cfg);
+}

@@ -1,0 +1,333 @@
+/*
+ * lurk-keyserver: holds TLS private keys and answers LURK requests from
+ * TLS edge servers. Runs in the foreground; a service manager supervises.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <openssl/crypto.h>
+
+#include "ks_config.h"
+#include "ks_keys.h"
+#include "ks_log.h"
+#include "ks_ops.h"
+#include "ks_server.h"
+#include "lurk_wire.h"
+
+#ifndef KS_VERSION
+#define KS_VERSION "unknown"
+#endif
+
+#define KS_EXIT_OK 0
+#define KS_EXIT_FAIL 1
+#define KS_EXIT_USAGE 2
+
+/* The longest --debug-delay-ms: one minute is beyond any test's timeout. */
+#define KS_MAX_DEBUG_DELAY_MS 60000
+
+typedef struct {
+    const char *config;
+    int check;
+    int verbose;
+    int debug_delay_ms;
+} ks_args;
+
+static void ks_usage(FILE *out)
+{
+    fputs(
+"Usage: lurk-keyserver -c FILE [--check] [-v] [--debug-delay-ms N]\n"
+"       lurk-keyserver --help | --version\n"
+"\n"
+"Hold TLS private keys and sign or decrypt for TLS edge servers (nginx,\n"
+"HAProxy, openssl s_server...) that use the LURK OpenSSL provider. Only\n"
+"TLS handshake signatures (TLS 1.3 CertificateVerify, TLS 1.2\n"
+"ServerKeyExchange) and TLS 1.2 RSA premaster decryption are performed:\n"
+"the key server is not a general signing or decryption oracle.\n"
+"Runs in the foreground and logs to standard error.\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE     configuration file (required)\n"
+"      --check           load and validate the configuration, the TLS files\n"
+"                        and every key, print a summary, exit; do not listen\n"
+"  -v, --verbose         log at debug level (every operation, without secrets)\n"
+"      --debug-delay-ms N\n"
+"                        wait N ms before answering each Sign and Decrypt\n"
+"                        (testing timeouts and concurrency; never in production)\n"
+"  -h, --help            show this help\n"
+"  -V, --version         show the version\n"
+"\n"
+"Configuration (OpenSSL config syntax; relative paths are relative to the\n"
+"directory of FILE; a name given twice in a section is an error):\n"
+"  [keyserver]\n"
+"  listen = URL...       tls+tcp://HOST:PORT (mutual TLS, recommended),\n"
+"                        ipc:///PATH (same host; file permissions decide),\n"
+"                        tcp://HOST:PORT (cleartext; needs allow_insecure);\n"
+"                        several URLs separated by spaces or commas\n"
+"  tls_cert = FILE       PEM certificate chain presented to edges   (tls+tcp)\n"
+"  tls_key = FILE        its private key, PEM, unencrypted          (tls+tcp)\n"
+"  client_ca = FILE      CA the edges' certificates must chain to   (tls+tcp)\n"
+"  client_crl = FILE     optional PEM CRL for edge certificates\n"
+"  allow_insecure = no   yes to allow tcp:// listeners\n"
+"  workers = 0           worker threads; 0 = 4 x online CPUs (at least 4)\n"
+"  server_id = NAME      name reported in Capabilities (default: host name)\n"
+"  keys = keys           name of the section listing the keys\n"
+"  tls13 = yes           sign TLS 1.3 CertificateVerify\n"
+"  tls12 = yes           sign (D)TLS 1.2 ServerKeyExchange\n"
+"  ffdhe = yes           ... including finite-field DHE parameters\n"
+"  rsa_decrypt = yes     decrypt TLS 1.2 RSA key exchange premasters\n"
+"\n"
+"  [keys]\n"
+"  ID = FILE-OR-URI      one line per key: ID is 1-64 of A-Z a-z 0-9 . _ -;\n"
+"                        a PEM/DER file (must not be readable by others:\n"
+"                        chmod 600) or any OSSL_STORE URI (pkcs11:...,\n"
+"                        handle:0x81000001, ...); RSA 2048-8192 bits, EC\n"
+"                        P-256/P-384/P-521, Ed25519\n"
+"\n"
+"Signals:\n"
+"  SIGTERM, SIGINT       stop and exit 0: the socket is closed at once, so\n"
+"                        answers still being computed are dropped (an edge\n"
+"                        retries on another key server)\n"
+"  SIGHUP                ignored (logged); restart to apply a new configuration\n"
+"\n"
+"Exit status:\n"
+"  0  clean stop after a signal, or --check found no problem\n"
+"  1  configuration, key, TLS or listen error (the message names it)\n"
+"  2  usage error\n", out);
+}
+
+static void ks_version(void)
+{
+    printf("lurk-keyserver %s (LURK protocol %u, %s, nng %s)\n", KS_VERSION,
+           LURK_PROTOCOL_VERSION, OpenSSL_version(OPENSSL_VERSION), nng_version());
+}
+
+static int ks_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int ks_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("lurk-keyserver: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'lurk-keyserver --help'.\n", stderr);
+    return KS_EXIT_USAGE;
+}
+
+/* "--name=value" or "--name value"; NULL when `arg` is another option. */
+static const char *ks_opt_value(int argc, char **argv, int *i, const char *arg,
+                                const char *name)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(arg, name, n) == 0 && arg[n] == '=')
+        return arg + n + 1;
+    if (strcmp(arg, name) != 0)
+        return NULL;
+    if (*i + 1 >= argc)
+        return "";
+    return argv[++*i];
+}
+
+/* -1 on a usage error (already reported), 1 when --help/--version ran. */
+static int ks_parse_args(int argc, char **argv, ks_args *a, int *exit_code)
+{
+    memset(a, 0, sizeof(*a));
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v;
+
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            ks_usage(stdout);
+            *exit_code = KS_EXIT_OK;
+            return 1;
+        }
+        if (strcmp(arg, "-V") == 0 || strcmp(arg, "--version") == 0) {
+            ks_version();
+            *exit_code = KS_EXIT_OK;
+            return 1;
+        }
+        if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
+            a->verbose = 1;
+        } else if (strcmp(arg, "--check") == 0) {
+            a->check = 1;
+        } else if ((v = ks_opt_value(argc, argv, &i, arg, "--config")) != NULL
+                   || (v = ks_opt_value(argc, argv, &i, arg, "-c")) != NULL) {
+            if (v[0] == '\0') {
+                *exit_code = ks_usage_error("%s needs a file name", arg);
+                return -1;
+            }
+            a->config = v;
+        } else if ((v = ks_opt_value(argc, argv, &i, arg, "--debug-delay-ms")) != NULL) {
+            char *end;
+            long ms;
+
+            errno = 0;
+            ms = strtol(v, &end, 10);
+            if (v[0] == '\0' || *end != '\0' || errno != 0 || ms < 0
+                || ms > KS_MAX_DEBUG_DELAY_MS) {
+                *exit_code = ks_usage_error("--debug-delay-ms needs a number of "
+                                            "milliseconds from 0 to 60000, not \"%s\"", v);
+                return -1;
+            }
+            a->debug_delay_ms = (int)ms;
+        } else {
+            *exit_code = ks_usage_error("%s %s", arg[0] == '-' ? "unknown option"
+                                        : "unexpected argument", arg);
+            return -1;
+        }
+    }
+    if (a->config == NULL) {
+        *exit_code = ks_usage_error("%s", "a configuration file is required (-c FILE)");
+        return -1;
+    }
+    return 0;
+}
+
+static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const ks_ops *ops)
+{
+    char hex[65];
+
+    (void)ops;
+    printf("configuration %s: OK\n", cfg->name);
+    for (size_t i = 0; i < cfg->n_listen; i++)
+        printf("  listen      %s\n", cfg->listen[i]);
+    if (cfg->has_tls) {
+        printf("  tls_cert    %s\n  tls_key     %s\n  client_ca   %s\n", cfg->tls_cert,
+               cfg->tls_key, cfg->client_ca);
+        printf("  client_crl  %s\n", cfg->client_crl != NULL ? cfg->client_crl : "(none)");
+    }
+    printf("  workers     %u%s\n", cfg->workers, cfg->workers_set == 0 ? " (automatic)" : "");
+    printf("  policy      tls13 %s, tls12 %s, ffdhe %s, rsa_decrypt %s\n",
+           cfg->policy.allow_tls13 ? "yes" : "no", cfg->policy.allow_tls12 ? "yes" : "no",
+           cfg->policy.allow_ffdhe ? "yes" : "no", cfg->policy.allow_decrypt ? "yes" : "no");
+    printf("  epoch       %016llx\n", (unsigned long long)kr->epoch);
+    printf("  keys        %zu\n", kr->n);
+    for (size_t i = 0; i < kr->n; i++) {
+        const ks_key *k = &kr->keys[i];
+        const lurk_scheme *s;
+        int first = 1;
+
+        ks_keys_hex(k->spki_sha256, sizeof(k->spki_sha256), hex);
+        printf("    %s: %s %d bits%s%s, spki sha256 %s\n      from %s\n      schemes", k->id,
+               lurk_key_type_name(k->desc.type), k->desc.bits, k->group[0] ? " " : "",
+               k->group, hex, k->uri);
+        for (size_t j = 0; (s = lurk_scheme_at(j)) != NULL; j++) {
+            if (ks_policy_check_scheme(&k->desc, s).status != LURK__V1__STATUS__STATUS_OK)
+                continue;
+            printf("%s%s", first ? " " : ", ", s->name);
+            first = 0;
+        }
+        if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA && cfg->policy.allow_decrypt)
+            printf("%sTLS 1.2 RSA key exchange", first ? " " : ", ");
+        printf("\n");
+    }
+}
+
+static int ks_wait_for_stop(const sigset_t *set)
+{
+    for (;;) {
+        int sig = 0;
+
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            ks_log(KS_LOG_INFO, "SIGHUP ignored: restart lurk-keyserver to apply a new "
+                   "configuration");
+            continue;
+        }
+        return sig;
+    }
+}
+
+static void ks_log_ready(const ks_config *cfg, const ks_keyring *kr)
+{
+    char urls[1024];
+    size_t used = 0;
+
+    urls[0] = '\0';
+    for (size_t i = 0; i < cfg->n_listen && used < sizeof(urls); i++) {
+        int n = snprintf(urls + used, sizeof(urls) - used, "%s%s", i ? " " : "", cfg->listen[i]);
+
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    ks_log(KS_LOG_INFO, "ready: listening on %s, %zu keys, %u workers", urls, kr->n,
+           cfg->workers);
+}
+
+int main(int argc, char **argv)
+{
+    ks_args args;
+    ks_config *cfg = NULL;
+    ks_keyring *kr = NULL;
+    ks_ops *ops = NULL;
+    ks_server *srv = NULL;
+    sigset_t set;
+    struct sigaction ign;
+    char err[1024] = "";
+    int code = KS_EXIT_FAIL, sig;
+
+    if (ks_parse_args(argc, argv, &args, &code) != 0)
+        return code;
+    ks_log_set_level(args.verbose ? KS_LOG_DEBUG : KS_LOG_INFO);
+
+    /*
+     * Block the stop signals before any thread exists (nng's included), so
+     * every thread inherits the mask and only sigwait() below sees them.
+     */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, NULL);
+
+    if (ks_config_load(args.config, &cfg, err, sizeof(err)) != 0) {
+        ks_log(KS_LOG_ERROR, "%s", err);
+        goto out;
+    }
+    if (ks_keys_load(cfg, &kr, err, sizeof(err)) != 0) {
+        ks_log(KS_LOG_ERROR, "%s: %s", cfg->name, err);
+        goto out;
+    }
+    if ((ops = ks_ops_new(kr, &cfg->policy, cfg->server_id)) == NULL) {
+        ks_log(KS_LOG_ERROR, "out of memory");
+        goto out;
+    }
+    if (args.check) {
+        if (ks_server_check_tls(cfg, err, sizeof(err)) != 0) {
+            ks_log(KS_LOG_ERROR, "%s: TLS: %s", cfg->name, err);
+            goto out;
+        }
+        ks_check_summary(cfg, kr, ops);
+        code = KS_EXIT_OK;
+        goto out;
+    }
+    if (args.debug_delay_ms > 0)
+        ks_log(KS_LOG_WARN, "--debug-delay-ms %d: every Sign and Decrypt is delayed (testing "
+               "only)", args.debug_delay_ms);
+    if (ks_server_start(cfg, ops, args.debug_delay_ms, &srv, err, sizeof(err)) != 0) {
+        ks_log(KS_LOG_ERROR, "%s", err);
+        goto out;
+    }
+    ks_log_ready(cfg, kr);
+    sig = ks_wait_for_stop(&set);
+    ks_log(KS_LOG_INFO, "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    ks_server_stop(srv);
+    code = KS_EXIT_OK;
+out:
+    ks_ops_free(ops);
+    ks_keys_free(kr);
+    ks_config_free(cfg);
+    return code;
+}

@@ -1,0 +1,437 @@
+/*
+ * The operations: see ks_ops.h.
+ *
+ * The key server signs exactly the bytes ks_policy_check_sign() accepted,
+ * hashing them itself, and decrypts only with the TLS premaster padding,
+ * whose answer is 48 bytes whatever the padding says. Those two rules are
+ * what keep it from being a general signing or decryption oracle.
+ */
+#include "ks_ops.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include "ks_log.h"
+
+struct ks_ops {
+    const ks_keyring *keys;
+    const ks_policy *policy;
+    char server_id[256];
+    Lurk__V1__CapabilitiesResponse caps;
+    Lurk__V1__KeyInfo *infos;
+    Lurk__V1__KeyInfo **infop;
+    uint32_t *schemes;            /* all keys' scheme lists, back to back */
+};
+
+#define ST(x) LURK__V1__STATUS__STATUS_##x
+
+/* ---- building answers -------------------------------------------------- */
+
+static void ks_ops_answer_init(ks_ops_answer *ans, uint64_t id)
+{
+    memset(ans, 0, sizeof(*ans));
+    lurk__v1__response__init(&ans->resp);
+    ans->resp.version = LURK_PROTOCOL_VERSION;
+    ans->resp.id = id;
+    ans->resp.status = ST(OK);
+}
+
+static void ks_ops_set_detail(ks_ops_answer *ans, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void ks_ops_set_detail(ks_ops_answer *ans, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(ans->detail, sizeof(ans->detail), fmt, ap);
+    va_end(ap);
+    ans->resp.detail = ans->detail;
+}
+
+void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status, const char *detail)
+{
+    ks_ops_answer_init(ans, id);
+    ans->resp.status = status;
+    ks_ops_set_detail(ans, "%s", detail != NULL ? detail : lurk_status_name(status));
+}
+
+/*
+ * Refuse with a reason for the edge and one info line for the operator:
+ * `refused <op> key "<id>" from <peer>: <status name>: <reason>`.
+ */
+static void ks_ops_deny(ks_ops_answer *ans, const Lurk__V1__Request *req, const char *key_id,
+                        const char *peer, Lurk__V1__Status status, const char *reason)
+{
+    ks_ops_refuse(ans, req->id, status, reason);
+    if (key_id != NULL)
+        ks_log(KS_LOG_INFO, "refused %s key \"%s\" from %s: %s: %s", ks_ops_name(req), key_id,
+               peer, lurk_status_name(status), ans->detail);
+    else
+        ks_log(KS_LOG_INFO, "refused %s from %s: %s: %s", ks_ops_name(req), peer,
+               lurk_status_name(status), ans->detail);
+}
+
+static const ks_key *ks_ops_key(const ks_ops *ops, const Lurk__V1__Request *req,
+                                const char *key_id, const char *peer, ks_ops_answer *ans)
+{
+    const ks_key *k = ks_keys_find(ops->keys, key_id);
+    char why[128];
+
+    if (k == NULL) {
+        snprintf(why, sizeof(why), "no key \"%s\" on this key server", key_id);
+        ks_ops_deny(ans, req, key_id, peer, ST(UNKNOWN_KEY), why);
+    }
+    return k;
+}
+
+/* An OpenSSL failure on a key we hold: the edge learns "internal", the log why. */
+static void ks_ops_fault(ks_ops_answer *ans, const Lurk__V1__Request *req, const ks_key *k,
+                         const char *peer, const char *what)
+{
+    char why[512] = "";
+
+    ks_log_openssl_errors(why, sizeof(why));
+    ks_log(KS_LOG_ERROR, "%s key \"%s\" for %s: %s failed: %s", ks_ops_name(req), k->id, peer,
+           what, why[0] ? why : "no OpenSSL error");
+    ks_ops_refuse(ans, req->id, ST(INTERNAL), "the key operation failed; the key server log "
+                  "says why");
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+static void ks_ops_ping(const Lurk__V1__Request *req, ks_ops_answer *ans)
+{
+    ks_ops_answer_init(ans, req->id);
+    lurk__v1__ping_response__init(&ans->r.ping);
+    ans->r.ping.payload = req->ping->payload; /* the request outlives the packing */
+    ans->resp.result_case = LURK__V1__RESPONSE__RESULT_PING;
+    ans->resp.ping = &ans->r.ping;
+}
+
+static void ks_ops_capabilities(const ks_ops *ops, const Lurk__V1__Request *req,
+                                ks_ops_answer *ans)
+{
+    ks_ops_answer_init(ans, req->id);
+    ans->resp.result_case = LURK__V1__RESPONSE__RESULT_CAPABILITIES;
+    /* Shared and read-only: packing never writes to a message. */
+    ans->resp.capabilities = (Lurk__V1__CapabilitiesResponse *)&ops->caps;
+}
+
+static void ks_ops_get_public_key(const ks_ops *ops, const Lurk__V1__Request *req,
+                                  const char *peer, ks_ops_answer *ans)
+{
+    const ks_key *k = ks_ops_key(ops, req, req->get_public_key->key_id, peer, ans);
+
+    if (k == NULL)
+        return;
+    ks_ops_answer_init(ans, req->id);
+    lurk__v1__get_public_key_response__init(&ans->r.get_public_key);
+    ans->r.get_public_key.type = k->desc.type;
+    ans->r.get_public_key.spki.data = k->spki;
+    ans->r.get_public_key.spki.len = k->spki_len;
+    ans->resp.result_case = LURK__V1__RESPONSE__RESULT_GET_PUBLIC_KEY;
+    ans->resp.get_public_key = &ans->r.get_public_key;
+}
+
+/* Sign `tbs` as TLS does for this scheme: hash it here, pad as the scheme says. */
+static int ks_ops_sign_bytes(const ks_key *k, const lurk_scheme *scheme, const uint8_t *tbs,
+                             size_t tbs_len, unsigned char **sig, size_t *sig_len)
+{
+    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
+    size_t len = 0;
+    int ok = 0;
+
+    *sig = NULL;
+    if (mctx == NULL
+        || EVP_DigestSignInit_ex(mctx, &pctx, scheme->md, NULL, NULL, k->pkey, NULL) != 1)
+        goto out;
+    if (scheme->padding == LURK_PAD_PSS) {
+        if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0
+            || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) <= 0
+            || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, scheme->md, NULL) <= 0)
+            goto out;
+    } else if (scheme->padding == LURK_PAD_PKCS1) {
+        if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0)
+            goto out;
+    }
+    if (EVP_DigestSign(mctx, NULL, &len, tbs, tbs_len) != 1 || len == 0
+        || (*sig = OPENSSL_malloc(len)) == NULL
+        || EVP_DigestSign(mctx, *sig, &len, tbs, tbs_len) != 1)
+        goto out;
+    *sig_len = len;
+    ok = 1;
+out:
+    if (!ok) {
+        OPENSSL_free(*sig);
+        *sig = NULL;
+    }
+    EVP_MD_CTX_free(mctx); /* frees pctx too */
+    return ok;
+}
+
+static void ks_ops_sign(const ks_ops *ops, const Lurk__V1__Request *req, const char *peer,
+                        ks_ops_answer *ans)
+{
+    const Lurk__V1__SignRequest *s = req->sign;
+    const ks_key *k = ks_ops_key(ops, req, s->key_id, peer, ans);
+    const lurk_scheme *scheme;
+    ks_verdict v;
+    size_t len = 0;
+
+    if (k == NULL)
+        return;
+    v = ks_policy_check_sign(ops->policy, &k->desc, s->scheme, s->tbs.data, s->tbs.len);
+    if (v.status != ST(OK)) {
+        char why[192];
+
+        scheme = lurk_scheme_find(s->scheme);
+        if (scheme != NULL)
+            snprintf(why, sizeof(why), "%s: %s", scheme->name, v.reason);
+        else
+            snprintf(why, sizeof(why), "scheme 0x%04x: %s", (unsigned int)s->scheme, v.reason);
+        ks_ops_deny(ans, req, k->id, peer, v.status, why);
+        return;
+    }
+    if ((scheme = lurk_scheme_find(s->scheme)) == NULL) {
+        /* The policy accepted a scheme the table does not know: never sign blind. */
+        ks_ops_deny(ans, req, k->id, peer, ST(UNSUPPORTED_SCHEME), "unknown signature scheme");
+        return;
+    }
+    ks_ops_answer_init(ans, req->id);
+    if (!ks_ops_sign_bytes(k, scheme, s->tbs.data, s->tbs.len, &ans->sig, &len)) {
+        ks_ops_fault(ans, req, k, peer, "signing");
+        return;
+    }
+    lurk__v1__sign_response__init(&ans->r.sign);
+    ans->r.sign.signature.data = ans->sig;
+    ans->r.sign.signature.len = len;
+    ans->resp.result_case = LURK__V1__RESPONSE__RESULT_SIGN;
+    ans->resp.sign = &ans->r.sign;
+    if (ks_log_enabled(KS_LOG_DEBUG))
+        ks_log(KS_LOG_DEBUG, "signed %s with key \"%s\" for %s (%zu bytes of %s)",
+               scheme->name, k->id, peer, s->tbs.len, ks_ctx_kind_name(v.kind));
+}
+
+/*
+ * OpenSSL refuses a ciphertext numerically >= n: a public fact about
+ * public bytes, so the edge may hear it. Without the modulus (an HSM that
+ * keeps it), take the failure for that, as the decrypt call is the only
+ * other thing that could have failed on public input.
+ */
+static int ks_ops_out_of_range(const ks_key *k, const uint8_t *ct, size_t len)
+{
+    if (k->modulus == NULL)
+        return 1;
+    return len != k->max_size || memcmp(ct, k->modulus, len) >= 0;
+}
+
+static void ks_ops_decrypt(const ks_ops *ops, const Lurk__V1__Request *req, const char *peer,
+                           ks_ops_answer *ans)
+{
+    const Lurk__V1__DecryptRequest *d = req->decrypt;
+    const ks_key *k = ks_ops_key(ops, req, d->key_id, peer, ans);
+    EVP_PKEY_CTX *ctx = NULL;
+    OSSL_PARAM params[4], *p = params;
+    int pad = RSA_PKCS1_WITH_TLS_PADDING;
+    unsigned int client_version, negotiated_version;
+    size_t outlen = LURK_PREMASTER_LEN;
+    ks_verdict v;
+
+    if (k == NULL)
+        return;
+    v = ks_policy_check_decrypt(ops->policy, &k->desc, d->ciphertext.len, k->max_size,
+                                d->client_version);
+    if (v.status != ST(OK)) {
+        ks_ops_deny(ans, req, k->id, peer, v.status, v.reason);
+        return;
+    }
+    ks_ops_answer_init(ans, req->id);
+    client_version = d->client_version;
+    negotiated_version = d->negotiated_version;
+    *p++ = OSSL_PARAM_construct_int(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, &pad);
+    *p++ = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, &client_version);
+    if (negotiated_version != 0)
+        *p++ = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION,
+                                         &negotiated_version);
+    *p = OSSL_PARAM_construct_end();
+    if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL)) == NULL
+        || EVP_PKEY_decrypt_init(ctx) != 1
+        || EVP_PKEY_CTX_set_params(ctx, params) != 1) {
+        ks_ops_fault(ans, req, k, peer, "decrypt setup");
+        goto out;
+    }
+    /*
+     * With TLS padding this succeeds with 48 bytes for every in-range
+     * ciphertext (random ones on bad padding or version, chosen in constant
+     * time); nothing here may branch on which.
+     */
+    if (EVP_PKEY_decrypt(ctx, ans->premaster, &outlen, d->ciphertext.data,
+                         d->ciphertext.len) != 1) {
+        if (ks_ops_out_of_range(k, d->ciphertext.data, d->ciphertext.len)) {
+            ERR_clear_error();
+            ks_ops_deny(ans, req, k->id, peer, ST(MALFORMED), "ciphertext out of range");
+        } else {
+            ks_ops_fault(ans, req, k, peer, "decryption");
+        }
+        OPENSSL_cleanse(ans->premaster, sizeof(ans->premaster));
+        goto out;
+    }
+    if (outlen != LURK_PREMASTER_LEN) {
+        OPENSSL_cleanse(ans->premaster, sizeof(ans->premaster));
+        ks_ops_fault(ans, req, k, peer, "decryption (wrong premaster length)");
+        goto out;
+    }
+    lurk__v1__decrypt_response__init(&ans->r.decrypt);
+    ans->r.decrypt.premaster.data = ans->premaster;
+    ans->r.decrypt.premaster.len = LURK_PREMASTER_LEN;
+    ans->resp.result_case = LURK__V1__RESPONSE__RESULT_DECRYPT;
+    ans->resp.decrypt = &ans->r.decrypt;
+    if (ks_log_enabled(KS_LOG_DEBUG))
+        ks_log(KS_LOG_DEBUG, "decrypted a premaster with key \"%s\" for %s", k->id, peer);
+out:
+    EVP_PKEY_CTX_free(ctx);
+}
+
+void ks_ops_handle(const ks_ops *ops, const Lurk__V1__Request *req, const char *peer,
+                   ks_ops_answer *ans)
+{
+    if (peer == NULL)
+        peer = "unknown peer";
+    switch (req->op_case) {
+    case LURK__V1__REQUEST__OP_PING:
+        ks_ops_ping(req, ans);
+        break;
+    case LURK__V1__REQUEST__OP_CAPABILITIES:
+        ks_ops_capabilities(ops, req, ans);
+        break;
+    case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY:
+        ks_ops_get_public_key(ops, req, peer, ans);
+        break;
+    case LURK__V1__REQUEST__OP_SIGN:
+        ks_ops_sign(ops, req, peer, ans);
+        break;
+    case LURK__V1__REQUEST__OP_DECRYPT:
+        ks_ops_decrypt(ops, req, peer, ans);
+        break;
+    default:
+        /* lurk_request_check() lets no such request through. */
+        ks_ops_deny(ans, req, NULL, peer, ST(MALFORMED), "no or unknown operation");
+        break;
+    }
+}
+
+int ks_ops_is_private(const Lurk__V1__Request *req)
+{
+    return req->op_case == LURK__V1__REQUEST__OP_SIGN
+           || req->op_case == LURK__V1__REQUEST__OP_DECRYPT;
+}
+
+const char *ks_ops_name(const Lurk__V1__Request *req)
+{
+    switch (req->op_case) {
+    case LURK__V1__REQUEST__OP_PING: return "ping";
+    case LURK__V1__REQUEST__OP_CAPABILITIES: return "capabilities";
+    case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY: return "get-public-key";
+    case LURK__V1__REQUEST__OP_SIGN: return "sign";
+    case LURK__V1__REQUEST__OP_DECRYPT: return "decrypt";
+    default: return "request";
+    }
+}
+
+void ks_ops_answer_clear(ks_ops_answer *ans)
+{
+    OPENSSL_free(ans->sig);
+    OPENSSL_cleanse(ans->premaster, sizeof(ans->premaster));
+    ans->sig = NULL;
+}
+
+/* ---- Capabilities, built once ------------------------------------------ */
+
+static size_t ks_ops_fill_schemes(const ks_key *k, uint32_t *out)
+{
+    size_t n = 0;
+    const lurk_scheme *s;
+
+    for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++)
+        if (ks_policy_check_scheme(&k->desc, s).status == ST(OK))
+            out[n++] = s->code;
+    return n;
+}
+
+static void ks_ops_server_id(ks_ops *ops, const char *server_id)
+{
+    if (server_id != NULL && server_id[0] != '\0') {
+        snprintf(ops->server_id, sizeof(ops->server_id), "%s", server_id);
+        return;
+    }
+    if (gethostname(ops->server_id, sizeof(ops->server_id) - 1) != 0 || ops->server_id[0] == '\0')
+        snprintf(ops->server_id, sizeof(ops->server_id), "lurk-keyserver");
+    ops->server_id[sizeof(ops->server_id) - 1] = '\0';
+}
+
+ks_ops *ks_ops_new(const ks_keyring *keys, const ks_policy *policy, const char *server_id)
+{
+    ks_ops *ops = calloc(1, sizeof(*ops));
+    size_t nschemes = 0, used = 0;
+
+    if (ops == NULL)
+        return NULL;
+    ops->keys = keys;
+    ops->policy = policy;
+    ks_ops_server_id(ops, server_id);
+    while (lurk_scheme_at(nschemes) != NULL)
+        nschemes++;
+    if (keys->n > 0
+        && ((ops->infos = calloc(keys->n, sizeof(*ops->infos))) == NULL
+            || (ops->infop = calloc(keys->n, sizeof(*ops->infop))) == NULL
+            || (ops->schemes = calloc(keys->n * nschemes + 1, sizeof(*ops->schemes))) == NULL)) {
+        ks_ops_free(ops);
+        return NULL;
+    }
+    for (size_t i = 0; i < keys->n; i++) {
+        const ks_key *k = &keys->keys[i];
+        Lurk__V1__KeyInfo *ki = &ops->infos[i];
+
+        lurk__v1__key_info__init(ki);
+        ki->key_id = k->id;
+        ki->type = k->desc.type;
+        ki->bits = (uint32_t)k->desc.bits;
+        if (k->group[0] != '\0')
+            ki->group = (char *)k->group;
+        ki->schemes = &ops->schemes[used];
+        ki->n_schemes = ks_ops_fill_schemes(k, ki->schemes);
+        used += ki->n_schemes;
+        ki->decrypt = k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA && policy->allow_decrypt;
+        ki->spki_sha256.data = (uint8_t *)k->spki_sha256;
+        ki->spki_sha256.len = sizeof(k->spki_sha256);
+        ops->infop[i] = ki;
+    }
+    lurk__v1__capabilities_response__init(&ops->caps);
+    ops->caps.protocol_version = LURK_PROTOCOL_VERSION;
+    ops->caps.config_epoch = keys->epoch;
+    ops->caps.server_id = ops->server_id;
+    ops->caps.n_keys = keys->n;
+    ops->caps.keys = ops->infop;
+    return ops;
+}
+
+void ks_ops_free(ks_ops *ops)
+{
+    if (ops == NULL)
+        return;
+    free(ops->infos);
+    free(ops->infop);
+    free(ops->schemes);
+    free(ops);
+}
