@@ -207,6 +207,16 @@ lurk_bg() {
     LURK_PIDS+=("$LURK_BG_PID")
 }
 
+# lurk_bg_stdin NAME CMD...: like lurk_bg, but with a standard input that
+# stays open (servers such as `s_server -dtls` stop at end of input).
+lurk_bg_stdin() {
+    local name=$1 fifo=$LURK_T/$1.stdin; shift
+    mkfifo "$fifo"
+    "$@" > "$LURK_T/$name.log" 2>&1 <> "$fifo" &
+    LURK_BG_PID=$!
+    LURK_PIDS+=("$LURK_BG_PID")
+}
+
 lurk_stop() {
     kill "$1" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done

@@ -24,11 +24,12 @@ lurk_grep "capabilities list Ed25519" 'key ed25519: ED25519' "$LURK_T/caps.txt"
 openssl pkey -in lurk://no-such-key -pubout > "$LURK_T/unknown.log" 2>&1
 lurk_grep "unknown key id is refused with the reason" 'unknown key' "$LURK_T/unknown.log"
 
-# Not a TLS context: pkeyutl signs arbitrary data through the same key.
+# Not a TLS context: pkeyutl signs a precomputed digest, then arbitrary data.
+head -c 32 /dev/urandom > "$LURK_T/digest.bin"
 head -c 100 /dev/urandom > "$LURK_T/data.bin"
-lurk_check_fails "pkeyutl -sign of arbitrary data fails" \
-    openssl pkeyutl -sign -inkey lurk://rsa -in "$LURK_T/data.bin" -out "$LURK_T/sig.bin"
-openssl pkeyutl -sign -inkey lurk://rsa -in "$LURK_T/data.bin" -out "$LURK_T/sig.bin" \
+lurk_check_fails "pkeyutl -sign of a precomputed digest fails" \
+    openssl pkeyutl -sign -inkey lurk://rsa -in "$LURK_T/digest.bin" -out "$LURK_T/sig.bin"
+openssl pkeyutl -sign -inkey lurk://rsa -in "$LURK_T/digest.bin" -out "$LURK_T/sig.bin" \
     > "$LURK_T/pkeyutl.log" 2>&1
 lurk_grep "the refusal is readable" 'key server refused.*not a TLS handshake context' "$LURK_T/pkeyutl.log"
 openssl pkeyutl -sign -rawin -digest sha256 -inkey lurk://p256 -in "$LURK_T/data.bin" \

@@ -14,6 +14,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/store.h>
 
 static EVP_PKEY *load_key(const char *uri)
@@ -50,23 +51,48 @@ static size_t tls13_context(unsigned char *buf)
     return n;
 }
 
+/* The public half as a default-provider key, for an independent check. */
+static EVP_PKEY *public_copy(EVP_PKEY *pkey)
+{
+    unsigned char *der = NULL;
+    const unsigned char *p;
+    int len = i2d_PUBKEY(pkey, &der);
+    EVP_PKEY *pub = NULL;
+
+    if (len > 0) {
+        p = der;
+        pub = d2i_PUBKEY_ex(NULL, &p, len, NULL, "provider=default");
+    }
+    OPENSSL_free(der);
+    return pub;
+}
+
 static int sign_and_verify(EVP_PKEY *pkey)
 {
     unsigned char tbs[200], sig[1024];
     size_t tbslen = tls13_context(tbs), siglen = sizeof(sig);
     const char *md = EVP_PKEY_is_a(pkey, "ED25519") ? NULL : "SHA256";
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    int rsa = EVP_PKEY_is_a(pkey, "RSA");
+    EVP_MD_CTX *m = EVP_MD_CTX_new(), *v = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
+    EVP_PKEY *pub = public_copy(pkey);
     int ok = 0;
 
-    if (m != NULL && EVP_DigestSignInit_ex(m, &pctx, md, NULL, NULL, pkey, NULL) > 0
-        && (!EVP_PKEY_is_a(pkey, "RSA") || EVP_PKEY_CTX_set_rsa_padding(pctx, 6) > 0)
-        && EVP_DigestSign(m, sig, &siglen, tbs, tbslen) > 0
-        && EVP_DigestVerifyInit_ex(m, &pctx, md, NULL, "provider=default", pkey, NULL) > 0
-        && (!EVP_PKEY_is_a(pkey, "RSA") || EVP_PKEY_CTX_set_rsa_padding(pctx, 6) > 0)
-        && EVP_DigestVerify(m, sig, siglen, tbs, tbslen) == 1)
+    if (m == NULL || v == NULL || pub == NULL)
+        fprintf(stderr, "setup failed\n");
+    else if (EVP_DigestSignInit_ex(m, &pctx, md, NULL, NULL, pkey, NULL) <= 0
+             || (rsa && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0)
+             || EVP_DigestSign(m, sig, &siglen, tbs, tbslen) <= 0)
+        fprintf(stderr, "sign failed\n");
+    else if (EVP_DigestVerifyInit_ex(v, &pctx, md, NULL, NULL, pub, NULL) <= 0
+             || (rsa && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0)
+             || EVP_DigestVerify(v, sig, siglen, tbs, tbslen) != 1)
+        fprintf(stderr, "signature does not verify\n");
+    else
         ok = 1;
+    EVP_PKEY_free(pub);
     EVP_MD_CTX_free(m);
+    EVP_MD_CTX_free(v);
     return ok;
 }
 
@@ -99,8 +125,8 @@ int main(int argc, char **argv)
         int ok = sign_and_verify(pkey);
 
         printf("child: %s\n", ok ? "signed" : "sign failed");
-        fflush(stdout);
         ERR_print_errors_fp(stdout);
+        fflush(stdout);
         _exit(ok ? 0 : 3);
     }
     if (pid < 0 || waitpid(pid, &status, 0) != pid) {
