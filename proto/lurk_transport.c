@@ -4,6 +4,7 @@
 #include "lurk_transport.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,63 +321,242 @@ static uint64_t lurk_next_id(void)
     return ((uint64_t)nng_random() << 32) | (uint32_t)(++counter);
 }
 
-/* One round trip on its own context; consumes msg. */
-static lurk_call_result lurk_roundtrip(lurk_client *c, nng_msg *msg, nng_msg **reply,
-                                       char *err, size_t errlen)
-{
+/*
+ * A call in flight. Two references: the caller's (dropped by finish or
+ * abandon) and the nng callback chain's (dropped when the answer, an error
+ * or the deadline arrives), so that a caller may walk away, as an ASYNC
+ * job freed by SSL_free does, without a late answer touching freed memory.
+ */
+struct lurk_pending {
+    pthread_mutex_t lock;
+    int refs;
+    _Atomic int done;
+    int sending;
+    int rv;
+    int timeout_ms;
+    uint64_t id;
+    nng_time deadline;
     nng_ctx ctx;
-    nng_aio *aio = NULL;
-    nng_time deadline = nng_clock() + (nng_time)c->timeout_ms;
-    lurk_call_result res = LURK_CALL_TRANSPORT;
+    nng_aio *aio;
+    nng_msg *reply;
+    lurk_done_fn done_fn;  /* NULL once abandoned */
+    void *done_arg;
+};
+
+static void lurk_pending_release(lurk_pending *p)
+{
+    int left;
+
+    pthread_mutex_lock(&p->lock);
+    left = --p->refs;
+    pthread_mutex_unlock(&p->lock);
+    if (left > 0)
+        return;
+    nng_msg_free(p->reply);
+    nng_ctx_close(p->ctx);
+    /* reap, not free: this may run inside the aio's own callback */
+    nng_aio_reap(p->aio);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static void lurk_pending_complete(lurk_pending *p, int rv)
+{
+    pthread_mutex_lock(&p->lock);
+    p->rv = rv;
+    p->done = 1;
+    if (p->done_fn != NULL)
+        p->done_fn(p->done_arg);
+    pthread_mutex_unlock(&p->lock);
+    lurk_pending_release(p);
+}
+
+/* nng's thread: send done -> receive; receive done -> complete. */
+static void lurk_pending_cb(void *arg)
+{
+    lurk_pending *p = arg;
+    int rv = nng_aio_result(p->aio);
+    nng_time now;
+
+    if (p->sending) {
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(p->aio));
+            nng_aio_set_msg(p->aio, NULL);
+            lurk_pending_complete(p, rv);
+            return;
+        }
+        p->sending = 0;
+        now = nng_clock();
+        nng_aio_set_timeout(p->aio, now < p->deadline ? (nng_duration)(p->deadline - now) : 1);
+        nng_ctx_recv(p->ctx, p->aio);
+        return;
+    }
+    if (rv == 0)
+        p->reply = nng_aio_get_msg(p->aio);
+    lurk_pending_complete(p, rv);
+}
+
+/* Consumes msg. */
+static lurk_pending *lurk_pending_start(lurk_client *c, nng_msg *msg, uint64_t id,
+                                        lurk_done_fn done, void *arg, char *err, size_t errlen)
+{
+    lurk_pending *p = calloc(1, sizeof(*p));
     int rv;
 
+    if (p == NULL) {
+        nng_msg_free(msg);
+        lurk_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    p->refs = 2;
+    p->id = id;
+    p->timeout_ms = c->timeout_ms;
+    p->deadline = nng_clock() + (nng_time)c->timeout_ms;
+    p->done_fn = done;
+    p->done_arg = arg;
+    p->sending = 1;
+    if ((rv = nng_ctx_open(&p->ctx, c->sock)) != 0
+        || (rv = nng_aio_alloc(&p->aio, lurk_pending_cb, p)) != 0) {
+        if (p->ctx.id != 0)
+            nng_ctx_close(p->ctx);
+        nng_msg_free(msg);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        lurk_errf(err, errlen, "nng: %s", nng_strerror(rv));
+        return NULL;
+    }
+    nng_aio_set_msg(p->aio, msg);
+    nng_aio_set_timeout(p->aio, c->timeout_ms);
+    nng_ctx_send(p->ctx, p->aio);
+    return p;
+}
+
+lurk_pending *lurk_client_start(lurk_client *c, Lurk__V1__Request *req, lurk_done_fn done,
+                                void *arg, char *err, size_t errlen)
+{
+    nng_msg *msg;
+
+    req->version = LURK_PROTOCOL_VERSION;
+    req->id = lurk_next_id();
+    if (nng_msg_alloc(&msg, lurk__v1__request__get_packed_size(req)) != 0) {
+        lurk_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    lurk__v1__request__pack(req, nng_msg_body(msg));
+    return lurk_pending_start(c, msg, req->id, done, arg, err, errlen);
+}
+
+int lurk_pending_done(const lurk_pending *p)
+{
+    return p->done;
+}
+
+void lurk_pending_abandon(lurk_pending *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->done_fn = NULL;
+    pthread_mutex_unlock(&p->lock);
+    nng_aio_cancel(p->aio);
+    lurk_pending_release(p);
+}
+
+/* The transport outcome; on success *reply is the answer. Drops the caller's reference. */
+static lurk_call_result lurk_pending_take(lurk_pending *p, nng_msg **reply, char *err,
+                                          size_t errlen)
+{
+    lurk_call_result res = LURK_CALL_OK;
+
     *reply = NULL;
-    if ((rv = nng_ctx_open(&ctx, c->sock)) != 0) {
-        nng_msg_free(msg);
-        lurk_errf(err, errlen, "nng context: %s", nng_strerror(rv));
-        return LURK_CALL_TRANSPORT;
-    }
-    if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0) {
-        nng_msg_free(msg);
-        lurk_errf(err, errlen, "nng aio: %s", nng_strerror(rv));
-        goto out;
-    }
-    nng_aio_set_msg(aio, msg);
-    nng_aio_set_timeout(aio, c->timeout_ms);
-    nng_ctx_send(ctx, aio);
-    nng_aio_wait(aio);
-    if ((rv = nng_aio_result(aio)) != 0) {
-        nng_msg_free(nng_aio_get_msg(aio));
-        goto fail;
-    }
-    {
-        nng_time now = nng_clock();
-        nng_aio_set_timeout(aio, now < deadline ? (nng_duration)(deadline - now) : 1);
-    }
-    nng_ctx_recv(ctx, aio);
-    nng_aio_wait(aio);
-    if ((rv = nng_aio_result(aio)) != 0)
-        goto fail;
-    *reply = nng_aio_get_msg(aio);
-    res = LURK_CALL_OK;
-    goto out;
-fail:
-    if (rv == NNG_ETIMEDOUT) {
+    if (p->rv == 0) {
+        *reply = p->reply;
+        p->reply = NULL;
+    } else if (p->rv == NNG_ETIMEDOUT) {
         res = LURK_CALL_TIMEOUT;
         lurk_errf(err, errlen, "no key server answered within %d ms (is one running and "
-                  "does it accept this edge's certificate?)", c->timeout_ms);
+                  "does it accept this edge's certificate?)", p->timeout_ms);
     } else {
-        lurk_errf(err, errlen, "key server transport: %s", nng_strerror(rv));
+        res = LURK_CALL_TRANSPORT;
+        lurk_errf(err, errlen, "key server transport: %s", nng_strerror(p->rv));
     }
-out:
-    nng_aio_free(aio);
-    nng_ctx_close(ctx);
+    lurk_pending_release(p);
     return res;
+}
+
+lurk_call_result lurk_pending_finish(lurk_pending *p, Lurk__V1__Response__ResultCase expect,
+                                     Lurk__V1__Response **resp, char *err, size_t errlen)
+{
+    uint64_t id = p->id;
+    nng_msg *reply;
+    const char *why = NULL;
+    lurk_call_result res;
+
+    *resp = NULL;
+    if ((res = lurk_pending_take(p, &reply, err, errlen)) != LURK_CALL_OK)
+        return res;
+    *resp = lurk_response_decode(nng_msg_body(reply), nng_msg_len(reply), id, expect, &why);
+    nng_msg_free(reply);
+    if (*resp == NULL) {
+        lurk_errf(err, errlen, "bad answer from the key server: %s", why);
+        return LURK_CALL_BAD_REPLY;
+    }
+    if ((*resp)->status != LURK__V1__STATUS__STATUS_OK) {
+        lurk_errf(err, errlen, "key server refused: %s%s%s", lurk_status_name((*resp)->status),
+                  (*resp)->detail != NULL && (*resp)->detail[0] != '\0' ? ": " : "",
+                  (*resp)->detail != NULL ? (*resp)->detail : "");
+        return LURK_CALL_REFUSED;
+    }
+    return LURK_CALL_OK;
+}
+
+/* Blocking callers wait on a condition variable the nng thread signals. */
+typedef struct {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int done;
+} lurk_waiter;
+
+static void lurk_waiter_wake(void *arg)
+{
+    lurk_waiter *w = arg;
+
+    pthread_mutex_lock(&w->m);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->m);
+}
+
+static void lurk_waiter_wait(lurk_waiter *w)
+{
+    pthread_mutex_lock(&w->m);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->m);
+    pthread_mutex_unlock(&w->m);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->m);
+}
+
+#define LURK_WAITER_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
+
+lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
+                                  Lurk__V1__Response__ResultCase expect,
+                                  Lurk__V1__Response **resp, char *err, size_t errlen)
+{
+    lurk_waiter w = LURK_WAITER_INIT;
+    lurk_pending *p;
+
+    *resp = NULL;
+    if ((p = lurk_client_start(c, req, lurk_waiter_wake, &w, err, errlen)) == NULL)
+        return LURK_CALL_TRANSPORT;
+    lurk_waiter_wait(&w);
+    return lurk_pending_finish(p, expect, resp, err, errlen);
 }
 
 lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t len,
                                       uint8_t **out, size_t *outlen, char *err, size_t errlen)
 {
+    lurk_waiter w = LURK_WAITER_INIT;
+    lurk_pending *p;
     nng_msg *msg, *reply;
     lurk_call_result res;
 
@@ -386,7 +566,10 @@ lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t le
         lurk_errf(err, errlen, "out of memory");
         return LURK_CALL_TRANSPORT;
     }
-    if ((res = lurk_roundtrip(c, msg, &reply, err, errlen)) != LURK_CALL_OK)
+    if ((p = lurk_pending_start(c, msg, 0, lurk_waiter_wake, &w, err, errlen)) == NULL)
+        return LURK_CALL_TRANSPORT;
+    lurk_waiter_wait(&w);
+    if ((res = lurk_pending_take(p, &reply, err, errlen)) != LURK_CALL_OK)
         return res;
     *outlen = nng_msg_len(reply);
     if ((*out = malloc(*outlen + 1)) == NULL) {
@@ -396,41 +579,5 @@ lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t le
     }
     memcpy(*out, nng_msg_body(reply), *outlen);
     nng_msg_free(reply);
-    return LURK_CALL_OK;
-}
-
-lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
-                                  Lurk__V1__Response__ResultCase expect,
-                                  Lurk__V1__Response **resp, char *err, size_t errlen)
-{
-    nng_msg *msg, *reply;
-    size_t len;
-    const char *why = NULL;
-    lurk_call_result res;
-
-    *resp = NULL;
-    req->version = LURK_PROTOCOL_VERSION;
-    req->id = lurk_next_id();
-    len = lurk__v1__request__get_packed_size(req);
-    if (nng_msg_alloc(&msg, len) != 0) {
-        lurk_errf(err, errlen, "out of memory");
-        return LURK_CALL_TRANSPORT;
-    }
-    lurk__v1__request__pack(req, nng_msg_body(msg));
-    if ((res = lurk_roundtrip(c, msg, &reply, err, errlen)) != LURK_CALL_OK)
-        return res;
-    *resp = lurk_response_decode(nng_msg_body(reply), nng_msg_len(reply), req->id, expect, &why);
-    nng_msg_free(reply);
-    if (*resp == NULL) {
-        lurk_errf(err, errlen, "bad answer from the key server: %s", why);
-        return LURK_CALL_BAD_REPLY;
-    }
-    if ((*resp)->status != LURK__V1__STATUS__STATUS_OK) {
-        lurk_errf(err, errlen, "key server refused: %s%s%s",
-                  lurk_status_name((*resp)->status),
-                  (*resp)->detail != NULL && (*resp)->detail[0] != '\0' ? ": " : "",
-                  (*resp)->detail != NULL ? (*resp)->detail : "");
-        return LURK_CALL_REFUSED;
-    }
     return LURK_CALL_OK;
 }

@@ -78,6 +78,28 @@ lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
                                   Lurk__V1__Response **resp,
                                   char *err, size_t errlen);
 
+/*
+ * The same without blocking, for callers that wait their own way (an
+ * OpenSSL ASYNC job pausing on a wait fd). `done(arg)` runs once on an nng
+ * thread when the answer, an error or the deadline arrives; it must be
+ * quick and must not call back into the client. Then lurk_pending_finish()
+ * gives the result exactly as lurk_client_call() would. A caller that
+ * cannot wait any more calls lurk_pending_abandon(): after it returns,
+ * `done` is never called.
+ */
+typedef struct lurk_pending lurk_pending;
+typedef void (*lurk_done_fn)(void *arg);
+
+lurk_pending *lurk_client_start(lurk_client *c, Lurk__V1__Request *req,
+                                lurk_done_fn done, void *arg,
+                                char *err, size_t errlen);
+int lurk_pending_done(const lurk_pending *p);
+lurk_call_result lurk_pending_finish(lurk_pending *p,
+                                     Lurk__V1__Response__ResultCase expect,
+                                     Lurk__V1__Response **resp,
+                                     char *err, size_t errlen);
+void lurk_pending_abandon(lurk_pending *p);
+
 /* The same with caller-built bytes, for tests that send hostile input. */
 lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf,
                                       size_t len, uint8_t **out,

@@ -18,10 +18,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/async.h>
 #include <openssl/crypto.h>
 
 #include "lurk_prov.h"
@@ -86,6 +89,101 @@ static int lurk_rpc_reason(lurk_call_result res)
     }
 }
 
+/*
+ * Inside an OpenSSL ASYNC job (HAProxy ssl-mode-async, s_server -async) a
+ * call pauses the job instead of blocking the thread. Each job keeps one
+ * eventfd in its wait context for its whole life: the application polls it,
+ * the nng thread makes it readable, and the wait context's cleanup closes
+ * it. Closing it per call instead could hand its number to a new socket
+ * while the application still has the old one in its poller.
+ */
+typedef struct {
+    int efd;
+    lurk_pending *current; /* the call this job is paused on */
+} lurk_job_waiter;
+
+static const char lurk_async_key = 0;
+
+static void lurk_job_wake(void *arg)
+{
+    uint64_t one = 1;
+
+    (void)!write(((lurk_job_waiter *)arg)->efd, &one, sizeof(one));
+}
+
+/* The job is gone (SSL_free while paused, or its end): no late wake-ups. */
+static void lurk_job_cleanup(ASYNC_WAIT_CTX *wctx, const void *key, OSSL_ASYNC_FD fd, void *arg)
+{
+    lurk_job_waiter *w = arg;
+
+    (void)wctx;
+    (void)key;
+    if (w->current != NULL)
+        lurk_pending_abandon(w->current);
+    close(fd);
+    free(w);
+}
+
+static lurk_job_waiter *lurk_job_waiter_get(LURK_PROV_CTX *prov, ASYNC_JOB *job)
+{
+    ASYNC_WAIT_CTX *wctx = ASYNC_get_wait_ctx(job);
+    OSSL_ASYNC_FD fd;
+    void *custom = NULL;
+    lurk_job_waiter *w;
+
+    if (wctx == NULL)
+        return NULL;
+    if (ASYNC_WAIT_CTX_get_fd(wctx, &lurk_async_key, &fd, &custom) && custom != NULL)
+        return custom;
+    if ((w = calloc(1, sizeof(*w))) == NULL
+        || (w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        free(w);
+        lurk_raise(prov, LURK_R_INTERNAL, "cannot create the async wait fd");
+        return NULL;
+    }
+    if (!ASYNC_WAIT_CTX_set_wait_fd(wctx, &lurk_async_key, w->efd, w, lurk_job_cleanup)) {
+        close(w->efd);
+        free(w);
+        lurk_raise(prov, LURK_R_INTERNAL, "cannot register the async wait fd");
+        return NULL;
+    }
+    return w;
+}
+
+/*
+ * Pause until the answer is in. Applications may resume a job before its fd
+ * fires (s_server -async does, in a loop), so only the call's own state
+ * says when to stop.
+ */
+static lurk_call_result lurk_rpc_call_async(LURK_PROV_CTX *prov, lurk_client *c,
+                                            ASYNC_JOB *job, Lurk__V1__Request *req,
+                                            Lurk__V1__Response__ResultCase expect,
+                                            Lurk__V1__Response **resp, char *err, size_t errlen)
+{
+    lurk_job_waiter *w = lurk_job_waiter_get(prov, job);
+    lurk_pending *p;
+    uint64_t drain;
+
+    if (w == NULL) {
+        snprintf(err, errlen, "async wait setup failed");
+        return LURK_CALL_TRANSPORT;
+    }
+    if ((p = lurk_client_start(c, req, lurk_job_wake, w, err, errlen)) == NULL)
+        return LURK_CALL_TRANSPORT;
+    w->current = p;
+    while (!lurk_pending_done(p)) {
+        if (!ASYNC_pause_job()) {
+            w->current = NULL;
+            lurk_pending_abandon(p);
+            snprintf(err, errlen, "cannot pause the async job");
+            return LURK_CALL_TRANSPORT;
+        }
+    }
+    w->current = NULL;
+    (void)!read(w->efd, &drain, sizeof(drain));
+    return lurk_pending_finish(p, expect, resp, err, errlen);
+}
+
 /* A call with the error turned into an OpenSSL error naming the key. */
 static Lurk__V1__Response *lurk_rpc_call(LURK_PROV_CTX *prov, const char *key_id,
                                          Lurk__V1__Request *req,
@@ -94,11 +192,15 @@ static Lurk__V1__Response *lurk_rpc_call(LURK_PROV_CTX *prov, const char *key_id
     lurk_client *c = lurk_rpc_client(prov);
     Lurk__V1__Response *resp = NULL;
     lurk_call_result res;
+    ASYNC_JOB *job;
     char err[512];
 
     if (c == NULL)
         return NULL;
-    res = lurk_client_call(c, req, expect, &resp, err, sizeof(err));
+    if ((job = ASYNC_get_current_job()) != NULL)
+        res = lurk_rpc_call_async(prov, c, job, req, expect, &resp, err, sizeof(err));
+    else
+        res = lurk_client_call(c, req, expect, &resp, err, sizeof(err));
     if (res == LURK_CALL_OK)
         return resp;
     if (resp != NULL)
