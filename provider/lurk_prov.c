@@ -14,6 +14,7 @@
 #include <openssl/params.h>
 #include <openssl/provider.h>
 
+#include "lurk_keyref.h"
 #include "lurk_prov.h"
 #include "lurk_transport.h"
 
@@ -43,6 +44,18 @@ static const OSSL_ALGORITHM lurk_store[] = {
     { NULL, NULL, NULL, NULL }
 };
 
+/* Key reference files (lurk_decoder.c): PEM to DER, then DER to a key. */
+#define LURK_DECODER_REF(name, fns) \
+    { name, LURK_PROPS ",input=der,structure=" LURK_KEYREF_STRUCTURE, fns, NULL }
+
+static const OSSL_ALGORITHM lurk_decoder[] = {
+    { "DER", LURK_PROPS ",input=pem", lurk_pem_decoder_functions, NULL },
+    LURK_DECODER_REF("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_decoder_functions),
+    LURK_DECODER_REF("EC:id-ecPublicKey:1.2.840.10045.2.1", lurk_ec_decoder_functions),
+    LURK_DECODER_REF("ED25519:1.3.101.112", lurk_ed25519_decoder_functions),
+    { NULL, NULL, NULL, NULL }
+};
+
 static const OSSL_ALGORITHM *lurk_query(void *provctx, int operation_id, int *no_cache)
 {
     (void)provctx;
@@ -56,6 +69,8 @@ static const OSSL_ALGORITHM *lurk_query(void *provctx, int operation_id, int *no
         return lurk_asym_cipher;
     case OSSL_OP_STORE:
         return lurk_store;
+    case OSSL_OP_DECODER:
+        return lurk_decoder;
     default:
         return NULL;
     }

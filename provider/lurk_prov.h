@@ -103,5 +103,9 @@ extern const OSSL_DISPATCH lurk_ecdsa_signature_functions[];
 extern const OSSL_DISPATCH lurk_ed25519_signature_functions[];
 extern const OSSL_DISPATCH lurk_rsa_asym_cipher_functions[];
 extern const OSSL_DISPATCH lurk_store_functions[];
+extern const OSSL_DISPATCH lurk_pem_decoder_functions[];
+extern const OSSL_DISPATCH lurk_rsa_decoder_functions[];
+extern const OSSL_DISPATCH lurk_ec_decoder_functions[];
+extern const OSSL_DISPATCH lurk_ed25519_decoder_functions[];
 
 #endif

@@ -17,6 +17,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "ks_config.h"
+#include "ks_keys.h"
+#include "ks_log.h"
+#include "lurk_keyref.h"
 #include "lurk_transport.h"
 
 #include <nng/supplemental/util/platform.h>
@@ -29,6 +33,8 @@ typedef struct {
     int timeout_ms;
     int allow_insecure;
     const char *out;
+    /* keyref */
+    const char *keyserver_config, *match_cert, *servers_hint;
 } lurkctl_opts;
 
 static void lurkctl_usage(FILE *f)
@@ -43,6 +49,12 @@ static void lurkctl_usage(FILE *f)
 "  capabilities         protocol version, configuration epoch, and the keys\n"
 "                       this edge may use with their signature schemes\n"
 "  pubkey KEY-ID        print the key's public key (PEM SubjectPublicKeyInfo)\n"
+"  keyref KEY-ID        write a key reference file (PEM \"LURK KEY REFERENCE\"):\n"
+"                       what nginx, HAProxy or any OpenSSL 3 program with the\n"
+"                       lurk provider loads as the key's private key file. It\n"
+"                       holds the key id and the public key, no secret. The\n"
+"                       public key comes from the key server, or with\n"
+"                       --keyserver-config from the key itself, without network\n"
 "\n"
 "Options:\n"
 "  -C, --config FILE    read settings from the lurk provider's section of this\n"
@@ -60,9 +72,20 @@ static void lurkctl_usage(FILE *f)
 "  -o, --out FILE       write output to FILE instead of standard output\n"
 "  -h, --help           this text\n"
 "\n"
+"keyref options:\n"
+"      --keyserver-config FILE\n"
+"                       on the key server host: load the key named in this\n"
+"                       lurk-keyserver configuration and take its public half\n"
+"                       (no network; needs read access to the key)\n"
+"      --match-cert FILE refuse to write the reference unless its public key is\n"
+"                       the one in this certificate (PEM or DER)\n"
+"      --servers-hint URLS  key server URLs to note in the file (informational;\n"
+"                       the provider's openssl.cnf section decides)\n"
+"\n"
 "Command-line options override the config file.\n"
 "Exit status: 0 success, 1 the key server refused or could not be reached,\n"
-"2 usage or configuration error.\n");
+"the key could not be loaded or does not match --match-cert, 2 usage or\n"
+"configuration error.\n");
 }
 
 /* The lurk provider's section: `lurk = <section>` in the providers list. */
@@ -208,6 +231,184 @@ static int lurkctl_pubkey(lurk_client *c, const char *key_id, FILE *out)
     return rc;
 }
 
+/* --- keyref ------------------------------------------------------------------ */
+
+typedef struct {
+    Lurk__V1__KeyType type;
+    unsigned char *spki;
+    size_t spki_len;
+} lurkctl_pub;
+
+static int lurkctl_pub_set(lurkctl_pub *pub, Lurk__V1__KeyType type, const unsigned char *spki,
+                           size_t spki_len)
+{
+    if (spki_len == 0 || (pub->spki = malloc(spki_len)) == NULL) {
+        fprintf(stderr, "lurkctl: no public key\n");
+        return 0;
+    }
+    memcpy(pub->spki, spki, spki_len);
+    pub->spki_len = spki_len;
+    pub->type = type;
+    return 1;
+}
+
+/* Over the network, as an edge: the same question the lurk:// store asks. */
+static int lurkctl_pub_from_server(lurk_client *c, const char *key_id, lurkctl_pub *pub)
+{
+    Lurk__V1__Request req = LURK__V1__REQUEST__INIT;
+    Lurk__V1__GetPublicKeyRequest get = LURK__V1__GET_PUBLIC_KEY_REQUEST__INIT;
+    Lurk__V1__Response *resp;
+    int ok;
+
+    req.op_case = LURK__V1__REQUEST__OP_GET_PUBLIC_KEY;
+    req.get_public_key = &get;
+    get.key_id = (char *)key_id;
+    if (lurkctl_call(c, &req, LURK__V1__RESPONSE__RESULT_GET_PUBLIC_KEY, &resp) != LURK_CALL_OK)
+        return 0;
+    ok = lurkctl_pub_set(pub, resp->get_public_key->type, resp->get_public_key->spki.data,
+                         resp->get_public_key->spki.len);
+    lurk__v1__response__free_unpacked(resp, NULL);
+    return ok;
+}
+
+/*
+ * On the key server host: load the one key exactly as lurk-keyserver does
+ * (same file checks, same OSSL_STORE loading), so that a reference made
+ * here is byte for byte the one an edge would make. Returns an exit status.
+ */
+static int lurkctl_pub_from_keyserver_config(const char *path, const char *key_id,
+                                             lurkctl_pub *pub)
+{
+    ks_config *cfg = NULL, one;
+    ks_keyring *kr = NULL;
+    char err[1024];
+    int rc = 1;
+
+    if (ks_config_load(path, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "lurkctl: %s\n", err);
+        return EXIT_USAGE;
+    }
+    one = *cfg;
+    one.keys = NULL;
+    for (size_t i = 0; i < cfg->n_keys; i++)
+        if (strcmp(cfg->keys[i].id, key_id) == 0)
+            one.keys = &cfg->keys[i];
+    if (one.keys == NULL) {
+        fprintf(stderr, "lurkctl: key \"%s\" is not in the [%s] section of %s\n", key_id,
+                cfg->keys_section != NULL ? cfg->keys_section : "keys", path);
+        goto done;
+    }
+    /* Only this key: another key's problem is not this reference's. */
+    one.n_keys = 1;
+    ks_log_set_level(KS_LOG_WARN);
+    if (ks_keys_load(&one, &kr, err, sizeof(err)) != 0) {
+        fprintf(stderr, "lurkctl: %s\n", err);
+        goto done;
+    }
+    if (lurkctl_pub_set(pub, kr->keys[0].desc.type, kr->keys[0].spki, kr->keys[0].spki_len))
+        rc = 0;
+done:
+    ks_keys_free(kr);
+    ks_config_free(cfg);
+    return rc;
+}
+
+static X509 *lurkctl_read_cert(const char *path)
+{
+    BIO *in = BIO_new_file(path, "rb");
+    X509 *x = NULL;
+
+    if (in != NULL && (x = PEM_read_bio_X509(in, NULL, NULL, NULL)) == NULL
+        && BIO_reset(in) == 0)
+        x = d2i_X509_bio(in, NULL);
+    BIO_free(in);
+    ERR_clear_error();
+    return x;
+}
+
+/*
+ * A reference for the wrong key would only fail later, at the first
+ * handshake. Returns an exit status.
+ */
+static int lurkctl_match_cert(const char *path, const char *key_id, const lurkctl_pub *pub)
+{
+    const unsigned char *p = pub->spki;
+    EVP_PKEY *key = d2i_PUBKEY(NULL, &p, (long)pub->spki_len);
+    X509 *x = lurkctl_read_cert(path);
+    int rc = 1;
+
+    if (x == NULL) {
+        fprintf(stderr, "lurkctl: cannot read a certificate from %s\n", path);
+        rc = EXIT_USAGE;
+    } else if (key == NULL) {
+        fprintf(stderr, "lurkctl: key \"%s\": undecodable public key\n", key_id);
+    } else if (EVP_PKEY_eq(key, X509_get0_pubkey(x)) == 1) {
+        rc = 0;
+    } else {
+        fprintf(stderr, "lurkctl: key \"%s\" does not match the certificate %s (their public "
+                "keys differ); no reference written\n", key_id, path);
+    }
+    X509_free(x);
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Encoded in memory first, so that a failure leaves no half-written file. */
+static int lurkctl_keyref_write(const lurkctl_opts *o, const char *key_id, const lurkctl_pub *pub)
+{
+    lurk_keyref ref = { pub->type, key_id, pub->spki, pub->spki_len, o->servers_hint };
+    BIO *mem = BIO_new(BIO_s_mem());
+    const char *why = "out of memory";
+    char *text;
+    long len;
+    FILE *out = stdout;
+    int ok = 0;
+
+    if (mem == NULL || !lurk_keyref_write_pem(mem, &ref, NULL, &why)) {
+        fprintf(stderr, "lurkctl: key \"%s\": cannot make a reference: %s\n", key_id, why);
+        goto done;
+    }
+    len = BIO_get_mem_data(mem, &text);
+    if (o->out != NULL && (out = fopen(o->out, "w")) == NULL) {
+        fprintf(stderr, "lurkctl: cannot write %s\n", o->out);
+        goto done;
+    }
+    ok = fwrite(text, 1, (size_t)len, out) == (size_t)len;
+    if (out != stdout)
+        ok = fclose(out) == 0 && ok;
+    else
+        ok = fflush(out) == 0 && ok;
+    if (!ok)
+        fprintf(stderr, "lurkctl: cannot write %s\n", o->out != NULL ? o->out : "to stdout");
+done:
+    BIO_free(mem);
+    return ok;
+}
+
+/* client is NULL with --keyserver-config. */
+static int lurkctl_keyref(lurk_client *client, const lurkctl_opts *o, const char *key_id)
+{
+    lurkctl_pub pub = { LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED, NULL, 0 };
+    int rc;
+
+    if (!lurk_key_id_valid(key_id)) {
+        fprintf(stderr, "lurkctl: \"%s\" is not a key id (1 to %u characters of A-Z a-z 0-9 "
+                ". _ -)\n", key_id, LURK_MAX_KEY_ID);
+        return EXIT_USAGE;
+    }
+    if (client != NULL)
+        rc = lurkctl_pub_from_server(client, key_id, &pub) ? 0 : 1;
+    else
+        rc = lurkctl_pub_from_keyserver_config(o->keyserver_config, key_id, &pub);
+    if (rc == 0 && o->match_cert != NULL)
+        rc = lurkctl_match_cert(o->match_cert, key_id, &pub);
+    if (rc == 0 && !lurkctl_keyref_write(o, key_id, &pub))
+        rc = 1;
+    free(pub.spki);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -221,6 +422,9 @@ int main(int argc, char **argv)
         { "timeout-ms", required_argument, NULL, 't' },
         { "allow-insecure", no_argument, NULL, 'I' },
         { "out", required_argument, NULL, 'o' },
+        { "keyserver-config", required_argument, NULL, 'K' },
+        { "match-cert", required_argument, NULL, 'M' },
+        { "servers-hint", required_argument, NULL, 'H' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -232,7 +436,7 @@ int main(int argc, char **argv)
     lurk_client *client = NULL;
     lurk_client_conf cc;
     FILE *out = stdout;
-    int opt, rc = EXIT_USAGE;
+    int opt, rc = EXIT_USAGE, keyref;
 
     while ((opt = getopt_long(argc, argv, "C:s:o:h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -246,6 +450,9 @@ int main(int argc, char **argv)
         case 't': o.timeout_ms = atoi(optarg); break;
         case 'I': o.allow_insecure = 1; break;
         case 'o': o.out = optarg; break;
+        case 'K': o.keyserver_config = optarg; break;
+        case 'M': o.match_cert = optarg; break;
+        case 'H': o.servers_hint = optarg; break;
         case 'h': lurkctl_usage(stdout); return 0;
         default: lurkctl_usage(stderr); return EXIT_USAGE;
         }
@@ -255,6 +462,24 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     cmd = argv[optind];
+    keyref = strcmp(cmd, "keyref") == 0;
+    if (keyref && optind + 2 != argc) {
+        lurkctl_usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (o.servers_hint != NULL) {
+        /* Only a note: the provider's own settings decide what is allowed. */
+        char **hint = lurk_url_list_parse(o.servers_hint, 1, err, sizeof(err));
+
+        if (hint == NULL) {
+            fprintf(stderr, "lurkctl: --servers-hint: %s\n", err);
+            return EXIT_USAGE;
+        }
+        lurk_url_list_free(hint);
+    }
+    /* On the key server host: no network, no nng. */
+    if (keyref && o.keyserver_config != NULL)
+        return lurkctl_keyref(NULL, &o, argv[optind + 1]);
     if (config != NULL && !lurkctl_read_config(config, section, &o, &conf))
         return EXIT_USAGE;
     if ((urls = lurk_url_list_parse(o.servers, o.allow_insecure, err, sizeof(err))) == NULL) {
@@ -270,6 +495,10 @@ int main(int argc, char **argv)
     cc.timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : 2000;
     if (lurk_client_new(&cc, &client, err, sizeof(err)) != 0) {
         fprintf(stderr, "lurkctl: %s\n", err);
+        goto done;
+    }
+    if (keyref) {
+        rc = lurkctl_keyref(client, &o, argv[optind + 1]);
         goto done;
     }
     if (o.out != NULL && (out = fopen(o.out, "w")) == NULL) {
