@@ -1,7 +1,8 @@
 /*
  * The nng side of the contract: which URLs are acceptable, how mutual TLS
- * is set up, and a synchronous req/rep client shared by the provider, the
- * admin tool and the tests.
+ * is set up (lurk_transport.c), and the req/rep client shared by the
+ * provider, the admin tool and the tests, with failover across several key
+ * servers (lurk_client.c).
  *
  * Creating a client starts nng. Never do that in a process that may fork
  * afterwards (nginx, HAProxy masters): nng aborts in the child.
@@ -50,9 +51,11 @@ int lurk_tls_config_make(int server, const lurk_tls_files *files,
 typedef struct lurk_client lurk_client;
 
 typedef struct {
-    char *const *urls;         /* NULL-terminated */
+    char *const *urls;         /* NULL-terminated, 1 to 32 key servers */
     lurk_tls_files tls;
-    int timeout_ms;            /* whole call: connect, send and answer */
+    int timeout_ms;            /* whole call, all attempts: default 2000 */
+    int attempt_timeout_ms;    /* one attempt on one server: default timeout_ms / 2 */
+    int keepalive_ms;          /* ping an idle server this often: default 1000, < 0 never */
 } lurk_client_conf;
 
 typedef enum {
