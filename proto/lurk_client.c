@@ -201,6 +201,9 @@ static void lurk_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
     pthread_mutex_lock(&s->lock);
     s->pipes += ev == NNG_PIPE_EV_ADD_POST ? 1 : -1;
     gone = ev == NNG_PIPE_EV_REM_POST && s->pipes == 0;
+    /* Back after a restart: probe at the next tick, not after the backoff. */
+    if (ev == NNG_PIPE_EV_ADD_POST && s->down)
+        s->next_probe = nng_clock();
     pthread_mutex_unlock(&s->lock);
     if (gone)
         lurk_server_abort_all(s);
