@@ -159,7 +159,7 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
 {
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
     char *servers = NULL, *cert = NULL, *key = NULL, *ca = NULL, *sni = NULL;
-    char *timeout = NULL, *insecure = NULL;
+    char *timeout = NULL, *insecure = NULL, *verify = NULL;
     char err[256];
     OSSL_PARAM params[] = {
         OSSL_PARAM_utf8_ptr("servers", &servers, 0),
@@ -169,6 +169,7 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
         OSSL_PARAM_utf8_ptr("server_name", &sni, 0),
         OSSL_PARAM_utf8_ptr("timeout_ms", &timeout, 0),
         OSSL_PARAM_utf8_ptr("allow_insecure", &insecure, 0),
+        OSSL_PARAM_utf8_ptr("verify_signatures", &verify, 0),
         OSSL_PARAM_END
     };
 
@@ -180,6 +181,7 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
         return 0;
     }
     prov->timeout_ms = LURK_DEFAULT_TIMEOUT_MS;
+    prov->verify_signatures = lurk_truthy(verify);
     if (timeout != NULL) {
         char *end;
         long ms = strtol(timeout, &end, 10);

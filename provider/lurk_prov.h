@@ -49,6 +49,7 @@ typedef struct lurk_prov_ctx_st {
     char **servers;
     char *tls_cert, *tls_key, *tls_ca, *server_name;
     int timeout_ms;
+    int verify_signatures;         /* check each signature before libssl sends it */
 
     /* The RPC client, started at the first private-key operation. */
     pthread_mutex_t lock;

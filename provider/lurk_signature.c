@@ -185,6 +185,33 @@ static int lurk_sig_sign_init(void *vctx, void *keydata, const OSSL_PARAM params
     return lurk_sig_init(vctx, NULL, keydata, params);
 }
 
+/*
+ * verify_signatures = yes: check the key server's answer with the public
+ * key before libssl sends it, so that a faulty or compromised key server
+ * cannot make this edge send a bad signature (a fault attack on RSA-CRT
+ * would otherwise leak the key to the client).
+ */
+static int lurk_sig_verify(LURK_SIG_CTX *ctx, const lurk_scheme *scheme, const unsigned char *sig,
+                           size_t siglen, const unsigned char *tbs, size_t tbslen)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = m != NULL
+             && EVP_DigestVerifyInit_ex(m, &pctx, scheme->md, ctx->prov->libctx, "provider=default",
+                                        ctx->key->pub, NULL) > 0
+             && (scheme->padding != LURK_PAD_PSS
+                 || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
+                     && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0))
+             && EVP_DigestVerify(m, sig, siglen, tbs, tbslen) == 1;
+
+    EVP_MD_CTX_free(m);
+    if (!ok)
+        lurk_raise(ctx->prov, LURK_R_KEY_SERVER_BAD_REPLY,
+                   "key \"%s\": the key server's %s signature does not verify with the public key",
+                   ctx->key->key_id, scheme->name);
+    return ok;
+}
+
 static int lurk_sig_do_sign(LURK_SIG_CTX *ctx, unsigned char *sig, size_t *siglen,
                             size_t sigsize, const unsigned char *tbs, size_t tbslen)
 {
@@ -201,8 +228,10 @@ static int lurk_sig_do_sign(LURK_SIG_CTX *ctx, unsigned char *sig, size_t *sigle
                    ctx->pad == LURK_PAD_PSS ? " and PSS" : "");
         return 0;
     }
-    return lurk_rpc_sign(ctx->prov, ctx->key->key_id, scheme->code, tbs, tbslen, sig, siglen,
-                         sigsize);
+    if (!lurk_rpc_sign(ctx->prov, ctx->key->key_id, scheme->code, tbs, tbslen, sig, siglen,
+                       sigsize))
+        return 0;
+    return !ctx->prov->verify_signatures || lurk_sig_verify(ctx, scheme, sig, *siglen, tbs, tbslen);
 }
 
 static int lurk_sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsize,
