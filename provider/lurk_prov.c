@@ -154,12 +154,31 @@ static int lurk_dup_opt(char **dst, const char *src)
     return (*dst = strdup(src)) != NULL;
 }
 
+/* A duration setting in milliseconds; absent keeps *out. */
+static int lurk_config_ms(LURK_PROV_CTX *prov, const char *name, const char *text, long min,
+                          long max, int *out)
+{
+    char *end;
+    long ms;
+
+    if (text == NULL)
+        return 1;
+    ms = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || ms < min || ms > max) {
+        lurk_raise(prov, LURK_R_CONFIG, "%s = \"%s\": give milliseconds, %ld to %ld", name, text,
+                   min, max);
+        return 0;
+    }
+    *out = (int)ms;
+    return 1;
+}
+
 /* Reads the provider's openssl.cnf section; fails on anything unusable. */
 static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
 {
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
     char *servers = NULL, *cert = NULL, *key = NULL, *ca = NULL, *sni = NULL;
-    char *timeout = NULL, *insecure = NULL, *verify = NULL;
+    char *timeout = NULL, *attempt = NULL, *keepalive = NULL, *insecure = NULL, *verify = NULL;
     char err[256];
     OSSL_PARAM params[] = {
         OSSL_PARAM_utf8_ptr("servers", &servers, 0),
@@ -168,6 +187,8 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
         OSSL_PARAM_utf8_ptr("tls_ca", &ca, 0),
         OSSL_PARAM_utf8_ptr("server_name", &sni, 0),
         OSSL_PARAM_utf8_ptr("timeout_ms", &timeout, 0),
+        OSSL_PARAM_utf8_ptr("attempt_timeout_ms", &attempt, 0),
+        OSSL_PARAM_utf8_ptr("keepalive_ms", &keepalive, 0),
         OSSL_PARAM_utf8_ptr("allow_insecure", &insecure, 0),
         OSSL_PARAM_utf8_ptr("verify_signatures", &verify, 0),
         OSSL_PARAM_END
@@ -181,18 +202,13 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
         return 0;
     }
     prov->timeout_ms = LURK_DEFAULT_TIMEOUT_MS;
+    prov->keepalive_ms = 1000;
     prov->verify_signatures = lurk_truthy(verify);
-    if (timeout != NULL) {
-        char *end;
-        long ms = strtol(timeout, &end, 10);
-
-        if (*end != '\0' || ms < 10 || ms > 600000) {
-            lurk_raise(prov, LURK_R_CONFIG, "timeout_ms = \"%s\": give milliseconds, 10 to 600000",
-                       timeout);
-            return 0;
-        }
-        prov->timeout_ms = (int)ms;
-    }
+    if (!lurk_config_ms(prov, "timeout_ms", timeout, 10, 600000, &prov->timeout_ms)
+        || !lurk_config_ms(prov, "attempt_timeout_ms", attempt, 10, 600000,
+                           &prov->attempt_timeout_ms)
+        || !lurk_config_ms(prov, "keepalive_ms", keepalive, 0, 3600000, &prov->keepalive_ms))
+        return 0;
     /*
      * Without servers the provider still loads: `openssl list -providers`
      * and key loading work, and the first signature says what is missing.

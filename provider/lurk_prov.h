@@ -48,7 +48,9 @@ typedef struct lurk_prov_ctx_st {
     /* From the provider's section in openssl.cnf. */
     char **servers;
     char *tls_cert, *tls_key, *tls_ca, *server_name;
-    int timeout_ms;
+    int timeout_ms;                /* per operation, all attempts */
+    int attempt_timeout_ms;        /* per key server tried; 0: half of timeout_ms */
+    int keepalive_ms;              /* ping idle key servers; 0: never */
     int verify_signatures;         /* check each signature before libssl sends it */
 
     /* The RPC client, started at the first private-key operation. */

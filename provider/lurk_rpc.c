@@ -30,6 +30,19 @@
 #include "lurk_prov.h"
 #include "lurk_transport.h"
 
+static void lurk_rpc_conf(const LURK_PROV_CTX *prov, lurk_client_conf *conf)
+{
+    memset(conf, 0, sizeof(*conf));
+    conf->urls = prov->servers;
+    conf->tls.cert = prov->tls_cert;
+    conf->tls.key = prov->tls_key;
+    conf->tls.ca = prov->tls_ca;
+    conf->tls.server_name = prov->server_name;
+    conf->timeout_ms = prov->timeout_ms;
+    conf->attempt_timeout_ms = prov->attempt_timeout_ms;
+    conf->keepalive_ms = prov->keepalive_ms > 0 ? prov->keepalive_ms : -1;
+}
+
 static lurk_client *lurk_rpc_client(LURK_PROV_CTX *prov)
 {
     lurk_client *c;
@@ -53,13 +66,7 @@ static lurk_client *lurk_rpc_client(LURK_PROV_CTX *prov)
         return NULL;
     }
     if (prov->client == NULL) {
-        memset(&conf, 0, sizeof(conf));
-        conf.urls = prov->servers;
-        conf.tls.cert = prov->tls_cert;
-        conf.tls.key = prov->tls_key;
-        conf.tls.ca = prov->tls_ca;
-        conf.tls.server_name = prov->server_name;
-        conf.timeout_ms = prov->timeout_ms;
+        lurk_rpc_conf(prov, &conf);
         if (lurk_client_new(&conf, &prov->client, err, sizeof(err)) != 0) {
             pthread_mutex_unlock(&prov->lock);
             lurk_raise(prov, LURK_R_CONFIG, "%s", err);
@@ -286,13 +293,8 @@ static void lurk_rpc_pubkey_child(LURK_PROV_CTX *prov, const char *key_id, int f
     size_t errlen;
     lurk_call_result res = LURK_CALL_TRANSPORT;
 
-    memset(&conf, 0, sizeof(conf));
-    conf.urls = prov->servers;
-    conf.tls.cert = prov->tls_cert;
-    conf.tls.key = prov->tls_key;
-    conf.tls.ca = prov->tls_ca;
-    conf.tls.server_name = prov->server_name;
-    conf.timeout_ms = prov->timeout_ms;
+    lurk_rpc_conf(prov, &conf);
+    conf.keepalive_ms = -1; /* one question, then exit */
     get.key_id = (char *)key_id;
     req.op_case = LURK__V1__REQUEST__OP_GET_PUBLIC_KEY;
     req.get_public_key = &get;
