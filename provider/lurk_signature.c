@@ -349,6 +349,36 @@ static int lurk_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
     return 1;
 }
 
+/*
+ * X.509, CMS and CSR signing ask for the AlgorithmIdentifier first. Those
+ * are not TLS handshakes and the key server would refuse them: say so here,
+ * clearly, instead of failing without a word.
+ */
+static int lurk_sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
+{
+    LURK_SIG_CTX *ctx = vctx;
+
+    if (OSSL_PARAM_locate(params, OSSL_SIGNATURE_PARAM_ALGORITHM_ID) != NULL) {
+        lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
+                   "lurk keys sign TLS handshakes only; sign certificates, requests and "
+                   "documents on the key server host with the key itself");
+        return 0;
+    }
+    return 1;
+}
+
+static const OSSL_PARAM *lurk_sig_gettable_ctx_params(void *vctx, void *provctx)
+{
+    static const OSSL_PARAM gettable[] = {
+        OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, NULL, 0),
+        OSSL_PARAM_END
+    };
+
+    (void)vctx;
+    (void)provctx;
+    return gettable;
+}
+
 static const OSSL_PARAM lurk_sig_rsa_settable[] = {
     OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
     OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL, 0),
@@ -399,6 +429,9 @@ static const OSSL_PARAM *lurk_sig_ed25519_settable_ctx_params(void *vctx, void *
           (void (*)(void))lurk_sig_digest_sign_update },                                      \
         { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))lurk_sig_digest_sign_final },\
         { OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))lurk_sig_digest_sign },            \
+        { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, (void (*)(void))lurk_sig_get_ctx_params },      \
+        { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,                                            \
+          (void (*)(void))lurk_sig_gettable_ctx_params },                                     \
         { OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))lurk_sig_set_ctx_params },      \
         { OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,                                            \
           (void (*)(void))lurk_sig_##t##_settable_ctx_params },                               \
