@@ -38,6 +38,13 @@ lurk_grep "digest-sign of arbitrary data is refused too" 'not a TLS handshake co
     "$LURK_T/pkeyutl-raw.log"
 lurk_check_fails "no signature was written" test -s "$LURK_T/sig.bin"
 lurk_grep "the key server logged the refusal" 'refused' "$LURK_T/ks.log"
+openssl req -new -key lurk://rsa -subj /CN=x -out "$LURK_T/x.csr" > "$LURK_T/req.log" 2>&1
+lurk_grep "a certificate request with a lurk key fails with the reason" \
+    'sign TLS handshakes only' "$LURK_T/req.log"
+lurk_check_fails "decrypting anything but a TLS premaster fails" \
+    openssl pkeyutl -decrypt -inkey lurk://rsa -in "$LURK_T/data.bin"
+openssl pkey -in lurk://rsa -out "$LURK_T/exported.pem" > /dev/null 2>&1
+lurk_check_fails "the private key cannot be exported" grep -q 'PRIVATE KEY' "$LURK_T/exported.pem"
 
 # Edges the key server must not serve.
 lurk_check_fails "edge without a client certificate is refused" "${CTL[@]}" ping
