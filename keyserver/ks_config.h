@@ -9,6 +9,21 @@
  *   [keys]
  *   rsa2048 = keys/rsa2048.pem
  *
+ * Edge groups (docs/keyserver-ops.md): instead of listen/client_ca in
+ * [keyserver], one section per group of edges, each with its own
+ * listeners, CA, optional CRL, granted keys and rate limit:
+ *
+ *   [edge.cdn1]
+ *   listen = tls+tcp://0.0.0.0:7443
+ *   client_ca = cdn1-ca.pem
+ *   client_crl = cdn1.crl
+ *   keys = www api
+ *   rate = 500
+ *   burst = 1000
+ *
+ * Without [edge.*] sections the [keyserver] listeners form one implicit
+ * group, "default", granted every key.
+ *
  * Parsing is split from file access so that the unit tests can feed text
  * directly; nothing here opens a key or a certificate.
  */
@@ -16,22 +31,50 @@
 #define KS_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/bio.h>
 
+#include "ks_authz.h"
 #include "ks_policy.h"
 
 /* Largest configuration accepted, far above any sane one. */
 #define KS_CONFIG_MAX_TEXT (1024u * 1024u)
 /* Upper bound for `workers`: beyond this, threads only cost memory. */
 #define KS_CONFIG_MAX_WORKERS 1024u
+/* Name of the implicit group of the single-[keyserver] form. */
+#define KS_CONFIG_DEFAULT_GROUP "default"
+/* Defaults of the operational settings (docs/keyserver-ops.md). */
+#define KS_CONFIG_DEFAULT_REPLAY_WINDOW 60u      /* seconds */
+#define KS_CONFIG_DEFAULT_REPLAY_CACHE 100000u   /* entries */
+#define KS_CONFIG_DEFAULT_MAX_CONNECTIONS 1024u
+#define KS_CONFIG_DEFAULT_DRAIN_TIMEOUT 10u      /* seconds */
+#define KS_CONFIG_MIN_MESSAGE 1024u
+#define KS_CONFIG_MAX_INFLIGHT 65536u
 
 typedef struct {
     char *id;      /* key id, lurk_key_id_valid() */
     char *uri;     /* path resolved against the config directory, or a URI */
     int is_path;   /* a file the key server checks the permissions of */
     long line;     /* in the configuration, 0 if not known */
+    uint32_t rate; /* requests per second for this key, 0: unlimited */
+    uint32_t burst;
 } ks_config_key;
+
+/* One group of edges: its listeners (and so its CA) and what it may use. */
+typedef struct {
+    char *name;               /* "cdn1" for [edge.cdn1]; "default" when implicit */
+    int implicit;             /* the single-[keyserver] form */
+    char **listen;            /* NULL-terminated */
+    size_t n_listen;
+    int has_tls;
+    char *client_ca;          /* resolved path; NULL without tls+tcp:// */
+    char *client_crl;         /* optional */
+    ks_authz_grant grant;
+    uint32_t rate;            /* Sign+Decrypt per second for the whole group, 0: unlimited */
+    uint32_t burst;
+    long line;
+} ks_config_group;
 
 typedef struct ks_config {
     char *name;               /* the file as given, for messages */
@@ -60,6 +103,23 @@ typedef struct ks_config {
 
     /* The configuration text itself, part of the config epoch. */
     unsigned char text_sha256[32];
+
+    /* Edge groups: at least one; listen[] above is the union of theirs. */
+    ks_config_group *groups;
+    size_t n_groups;
+
+    /* Operations (docs/keyserver-ops.md). */
+    char *audit_log;              /* resolved path; NULL: standard error */
+    char *metrics_listen;         /* http://host:port; NULL: no metrics */
+    uint32_t key_rate;            /* default per-key limit, 0: unlimited */
+    uint32_t key_burst;
+    unsigned int replay_window;   /* seconds, 0: off */
+    size_t replay_cache;          /* entries */
+    size_t max_message;           /* bytes of one request */
+    unsigned int max_inflight;    /* received and not answered, all edges */
+    unsigned int max_inflight_per_conn;
+    unsigned int max_connections; /* all groups together */
+    unsigned int drain_timeout;   /* seconds SIGTERM waits for in-flight requests */
 } ks_config;
 
 /*
@@ -89,5 +149,8 @@ void ks_config_free(ks_config *cfg);
  * with '/' or '.'. "file:" URIs count as paths too.
  */
 int ks_config_source_is_path(const char *source);
+
+/* The group a listener URL belongs to, NULL if none. */
+const ks_config_group *ks_config_group_of_url(const ks_config *cfg, const char *url);
 
 #endif

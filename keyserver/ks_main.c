@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,35 @@ static void ks_usage(FILE *out)
 "  tls12 = yes           sign (D)TLS 1.2 ServerKeyExchange\n"
 "  ffdhe = yes           ... including finite-field DHE parameters\n"
 "  rsa_decrypt = yes     decrypt TLS 1.2 RSA key exchange premasters\n"
+"  rate = 0, burst = 0   Sign+Decrypt per second (and bucket size) for all\n"
+"                        edges of the single [keyserver] form; 0 = unlimited\n"
+"  key_rate = 0          default per-key limit (requests/s); 0 = unlimited\n"
+"  key_burst = 0         default per-key burst; 0 = the rate\n"
+"  replay_window = 60    seconds during which identical TLS context bytes are\n"
+"                        signed (or decrypted) once; 0 = off\n"
+"  replay_cache = 100000 entries the replay window holds; when full, refuse\n"
+"  max_message = 65536   largest request in bytes (larger: connection closed)\n"
+"  max_inflight = 2 x workers\n"
+"                        requests received and not answered, all edges;\n"
+"                        beyond it: OVERLOADED at once\n"
+"  max_inflight_per_conn = workers\n"
+"                        the same for one edge connection\n"
+"  max_connections = 1024\n"
+"                        edge connections, all groups; beyond: closed\n"
+"  drain_timeout = 10    seconds SIGTERM waits for requests in flight\n"
+"  audit_log = FILE      one line per operation; default: standard error\n"
+"  metrics_listen = URL  http://HOST:PORT serving Prometheus /metrics\n"
+"\n"
+"  [edge.NAME]           one edge group (instead of listen/client_ca/\n"
+"                        client_crl/rate/burst in [keyserver]):\n"
+"  listen = URL...       this group's own listeners\n"
+"  client_ca = FILE      the CA this group's edge certificates chain to\n"
+"  client_crl = FILE     optional PEM CRL for them\n"
+"  keys = ID...          the key ids this group may use, or *\n"
+"  rate = 0, burst = 0   Sign+Decrypt per second for the group; 0 = unlimited\n"
+"\n"
+"  [key_limits]\n"
+"  ID = RATE [BURST]     per-key limit overriding key_rate/key_burst\n"
 "\n"
 "  [keys]\n"
 "  ID = FILE-OR-URI      one line per key: ID is 1-64 of A-Z a-z 0-9 . _ -;\n"
@@ -90,10 +120,12 @@ static void ks_usage(FILE *out)
 "                        P-256/P-384/P-521, Ed25519\n"
 "\n"
 "Signals:\n"
-"  SIGTERM, SIGINT       stop and exit 0: the socket is closed at once, so\n"
-"                        answers still being computed are dropped (an edge\n"
-"                        retries on another key server)\n"
-"  SIGHUP                ignored (logged); restart to apply a new configuration\n"
+"  SIGTERM, SIGINT       stop taking connections and requests, answer those\n"
+"                        in flight (up to drain_timeout), exit 0\n"
+"  SIGHUP                reload the configuration and keys, all or nothing: a\n"
+"                        broken one is logged and the running one stays;\n"
+"                        reopen the audit log\n"
+"  SIGUSR1               reopen the audit log (log rotation)\n"
 "\n"
 "Exit status:\n"
 "  0  clean stop after a signal, or --check found no problem\n"
@@ -198,11 +230,40 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
     printf("configuration %s: OK\n", cfg->name);
     for (size_t i = 0; i < cfg->n_listen; i++)
         printf("  listen      %s\n", cfg->listen[i]);
-    if (cfg->has_tls) {
-        printf("  tls_cert    %s\n  tls_key     %s\n  client_ca   %s\n", cfg->tls_cert,
-               cfg->tls_key, cfg->client_ca);
-        printf("  client_crl  %s\n", cfg->client_crl != NULL ? cfg->client_crl : "(none)");
+    if (cfg->has_tls)
+        printf("  tls_cert    %s\n  tls_key     %s\n", cfg->tls_cert, cfg->tls_key);
+    for (size_t i = 0; i < cfg->n_groups; i++) {
+        const ks_config_group *g = &cfg->groups[i];
+
+        printf("  edge group  %s%s\n", g->name, g->implicit ? " (the [keyserver] listeners)"
+                                                             : "");
+        for (size_t j = 0; j < g->n_listen; j++)
+            printf("    listen      %s\n", g->listen[j]);
+        if (g->has_tls) {
+            printf("    client_ca   %s\n", g->client_ca);
+            printf("    client_crl  %s\n", g->client_crl != NULL ? g->client_crl : "(none)");
+        }
+        printf("    keys       ");
+        if (g->grant.all)
+            printf(" * (all)");
+        for (size_t j = 0; j < g->grant.n; j++)
+            printf(" %s", g->grant.ids[j]);
+        printf("\n");
+        if (g->rate != 0)
+            printf("    rate        %u/s, burst %u\n", g->rate, g->burst ? g->burst : g->rate);
+        else
+            printf("    rate        unlimited\n");
     }
+    printf("  limits      max_inflight %u, per connection %u, max_connections %u, "
+           "max_message %zu\n", cfg->max_inflight, cfg->max_inflight_per_conn,
+           cfg->max_connections, cfg->max_message);
+    if (cfg->replay_window != 0)
+        printf("  replay      window %u s, cache %zu entries\n", cfg->replay_window,
+               cfg->replay_cache);
+    else
+        printf("  replay      off\n");
+    printf("  audit_log   %s\n", cfg->audit_log != NULL ? cfg->audit_log : "(standard error)");
+    printf("  metrics     %s\n", cfg->metrics_listen != NULL ? cfg->metrics_listen : "(off)");
     printf("  workers     %u%s\n", cfg->workers, cfg->workers_set == 0 ? " (automatic)" : "");
     printf("  policy      tls13 %s, tls12 %s, ffdhe %s, rsa_decrypt %s\n",
            cfg->policy.allow_tls13 ? "yes" : "no", cfg->policy.allow_tls12 ? "yes" : "no",
@@ -226,11 +287,78 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
         }
         if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA && cfg->policy.allow_decrypt)
             printf("%sTLS 1.2 RSA key exchange", first ? " " : ", ");
+        for (size_t j = 0; j < cfg->n_keys; j++)
+            if (strcmp(cfg->keys[j].id, k->id) == 0 && cfg->keys[j].rate != 0)
+                printf("\n      rate %u/s, burst %u", cfg->keys[j].rate,
+                       cfg->keys[j].burst ? cfg->keys[j].burst : cfg->keys[j].rate);
         printf("\n");
     }
 }
 
-static int ks_wait_for_stop(const sigset_t *set)
+/* Configuration, keys and operations, all or nothing. */
+static int ks_load_all(const char *path, ks_config **cfg, ks_keyring **kr, ks_ops **ops,
+                       char *err, size_t errlen)
+{
+    char one[1024] = "";
+
+    *cfg = NULL;
+    *kr = NULL;
+    *ops = NULL;
+    if (ks_config_load(path, cfg, err, errlen) != 0)
+        return -1;
+    if (ks_keys_load(*cfg, kr, one, sizeof(one)) != 0) {
+        snprintf(err, errlen, "%s: %s", (*cfg)->name, one);
+        ks_config_free(*cfg);
+        *cfg = NULL;
+        return -1;
+    }
+    if ((*ops = ks_ops_new(*kr, &(*cfg)->policy, (*cfg)->server_id)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        ks_keys_free(*kr);
+        ks_config_free(*cfg);
+        *kr = NULL;
+        *cfg = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGHUP: a new configuration and keys, or the old ones and the reason. */
+static void ks_reload(ks_server *srv, const char *path, uint64_t *epoch)
+{
+    ks_config *cfg;
+    ks_keyring *kr;
+    ks_ops *ops;
+    char err[1024] = "";
+
+    ks_log(KS_LOG_INFO, "SIGHUP: reloading %s", path);
+    ks_server_reopen_audit(srv);
+    if (ks_load_all(path, &cfg, &kr, &ops, err, sizeof(err)) != 0) {
+        ks_log(KS_LOG_ERROR, "reload rejected, the running configuration stays (epoch "
+               "%016llx): %s", (unsigned long long)*epoch, err);
+        ks_server_reload_failed(srv);
+        return;
+    }
+    {
+        uint64_t new_epoch = kr->epoch;
+        size_t nkeys = kr->n, ngroups = cfg->n_groups;
+
+        if (ks_server_reload(srv, cfg, kr, ops, err, sizeof(err)) != 0) {
+            ks_log(KS_LOG_ERROR, "reload rejected, the running configuration stays (epoch "
+                   "%016llx): %s", (unsigned long long)*epoch, err);
+            ks_server_reload_failed(srv);
+            ks_ops_free(ops);
+            ks_keys_free(kr);
+            ks_config_free(cfg);
+            return;
+        }
+        ks_log(KS_LOG_INFO, "reloaded: epoch %016llx -> %016llx, %zu keys, %zu edge groups",
+               (unsigned long long)*epoch, (unsigned long long)new_epoch, nkeys, ngroups);
+        *epoch = new_epoch;
+    }
+}
+
+static int ks_serve(ks_server *srv, const sigset_t *set, const char *path, uint64_t epoch)
 {
     for (;;) {
         int sig = 0;
@@ -238,8 +366,11 @@ static int ks_wait_for_stop(const sigset_t *set)
         if (sigwait(set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            ks_log(KS_LOG_INFO, "SIGHUP ignored: restart lurk-keyserver to apply a new "
-                   "configuration");
+            ks_reload(srv, path, &epoch);
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            ks_server_reopen_audit(srv);
             continue;
         }
         return sig;
@@ -248,6 +379,9 @@ static int ks_wait_for_stop(const sigset_t *set)
 
 static void ks_log_ready(const ks_config *cfg, const ks_keyring *kr)
 {
+    char groups[512];
+    size_t gused = 0;
+
     char urls[1024];
     size_t used = 0;
 
@@ -259,8 +393,19 @@ static void ks_log_ready(const ks_config *cfg, const ks_keyring *kr)
             break;
         used += (size_t)n;
     }
-    ks_log(KS_LOG_INFO, "ready: listening on %s, %zu keys, %u workers", urls, kr->n,
-           cfg->workers);
+    groups[0] = '\0';
+    for (size_t i = 0; i < cfg->n_groups && gused < sizeof(groups); i++) {
+        int n = snprintf(groups + gused, sizeof(groups) - gused, "%s%s", i ? " " : "",
+                         cfg->groups[i].name);
+
+        if (n < 0)
+            break;
+        gused += (size_t)n;
+    }
+    ks_log(KS_LOG_INFO, "ready: listening on %s, %zu keys, %zu edge groups (%s), %u workers, "
+           "epoch %016llx%s%s", urls, kr->n, cfg->n_groups, groups, cfg->workers,
+           (unsigned long long)kr->epoch, cfg->metrics_listen != NULL ? ", metrics on " : "",
+           cfg->metrics_listen != NULL ? cfg->metrics_listen : "");
 }
 
 int main(int argc, char **argv)
@@ -274,6 +419,7 @@ int main(int argc, char **argv)
     struct sigaction ign;
     char err[1024] = "";
     int code = KS_EXIT_FAIL, sig;
+    uint64_t epoch;
 
     if (ks_parse_args(argc, argv, &args, &code) != 0)
         return code;
@@ -287,26 +433,19 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     memset(&ign, 0, sizeof(ign));
     ign.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ign, NULL);
 
-    if (ks_config_load(args.config, &cfg, err, sizeof(err)) != 0) {
+    if (ks_load_all(args.config, &cfg, &kr, &ops, err, sizeof(err)) != 0) {
         ks_log(KS_LOG_ERROR, "%s", err);
-        goto out;
-    }
-    if (ks_keys_load(cfg, &kr, err, sizeof(err)) != 0) {
-        ks_log(KS_LOG_ERROR, "%s: %s", cfg->name, err);
-        goto out;
-    }
-    if ((ops = ks_ops_new(kr, &cfg->policy, cfg->server_id)) == NULL) {
-        ks_log(KS_LOG_ERROR, "out of memory");
         goto out;
     }
     if (args.check) {
         if (ks_server_check_tls(cfg, err, sizeof(err)) != 0) {
-            ks_log(KS_LOG_ERROR, "%s: TLS: %s", cfg->name, err);
+            ks_log(KS_LOG_ERROR, "%s", err);
             goto out;
         }
         ks_check_summary(cfg, kr, ops);
@@ -316,13 +455,18 @@ int main(int argc, char **argv)
     if (args.debug_delay_ms > 0)
         ks_log(KS_LOG_WARN, "--debug-delay-ms %d: every Sign and Decrypt is delayed (testing "
                "only)", args.debug_delay_ms);
-    if (ks_server_start(cfg, ops, args.debug_delay_ms, &srv, err, sizeof(err)) != 0) {
+    if (ks_server_start(cfg, kr, ops, args.debug_delay_ms, &srv, err, sizeof(err)) != 0) {
         ks_log(KS_LOG_ERROR, "%s", err);
         goto out;
     }
     ks_log_ready(cfg, kr);
-    sig = ks_wait_for_stop(&set);
-    ks_log(KS_LOG_INFO, "stopping on %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    epoch = kr->epoch;
+    /* The server owns them now (a reload replaces them). */
+    cfg = NULL;
+    kr = NULL;
+    ops = NULL;
+    sig = ks_serve(srv, &set, args.config, epoch);
+    ks_log(KS_LOG_INFO, "stopping on %s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
     ks_server_stop(srv);
     code = KS_EXIT_OK;
 out:

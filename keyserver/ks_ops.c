@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <openssl/rsa.h>
 
 #include "ks_log.h"
@@ -58,10 +59,43 @@ static void ks_ops_set_detail(ks_ops_answer *ans, const char *fmt, ...)
     ans->resp.detail = ans->detail;
 }
 
+const char *ks_ops_status_token(Lurk__V1__Status status)
+{
+    switch (status) {
+    case ST(OK): return "OK";
+    case ST(UNKNOWN_KEY): return "UNKNOWN_KEY";
+    case ST(NOT_PERMITTED): return "NOT_PERMITTED";
+    case ST(NOT_TLS_CONTEXT): return "NOT_TLS_CONTEXT";
+    case ST(UNSUPPORTED_SCHEME): return "UNSUPPORTED_SCHEME";
+    case ST(MALFORMED): return "MALFORMED";
+    case ST(OVERLOADED): return "OVERLOADED";
+    case ST(INTERNAL): return "INTERNAL";
+    case ST(UNSUPPORTED_VERSION): return "UNSUPPORTED_VERSION";
+    default: return "UNKNOWN_STATUS";
+    }
+}
+
+const char *ks_ops_reason_of(Lurk__V1__Status status)
+{
+    switch (status) {
+    case ST(OK): return NULL;
+    case ST(UNKNOWN_KEY): return "unknown_key";
+    case ST(NOT_PERMITTED): return "not_permitted";
+    case ST(NOT_TLS_CONTEXT): return "not_tls_context";
+    case ST(UNSUPPORTED_SCHEME): return "unsupported_scheme";
+    case ST(MALFORMED): return "malformed";
+    case ST(OVERLOADED): return "overloaded";
+    case ST(INTERNAL): return "internal";
+    case ST(UNSUPPORTED_VERSION): return "unsupported_version";
+    default: return "other";
+    }
+}
+
 void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status, const char *detail)
 {
     ks_ops_answer_init(ans, id);
     ans->resp.status = status;
+    ans->reason = ks_ops_reason_of(status);
     ks_ops_set_detail(ans, "%s", detail != NULL ? detail : lurk_status_name(status));
 }
 
@@ -81,12 +115,21 @@ static void ks_ops_deny(ks_ops_answer *ans, const Lurk__V1__Request *req, const 
                lurk_status_name(status), ans->detail);
 }
 
-static const ks_key *ks_ops_key(const ks_ops *ops, const Lurk__V1__Request *req,
-                                const char *key_id, const char *peer, ks_ops_answer *ans)
+static const ks_key *ks_ops_key(const ks_ops *ops, const ks_ops_call *call,
+                                const Lurk__V1__Request *req, const char *key_id,
+                                ks_ops_answer *ans)
 {
-    const ks_key *k = ks_keys_find(ops->keys, key_id);
+    const char *peer = call->peer;
+    const ks_key *k;
     char why[128];
 
+    /* Before the lookup: a group must not learn which ids other groups use. */
+    if (call->grant != NULL && !ks_authz_permits(call->grant, key_id)) {
+        snprintf(why, sizeof(why), "key \"%s\" is not granted to this edge group", key_id);
+        ks_ops_deny(ans, req, key_id, peer, ST(NOT_PERMITTED), why);
+        return NULL;
+    }
+    k = ks_keys_find(ops->keys, key_id);
     if (k == NULL) {
         snprintf(why, sizeof(why), "no key \"%s\" on this key server", key_id);
         ks_ops_deny(ans, req, key_id, peer, ST(UNKNOWN_KEY), why);
@@ -107,6 +150,29 @@ static void ks_ops_fault(ks_ops_answer *ans, const Lurk__V1__Request *req, const
                   "says why");
 }
 
+/* The daemon's gate; 1 when the operation may go ahead. */
+static int ks_ops_gate(const ks_ops_call *call, const Lurk__V1__Request *req, const ks_key *k,
+                       ks_ops_answer *ans)
+{
+    const char *reason = NULL;
+    char detail[192] = "";
+    Lurk__V1__Status st;
+
+    if (call->gate == NULL)
+        return 1;
+    st = call->gate(call->gate_arg, req, k, &reason, detail, sizeof(detail));
+    if (st == ST(OK))
+        return 1;
+    ks_ops_refuse(ans, req->id, st, detail[0] != '\0' ? detail : NULL);
+    if (reason != NULL)
+        ans->reason = reason;
+    /* Overload is logged by the daemon once per interval, not per request. */
+    if (st != ST(OVERLOADED))
+        ks_log(KS_LOG_WARN, "refused %s key \"%s\" from %s: %s: %s", ks_ops_name(req), k->id,
+               call->peer, lurk_status_name(st), ans->detail);
+    return 0;
+}
+
 /* ---- operations -------------------------------------------------------- */
 
 static void ks_ops_ping(const Lurk__V1__Request *req, ks_ops_answer *ans)
@@ -118,19 +184,36 @@ static void ks_ops_ping(const Lurk__V1__Request *req, ks_ops_answer *ans)
     ans->resp.ping = &ans->r.ping;
 }
 
-static void ks_ops_capabilities(const ks_ops *ops, const Lurk__V1__Request *req,
-                                ks_ops_answer *ans)
+static void ks_ops_capabilities(const ks_ops *ops, const ks_ops_call *call,
+                                const Lurk__V1__Request *req, ks_ops_answer *ans)
 {
+    size_t n = 0;
+
     ks_ops_answer_init(ans, req->id);
     ans->resp.result_case = LURK__V1__RESPONSE__RESULT_CAPABILITIES;
-    /* Shared and read-only: packing never writes to a message. */
-    ans->resp.capabilities = (Lurk__V1__CapabilitiesResponse *)&ops->caps;
+    if (call->grant == NULL || call->grant->all) {
+        /* Shared and read-only: packing never writes to a message. */
+        ans->resp.capabilities = (Lurk__V1__CapabilitiesResponse *)&ops->caps;
+        return;
+    }
+    if (ops->caps.n_keys > 0
+        && (ans->capkeys = calloc(ops->caps.n_keys, sizeof(*ans->capkeys))) == NULL) {
+        ks_ops_refuse(ans, req->id, ST(INTERNAL), "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < ops->caps.n_keys; i++)
+        if (ks_authz_permits(call->grant, ops->caps.keys[i]->key_id))
+            ans->capkeys[n++] = ops->caps.keys[i];
+    ans->r.capabilities = ops->caps;
+    ans->r.capabilities.keys = ans->capkeys;
+    ans->r.capabilities.n_keys = n;
+    ans->resp.capabilities = &ans->r.capabilities;
 }
 
-static void ks_ops_get_public_key(const ks_ops *ops, const Lurk__V1__Request *req,
-                                  const char *peer, ks_ops_answer *ans)
+static void ks_ops_get_public_key(const ks_ops *ops, const ks_ops_call *call,
+                                  const Lurk__V1__Request *req, ks_ops_answer *ans)
 {
-    const ks_key *k = ks_ops_key(ops, req, req->get_public_key->key_id, peer, ans);
+    const ks_key *k = ks_ops_key(ops, call, req, req->get_public_key->key_id, ans);
 
     if (k == NULL)
         return;
@@ -143,6 +226,22 @@ static void ks_ops_get_public_key(const ks_ops *ops, const Lurk__V1__Request *re
     ans->resp.get_public_key = &ans->r.get_public_key;
 }
 
+/*
+ * Prefer the key's own provider: OpenSSL 3.0 otherwise takes the default
+ * provider's signature, which cannot use a key held by a TPM or an HSM
+ * ("missing private key").
+ */
+static void ks_ops_propq(const ks_key *k, char *buf, size_t len)
+{
+    const OSSL_PROVIDER *prov = EVP_PKEY_get0_provider(k->pkey);
+    const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
+
+    if (name != NULL && strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-.") == strlen(name))
+        snprintf(buf, len, "?provider=%s", name);
+    else
+        buf[0] = '\0';
+}
+
 /* Sign `tbs` as TLS does for this scheme: hash it here, pad as the scheme says. */
 static int ks_ops_sign_bytes(const ks_key *k, const lurk_scheme *scheme, const uint8_t *tbs,
                              size_t tbs_len, unsigned char **sig, size_t *sig_len)
@@ -151,10 +250,12 @@ static int ks_ops_sign_bytes(const ks_key *k, const lurk_scheme *scheme, const u
     EVP_PKEY_CTX *pctx = NULL;
     size_t len = 0;
     int ok = 0;
+    char propq[96];
 
     *sig = NULL;
+    ks_ops_propq(k, propq, sizeof(propq));
     if (mctx == NULL
-        || EVP_DigestSignInit_ex(mctx, &pctx, scheme->md, NULL, NULL, k->pkey, NULL) != 1)
+        || EVP_DigestSignInit_ex(mctx, &pctx, scheme->md, NULL, propq, k->pkey, NULL) != 1)
         goto out;
     if (scheme->padding == LURK_PAD_PSS) {
         if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0
@@ -180,11 +281,12 @@ out:
     return ok;
 }
 
-static void ks_ops_sign(const ks_ops *ops, const Lurk__V1__Request *req, const char *peer,
-                        ks_ops_answer *ans)
+static void ks_ops_sign(const ks_ops *ops, const ks_ops_call *call,
+                        const Lurk__V1__Request *req, ks_ops_answer *ans)
 {
+    const char *peer = call->peer;
     const Lurk__V1__SignRequest *s = req->sign;
-    const ks_key *k = ks_ops_key(ops, req, s->key_id, peer, ans);
+    const ks_key *k = ks_ops_key(ops, call, req, s->key_id, ans);
     const lurk_scheme *scheme;
     ks_verdict v;
     size_t len = 0;
@@ -208,6 +310,8 @@ static void ks_ops_sign(const ks_ops *ops, const Lurk__V1__Request *req, const c
         ks_ops_deny(ans, req, k->id, peer, ST(UNSUPPORTED_SCHEME), "unknown signature scheme");
         return;
     }
+    if (!ks_ops_gate(call, req, k, ans))
+        return;
     ks_ops_answer_init(ans, req->id);
     if (!ks_ops_sign_bytes(k, scheme, s->tbs.data, s->tbs.len, &ans->sig, &len)) {
         ks_ops_fault(ans, req, k, peer, "signing");
@@ -236,17 +340,19 @@ static int ks_ops_out_of_range(const ks_key *k, const uint8_t *ct, size_t len)
     return len != k->max_size || memcmp(ct, k->modulus, len) >= 0;
 }
 
-static void ks_ops_decrypt(const ks_ops *ops, const Lurk__V1__Request *req, const char *peer,
-                           ks_ops_answer *ans)
+static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
+                           const Lurk__V1__Request *req, ks_ops_answer *ans)
 {
+    const char *peer = call->peer;
     const Lurk__V1__DecryptRequest *d = req->decrypt;
-    const ks_key *k = ks_ops_key(ops, req, d->key_id, peer, ans);
+    const ks_key *k = ks_ops_key(ops, call, req, d->key_id, ans);
     EVP_PKEY_CTX *ctx = NULL;
     OSSL_PARAM params[4], *p = params;
     int pad = RSA_PKCS1_WITH_TLS_PADDING;
     unsigned int client_version, negotiated_version;
     size_t outlen = LURK_PREMASTER_LEN;
     ks_verdict v;
+    char propq[96];
 
     if (k == NULL)
         return;
@@ -256,6 +362,8 @@ static void ks_ops_decrypt(const ks_ops *ops, const Lurk__V1__Request *req, cons
         ks_ops_deny(ans, req, k->id, peer, v.status, v.reason);
         return;
     }
+    if (!ks_ops_gate(call, req, k, ans))
+        return;
     ks_ops_answer_init(ans, req->id);
     client_version = d->client_version;
     negotiated_version = d->negotiated_version;
@@ -265,7 +373,8 @@ static void ks_ops_decrypt(const ks_ops *ops, const Lurk__V1__Request *req, cons
         *p++ = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION,
                                          &negotiated_version);
     *p = OSSL_PARAM_construct_end();
-    if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL)) == NULL
+    ks_ops_propq(k, propq, sizeof(propq));
+    if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, propq)) == NULL
         || EVP_PKEY_decrypt_init(ctx) != 1
         || EVP_PKEY_CTX_set_params(ctx, params) != 1) {
         ks_ops_fault(ans, req, k, peer, "decrypt setup");
@@ -303,31 +412,57 @@ out:
     EVP_PKEY_CTX_free(ctx);
 }
 
-void ks_ops_handle(const ks_ops *ops, const Lurk__V1__Request *req, const char *peer,
-                   ks_ops_answer *ans)
+void ks_ops_handle_call(const ks_ops *ops, const ks_ops_call *call_in,
+                        const Lurk__V1__Request *req, ks_ops_answer *ans)
 {
-    if (peer == NULL)
-        peer = "unknown peer";
+    ks_ops_call call = *call_in;
+
+    if (call.peer == NULL)
+        call.peer = "unknown peer";
     switch (req->op_case) {
     case LURK__V1__REQUEST__OP_PING:
         ks_ops_ping(req, ans);
         break;
     case LURK__V1__REQUEST__OP_CAPABILITIES:
-        ks_ops_capabilities(ops, req, ans);
+        ks_ops_capabilities(ops, &call, req, ans);
         break;
     case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY:
-        ks_ops_get_public_key(ops, req, peer, ans);
+        ks_ops_get_public_key(ops, &call, req, ans);
         break;
     case LURK__V1__REQUEST__OP_SIGN:
-        ks_ops_sign(ops, req, peer, ans);
+        ks_ops_sign(ops, &call, req, ans);
         break;
     case LURK__V1__REQUEST__OP_DECRYPT:
-        ks_ops_decrypt(ops, req, peer, ans);
+        ks_ops_decrypt(ops, &call, req, ans);
         break;
     default:
         /* lurk_request_check() lets no such request through. */
-        ks_ops_deny(ans, req, NULL, peer, ST(MALFORMED), "no or unknown operation");
+        ks_ops_deny(ans, req, NULL, call.peer, ST(MALFORMED), "no or unknown operation");
         break;
+    }
+}
+
+void ks_ops_handle(const ks_ops *ops, const Lurk__V1__Request *req, const char *peer,
+                   ks_ops_answer *ans)
+{
+    ks_ops_call call;
+
+    memset(&call, 0, sizeof(call));
+    call.peer = peer;
+    ks_ops_handle_call(ops, &call, req, ans);
+}
+
+const char *ks_ops_key_id(const Lurk__V1__Request *req)
+{
+    switch (req->op_case) {
+    case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY:
+        return req->get_public_key != NULL ? req->get_public_key->key_id : NULL;
+    case LURK__V1__REQUEST__OP_SIGN:
+        return req->sign != NULL ? req->sign->key_id : NULL;
+    case LURK__V1__REQUEST__OP_DECRYPT:
+        return req->decrypt != NULL ? req->decrypt->key_id : NULL;
+    default:
+        return NULL;
     }
 }
 
@@ -354,6 +489,8 @@ void ks_ops_answer_clear(ks_ops_answer *ans)
     OPENSSL_free(ans->sig);
     OPENSSL_cleanse(ans->premaster, sizeof(ans->premaster));
     ans->sig = NULL;
+    free(ans->capkeys);
+    ans->capkeys = NULL;
 }
 
 /* ---- Capabilities, built once ------------------------------------------ */

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ks_authz.h"
 #include "ks_keys.h"
 #include "ks_policy.h"
 #include "lurk_wire.h"
@@ -29,11 +30,37 @@ typedef struct {
         Lurk__V1__GetPublicKeyResponse get_public_key;
         Lurk__V1__SignResponse sign;
         Lurk__V1__DecryptResponse decrypt;
+        Lurk__V1__CapabilitiesResponse capabilities; /* a group's view */
     } r;
     unsigned char *sig;                     /* OPENSSL_malloc'ed signature */
     unsigned char premaster[LURK_PREMASTER_LEN];
     char detail[256];
+    Lurk__V1__KeyInfo **capkeys;            /* malloc'ed: a group's keys */
+    /*
+     * Why a request was refused, as a short token for metrics and the
+     * audit log (not_permitted, not_tls_context, replay, rate_key, ...);
+     * NULL when answered with STATUS_OK.
+     */
+    const char *reason;
 } ks_ops_answer;
+
+/*
+ * Called for Sign and Decrypt once the key is found, permitted and the
+ * request passed the policy, right before the private-key operation: the
+ * daemon's limits and replay window. Anything but STATUS_OK refuses with
+ * that status, `*reason` (a static token) and `detail`.
+ */
+typedef Lurk__V1__Status (*ks_ops_gate_fn)(void *arg, const Lurk__V1__Request *req,
+                                           const ks_key *key, const char **reason,
+                                           char *detail, size_t detail_len);
+
+/* Who asks, and what applies to them. */
+typedef struct {
+    const ks_authz_grant *grant;  /* NULL: every key */
+    const char *peer;             /* names the edge in logs */
+    ks_ops_gate_fn gate;          /* NULL: none */
+    void *gate_arg;
+} ks_ops_call;
 
 /*
  * `keys` and `policy` must outlive the ks_ops. `server_id` NULL: the host
@@ -48,6 +75,23 @@ void ks_ops_free(ks_ops *ops);
  */
 void ks_ops_handle(const ks_ops *ops, const Lurk__V1__Request *req, const char *peer,
                    ks_ops_answer *ans);
+
+/*
+ * The same for one edge group: a key outside call->grant is refused as
+ * NOT_PERMITTED (whether or not it exists: no group learns another's key
+ * ids) and logged; Capabilities lists only the granted keys.
+ */
+void ks_ops_handle_call(const ks_ops *ops, const ks_ops_call *call,
+                        const Lurk__V1__Request *req, ks_ops_answer *ans);
+
+/* The key id a request names, NULL for ping and capabilities. */
+const char *ks_ops_key_id(const Lurk__V1__Request *req);
+
+/* The status as its wire name without the prefix: OK, NOT_PERMITTED, ... */
+const char *ks_ops_status_token(Lurk__V1__Status status);
+
+/* The refusal token for a status (not_permitted, malformed, ...), NULL for OK. */
+const char *ks_ops_reason_of(Lurk__V1__Status status);
 
 /* An error answer with no result, for requests that never reach an operation. */
 void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status,

@@ -1,7 +1,13 @@
 /*
- * The nng side of the key server: one rep0 socket, one listener per
- * configured URL (mutual TLS for tls+tcp://), and a pool of workers each
- * answering one request at a time on its own nng context.
+ * The nng side of the key server: one rep0 socket; one or more listeners
+ * per edge group (mutual TLS with the group's CA and CRL for tls+tcp://);
+ * a fixed set of receiving contexts that admit or refuse each request at
+ * once; and a pool of workers that answer the admitted ones.
+ *
+ * Everything a request depends on (configuration, keys, grants, rate
+ * buckets) is one reference-counted "runtime": a reload builds a new one
+ * and swaps it in; requests already admitted finish on the one they
+ * started with.
  */
 #ifndef KS_SERVER_H
 #define KS_SERVER_H
@@ -9,24 +15,46 @@
 #include <stddef.h>
 
 #include "ks_config.h"
+#include "ks_keys.h"
 #include "ks_ops.h"
 
 typedef struct ks_server ks_server;
 
 /*
- * Listen on every URL of the configuration and start cfg->workers
- * threads. Block the signals the caller wants to handle before calling:
- * nng's threads and the workers inherit the mask. `cfg` and `ops` must
- * outlive the server. `debug_delay_ms` > 0 delays every Sign and Decrypt
- * answer (tests of timeouts and concurrency only).
+ * Listen on every URL of the configuration, open the audit log, serve
+ * metrics when configured, and start cfg->workers threads. Block the
+ * signals the caller wants to handle before calling: nng's threads and the
+ * workers inherit the mask. On success the server owns cfg, kr and ops.
+ * `debug_delay_ms` > 0 delays every Sign and Decrypt answer (tests only).
  */
-int ks_server_start(const ks_config *cfg, const ks_ops *ops, int debug_delay_ms,
+int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay_ms,
                     ks_server **out, char *err, size_t errlen);
 
-/* Close the socket (in-flight answers are dropped), join the workers, log totals. */
+/*
+ * Apply a new configuration with its keys (SIGHUP). All or nothing: on
+ * failure (-1, err says why) nothing changed and the caller still owns
+ * cfg, kr and ops; on success the server owns them, new requests use them
+ * and requests in flight finish on the old ones. Listeners whose URL, CA,
+ * CRL, certificate or key changed are restarted (their connections drop;
+ * edges reconnect); new ones open, removed ones close.
+ */
+int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops,
+                     char *err, size_t errlen);
+
+/* Note a rejected reload (for the metrics). */
+void ks_server_reload_failed(ks_server *srv);
+
+/* Reopen the audit log file (log rotation). */
+void ks_server_reopen_audit(ks_server *srv);
+
+/*
+ * Stop: refuse new connections, stop taking new requests, wait up to the
+ * configured drain_timeout for the admitted ones to be answered, then
+ * close everything, join the workers and log totals. Frees srv.
+ */
 void ks_server_stop(ks_server *srv);
 
-/* Build (and drop) the TLS configuration, to validate the files for --check. */
+/* Build (and drop) every TLS configuration, to validate the files for --check. */
 int ks_server_check_tls(const ks_config *cfg, char *err, size_t errlen);
 
 #endif
