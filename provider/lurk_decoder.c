@@ -159,21 +159,10 @@ static unsigned char *lurk_dec_read_der(LURK_DEC_CTX *ctx, OSSL_CORE_BIO *cin, s
 static int lurk_dec_emit(LURK_DEC_CTX *ctx, const lurk_keyref *ref, OSSL_CALLBACK *object_cb,
                          void *object_cbarg)
 {
-    LURK_KEY *key;
-    int objtype = OSSL_OBJECT_PKEY, ok;
-    OSSL_PARAM params[4];
+    LURK_KEY *key = lurk_key_from_spki(ctx->prov, ref->key_id, ref->type, ref->spki,
+                                       ref->spki_len);
 
-    key = lurk_key_from_spki(ctx->prov, ref->key_id, ref->type, ref->spki, ref->spki_len);
-    if (key == NULL)
-        return 0;
-    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
-    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                                 (char *)lurk_key_type_data_name(ref->type), 0);
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &key, sizeof(key));
-    params[3] = OSSL_PARAM_construct_end();
-    ok = object_cb(params, object_cbarg);
-    lurk_key_free(key); /* NULL if our keymgmt took it */
-    return ok;
+    return key != NULL && lurk_key_emit(ctx->prov, key, object_cb, object_cbarg);
 }
 
 static int lurk_dec_ref_decode(void *vctx, Lurk__V1__KeyType type, OSSL_CORE_BIO *cin,

@@ -21,7 +21,6 @@ static const OSSL_ITEM lurk_reasons[] = {
     { LURK_R_KEY_SERVER_BAD_REPLY, "bad reply from key server" },
     { LURK_R_FORKED, "key server connection unusable after fork" },
     { LURK_R_UNSUPPORTED, "operation not supported for a lurk key" },
-    { LURK_R_NO_PRIVATE_EXPORT, "private half of a lurk key cannot be exported" },
     { LURK_R_BAD_KEY, "bad lurk key" },
     { LURK_R_BUFFER_TOO_SMALL, "output buffer too small" },
     { LURK_R_INTERNAL, "lurk internal error" },

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
+#include <openssl/core_object.h>
+#include <openssl/params.h>
 #include <openssl/x509.h>
 
 #include "lurk_prov.h"
@@ -85,4 +88,29 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__
     }
     key->pub = pub;
     return key;
+}
+
+/*
+ * Hands a new key to libcrypto as an object reference, which our keymgmt
+ * `load` takes over; frees the key if nothing took it. The store and the
+ * decoders both end here, so a broken provider configuration is reported
+ * when a key is loaded, not first at a handshake.
+ */
+int lurk_key_emit(LURK_PROV_CTX *prov, LURK_KEY *key, OSSL_CALLBACK *object_cb,
+                  void *object_cbarg)
+{
+    int objtype = OSSL_OBJECT_PKEY, ok = 0;
+    OSSL_PARAM params[4];
+
+    if (lurk_prov_usable(prov)) {
+        params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
+        params[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
+                                                     (char *)lurk_key_type_data_name(key->type), 0);
+        params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &key,
+                                                      sizeof(key));
+        params[3] = OSSL_PARAM_construct_end();
+        ok = object_cb(params, object_cbarg);
+    }
+    lurk_key_free(key); /* NULL if our keymgmt took it */
+    return ok;
 }

@@ -6,8 +6,10 @@
  * from the environment: nginx clears its workers' environment, and a key
  * that works in the master must keep working in the workers.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -143,8 +145,8 @@ static const OSSL_DISPATCH lurk_dispatch[] = {
 
 static int lurk_truthy(const char *v)
 {
-    return v != NULL && (strcmp(v, "1") == 0 || strcmp(v, "yes") == 0
-                         || strcmp(v, "true") == 0 || strcmp(v, "on") == 0);
+    return v != NULL && (strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0
+                         || strcasecmp(v, "true") == 0 || strcasecmp(v, "on") == 0);
 }
 
 static int lurk_dup_opt(char **dst, const char *src)
@@ -153,6 +155,9 @@ static int lurk_dup_opt(char **dst, const char *src)
         return 1;
     return (*dst = strdup(src)) != NULL;
 }
+
+#define lurk_config_fail(prov, ...) \
+    snprintf((prov)->config_error, sizeof((prov)->config_error), __VA_ARGS__)
 
 /* A duration setting in milliseconds; absent keeps *out. */
 static int lurk_config_ms(LURK_PROV_CTX *prov, const char *name, const char *text, long min,
@@ -165,8 +170,7 @@ static int lurk_config_ms(LURK_PROV_CTX *prov, const char *name, const char *tex
         return 1;
     ms = strtol(text, &end, 10);
     if (end == text || *end != '\0' || ms < min || ms > max) {
-        lurk_raise(prov, LURK_R_CONFIG, "%s = \"%s\": give milliseconds, %ld to %ld", name, text,
-                   min, max);
+        lurk_config_fail(prov, "%s = \"%s\": give milliseconds, %ld to %ld", name, text, min, max);
         return 0;
     }
     *out = (int)ms;
@@ -198,7 +202,7 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
         if (in->function_id == OSSL_FUNC_CORE_GET_PARAMS)
             get_params = OSSL_FUNC_core_get_params(in);
     if (get_params == NULL || !get_params(prov->handle, params)) {
-        lurk_raise(prov, LURK_R_CONFIG, "cannot read the provider's configuration section");
+        lurk_config_fail(prov, "cannot read the provider's configuration section");
         return 0;
     }
     prov->timeout_ms = LURK_DEFAULT_TIMEOUT_MS;
@@ -216,15 +220,23 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
     if (servers != NULL
         && (prov->servers = lurk_url_list_parse(servers, lurk_truthy(insecure), err,
                                                 sizeof(err))) == NULL) {
-        lurk_raise(prov, LURK_R_CONFIG, "servers: %s", err);
+        lurk_config_fail(prov, "servers: %s", err);
         return 0;
     }
     if (!lurk_dup_opt(&prov->tls_cert, cert) || !lurk_dup_opt(&prov->tls_key, key)
         || !lurk_dup_opt(&prov->tls_ca, ca) || !lurk_dup_opt(&prov->server_name, sni)) {
-        lurk_raise(prov, LURK_R_INTERNAL, "out of memory");
+        lurk_config_fail(prov, "out of memory");
         return 0;
     }
     return 1;
+}
+
+int lurk_prov_usable(const LURK_PROV_CTX *prov)
+{
+    if (prov->config_error[0] == '\0')
+        return 1;
+    lurk_raise(prov, LURK_R_CONFIG, "%s", prov->config_error);
+    return 0;
 }
 
 int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
@@ -237,8 +249,14 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         return 0;
     prov->handle = handle;
     pthread_mutex_init(&prov->lock, NULL);
-    if (!lurk_configure(prov, in)
-        || (prov->libctx = OSSL_LIB_CTX_new_child(handle, in)) == NULL) {
+    /*
+     * A bad setting does not stop the provider from loading: OpenSSL 3.0
+     * would drop it without a word, and the server would then fail on an
+     * "unregistered scheme" or an undecodable key file. Loaded, it names the
+     * bad setting at every key load and operation (lurk_prov_usable).
+     */
+    (void)lurk_configure(prov, in);
+    if ((prov->libctx = OSSL_LIB_CTX_new_child(handle, in)) == NULL) {
         lurk_prov_ctx_free(prov);
         return 0;
     }

@@ -33,7 +33,6 @@ enum {
     LURK_R_KEY_SERVER_BAD_REPLY,
     LURK_R_FORKED,
     LURK_R_UNSUPPORTED,
-    LURK_R_NO_PRIVATE_EXPORT,
     LURK_R_BAD_KEY,
     LURK_R_BUFFER_TOO_SMALL,
     LURK_R_INTERNAL
@@ -52,6 +51,7 @@ typedef struct lurk_prov_ctx_st {
     int attempt_timeout_ms;        /* per key server tried; 0: half of timeout_ms */
     int keepalive_ms;              /* ping idle key servers; 0: never */
     int verify_signatures;         /* check each signature before libssl sends it */
+    char config_error[320];        /* a bad setting, reported at every use */
 
     /* The RPC client, started at the first private-key operation. */
     pthread_mutex_t lock;
@@ -67,6 +67,9 @@ typedef struct lurk_key_st {
     EVP_PKEY *pub;     /* the public half, held by the default provider */
 } LURK_KEY;
 
+/* lurk_prov.c: 0 with the configuration error raised if a setting is bad. */
+int lurk_prov_usable(const LURK_PROV_CTX *prov);
+
 /* lurk_err.c */
 void lurk_err_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in);
 void lurk_raise(const LURK_PROV_CTX *prov, int reason, const char *fmt, ...);
@@ -80,6 +83,8 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id,
                              Lurk__V1__KeyType type,
                              const unsigned char *spki, size_t spki_len);
 const char *lurk_key_type_data_name(Lurk__V1__KeyType type);
+int lurk_key_emit(LURK_PROV_CTX *prov, LURK_KEY *key, OSSL_CALLBACK *object_cb,
+                  void *object_cbarg);
 Lurk__V1__KeyType lurk_key_type_of(const EVP_PKEY *pkey);
 
 /* lurk_rpc.c: each returns 1 on success, 0 with an error raised. */

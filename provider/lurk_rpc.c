@@ -49,6 +49,8 @@ static lurk_client *lurk_rpc_client(LURK_PROV_CTX *prov)
     char err[256];
     lurk_client_conf conf;
 
+    if (!lurk_prov_usable(prov))
+        return NULL;
     if (prov->servers == NULL) {
         lurk_raise(prov, LURK_R_CONFIG, "no key server configured: set servers = tls+tcp://host:port "
                    "in the lurk provider's section of openssl.cnf");
@@ -278,8 +280,8 @@ int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id,
 
 /*
  * Pipe format from the child: one status byte (0 ok, 1 failed, 2 refused by
- * the key server), then for ok the key type byte and the DER SPKI, else the
- * error text.
+ * the key server, 3 unusable settings such as an unreadable tls_cert), then
+ * for ok the key type byte and the DER SPKI, else the error text.
  */
 static void lurk_rpc_pubkey_child(LURK_PROV_CTX *prov, const char *key_id, int fd)
 {
@@ -298,9 +300,14 @@ static void lurk_rpc_pubkey_child(LURK_PROV_CTX *prov, const char *key_id, int f
     get.key_id = (char *)key_id;
     req.op_case = LURK__V1__REQUEST__OP_GET_PUBLIC_KEY;
     req.get_public_key = &get;
-    if (lurk_client_new(&conf, &c, err, sizeof(err)) == 0)
-        res = lurk_client_call(c, &req, LURK__V1__RESPONSE__RESULT_GET_PUBLIC_KEY, &resp, err,
-                               sizeof(err));
+    if (lurk_client_new(&conf, &c, err, sizeof(err)) != 0) {
+        hdr[0] = 3;
+        if (write(fd, hdr, 1) == 1)
+            (void)!write(fd, err, strlen(err));
+        _exit(1);
+    }
+    res = lurk_client_call(c, &req, LURK__V1__RESPONSE__RESULT_GET_PUBLIC_KEY, &resp, err,
+                           sizeof(err));
     if (res == LURK_CALL_OK) {
         hdr[0] = 0;
         hdr[1] = (unsigned char)resp->get_public_key->type;
@@ -379,8 +386,11 @@ static int lurk_rpc_pubkey_forked(LURK_PROV_CTX *prov, const char *key_id,
         else
             memcpy(*spki, buf + 2, *spki_len);
         ok = *spki != NULL;
-    } else if (len >= 1 && (buf[0] == 1 || buf[0] == 2)) {
-        lurk_raise(prov, buf[0] == 2 ? LURK_R_KEY_SERVER_REFUSED : LURK_R_KEY_SERVER_UNREACHABLE,
+    } else if (len >= 1 && buf[0] >= 1 && buf[0] <= 3) {
+        static const int reasons[] = { 0, LURK_R_KEY_SERVER_UNREACHABLE, LURK_R_KEY_SERVER_REFUSED,
+                                       LURK_R_CONFIG };
+
+        lurk_raise(prov, reasons[buf[0]],
                    "key \"%s\": %.*s", key_id, (int)(len - 1), (const char *)buf + 1);
     } else {
         lurk_raise(prov, LURK_R_KEY_SERVER_UNREACHABLE,
@@ -396,6 +406,8 @@ int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id,
 {
     int started;
 
+    if (!lurk_prov_usable(prov))
+        return 0;
     if (prov->servers == NULL) {
         lurk_raise(prov, LURK_R_CONFIG, "no key server configured: set servers = tls+tcp://host:port "
                    "in the lurk provider's section of openssl.cnf");

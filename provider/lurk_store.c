@@ -68,8 +68,6 @@ static int lurk_store_load(void *vctx, OSSL_CALLBACK *object_cb, void *object_cb
     unsigned char *spki = NULL;
     size_t spki_len = 0;
     LURK_KEY *key;
-    int objtype = OSSL_OBJECT_PKEY, ok;
-    OSSL_PARAM params[4];
 
     (void)pw_cb;
     (void)pw_cbarg;
@@ -78,16 +76,7 @@ static int lurk_store_load(void *vctx, OSSL_CALLBACK *object_cb, void *object_cb
         return 0;
     key = lurk_key_from_spki(ctx->prov, ctx->key_id, type, spki, spki_len);
     free(spki);
-    if (key == NULL)
-        return 0;
-    params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &objtype);
-    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                                 (char *)lurk_key_type_data_name(type), 0);
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &key, sizeof(key));
-    params[3] = OSSL_PARAM_construct_end();
-    ok = object_cb(params, object_cbarg);
-    lurk_key_free(key); /* NULL if our keymgmt took it */
-    return ok;
+    return key != NULL && lurk_key_emit(ctx->prov, key, object_cb, object_cbarg);
 }
 
 static int lurk_store_eof(void *vctx)

@@ -46,6 +46,16 @@ lurk_check_fails "decrypting anything but a TLS premaster fails" \
 openssl pkey -in lurk://rsa -out "$LURK_T/exported.pem" > /dev/null 2>&1
 lurk_check_fails "the private key cannot be exported" grep -q 'PRIVATE KEY' "$LURK_T/exported.pem"
 
+# A bad provider setting is named at key load, not silently dropped.
+lurk_openssl_cnf "$LURK_T/bad-setting.cnf" "$URL" "timeout_ms = 3000ms"
+OPENSSL_CONF=$LURK_T/bad-setting.cnf openssl pkey -in lurk://rsa -pubout > "$LURK_T/bad-setting.log" 2>&1
+lurk_grep "a bad provider setting is reported by name" 'timeout_ms = "3000ms"' "$LURK_T/bad-setting.log"
+lurk_openssl_cnf "$LURK_T/bad-cert.cnf" "$URL" "tls_cert = $LURK_T/pki/missing.crt"
+sed -i "/^tls_cert = .*edge.crt/d" "$LURK_T/bad-cert.cnf"
+OPENSSL_CONF=$LURK_T/bad-cert.cnf openssl pkey -in lurk://rsa -pubout > "$LURK_T/bad-cert.log" 2>&1
+lurk_grep "an unreadable client certificate is a configuration error" \
+    'lurk provider configuration.*missing\.crt' "$LURK_T/bad-cert.log"
+
 # Edges the key server must not serve.
 lurk_check_fails "edge without a client certificate is refused" "${CTL[@]}" ping
 lurk_check_fails "edge with a certificate from another CA is refused" \
