@@ -1416,11 +1416,11 @@ static void ks_server_shutdown(ks_server *srv)
     atomic_store(&srv->closed, 1);
     ks_http_stop(srv->http);
     srv->http = NULL;
-    /* Closing the socket fails every pending receive and send with NNG_ECLOSED. */
-    if (srv->sock_open) {
-        nng_close(srv->sock);
-        srv->sock_open = 0;
-    }
+    /*
+     * Workers first: one may still be inside nng_ctx_send() for an answer
+     * whose completion already ended the drain, and closing the socket
+     * under it makes nng panic.
+     */
     pthread_mutex_lock(&srv->q_lock);
     srv->q_shutdown = 1;
     pthread_cond_broadcast(&srv->q_cond);
@@ -1428,6 +1428,11 @@ static void ks_server_shutdown(ks_server *srv)
     for (size_t i = 0; i < srv->n_workers; i++)
         pthread_join(srv->workers[i], NULL);
     srv->n_workers = 0;
+    /* Closing the socket fails every pending receive and send with NNG_ECLOSED. */
+    if (srv->sock_open) {
+        nng_close(srv->sock);
+        srv->sock_open = 0;
+    }
     for (size_t i = 0; i < srv->n_slots; i++) {
         if (srv->slots[i].aio != NULL) {
             nng_aio_stop(srv->slots[i].aio);

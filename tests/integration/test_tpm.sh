@@ -22,17 +22,25 @@ fi
 lurk_pki
 T=$LURK_T/tpm
 mkdir -p "$T/state"
-# The swtpm TCTI finds the control channel at the server port + 1.
+# The swtpm TCTI finds the control channel at the server port + 1, which
+# no free-port helper reserves: another test may take it first, so retry
+# with new ports when swtpm cannot bind.
+started=0
 for _ in 1 2 3 4 5; do
     TPORT=$(lurk_port)
-    (exec 3<>"/dev/tcp/127.0.0.1/$((TPORT + 1))") 2>/dev/null || break
+    (exec 3<>"/dev/tcp/127.0.0.1/$((TPORT + 1))") 2>/dev/null && continue
+    lurk_bg swtpm swtpm socket --tpm2 --tpmstate dir="$T/state" \
+        --server type=tcp,port="$TPORT",bindaddr=127.0.0.1 \
+        --ctrl type=tcp,port=$((TPORT + 1)),bindaddr=127.0.0.1 \
+        --flags not-need-init,startup-clear
+    SWTPM_PID=$LURK_BG_PID
+    if lurk_wait_port "$TPORT" 10 2>/dev/null && kill -0 "$SWTPM_PID" 2>/dev/null; then
+        started=1
+        break
+    fi
+    lurk_stop "$SWTPM_PID"
 done
-lurk_bg swtpm swtpm socket --tpm2 --tpmstate dir="$T/state" \
-    --server type=tcp,port="$TPORT",bindaddr=127.0.0.1 \
-    --ctrl type=tcp,port=$((TPORT + 1)),bindaddr=127.0.0.1 \
-    --flags not-need-init,startup-clear
-SWTPM_PID=$LURK_BG_PID
-lurk_check "swtpm listens on 127.0.0.1:$TPORT" lurk_wait_port "$TPORT" 10
+lurk_check "swtpm listens on 127.0.0.1:$TPORT" test "$started" = 1
 export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$TPORT"
 export TPM2OPENSSL_TCTI=$TPM2TOOLS_TCTI
 HANDLE=0x81000001
