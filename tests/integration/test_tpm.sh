@@ -23,21 +23,23 @@ lurk_pki
 T=$LURK_T/tpm
 mkdir -p "$T/state"
 # The swtpm TCTI finds the control channel at the server port + 1, which
-# no free-port helper reserves: another test may take it first, so retry
-# with new ports when swtpm cannot bind.
+# no free-port helper can reserve, and swtpm binds without SO_REUSEADDR, so
+# a port in TIME_WAIT (the other tests' clients churn through the ephemeral
+# range) fails too. Use ports below the ephemeral range, retry on failure.
 started=0
-for _ in 1 2 3 4 5; do
-    TPORT=$(lurk_port)
-    (exec 3<>"/dev/tcp/127.0.0.1/$((TPORT + 1))") 2>/dev/null && continue
+for _ in $(seq 8); do
+    TPORT=$(( 20000 + (RANDOM % 6000) * 2 ))
     lurk_bg swtpm swtpm socket --tpm2 --tpmstate dir="$T/state" \
         --server type=tcp,port="$TPORT",bindaddr=127.0.0.1 \
         --ctrl type=tcp,port=$((TPORT + 1)),bindaddr=127.0.0.1 \
         --flags not-need-init,startup-clear
     SWTPM_PID=$LURK_BG_PID
-    if lurk_wait_port "$TPORT" 10 2>/dev/null && kill -0 "$SWTPM_PID" 2>/dev/null; then
-        started=1
-        break
-    fi
+    for _ in $(seq 50); do
+        kill -0 "$SWTPM_PID" 2>/dev/null || break
+        if (exec 3<>"/dev/tcp/127.0.0.1/$TPORT") 2>/dev/null; then started=1; break; fi
+        sleep 0.1
+    done
+    [ "$started" = 1 ] && break
     lurk_stop "$SWTPM_PID"
 done
 lurk_check "swtpm listens on 127.0.0.1:$TPORT" test "$started" = 1
