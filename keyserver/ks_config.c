@@ -655,7 +655,7 @@ static int ks_keys_parse(ks_parse *p, ks_config *cfg)
         if (!lurk_key_id_valid(v->name)) {
             ks_config_errf(p->err, p->errlen, p->text_name, line,
                            "keys: \"%s\" is not a valid key id (1 to %u characters of "
-                           "A-Z a-z 0-9 . _ -)", v->name, LURK_MAX_KEY_ID);
+                           "A-Z a-z 0-9 . _ -, not starting with . or -)", v->name, LURK_MAX_KEY_ID);
             return -1;
         }
         if (src == NULL || src[0] == '\0') {
@@ -854,7 +854,8 @@ static int ks_group_parse(ks_parse *p, ks_config *cfg, const char *section, ks_c
     g->line = line;
     if (!lurk_key_id_valid(name)) {
         ks_config_errf(p->err, p->errlen, p->text_name, line, "[%s]: \"%s\" is not a valid edge "
-                       "group name (1 to %u of A-Z a-z 0-9 . _ -)", section, name, LURK_MAX_KEY_ID);
+                       "group name (1 to %u of A-Z a-z 0-9 . _ -, not starting with . or -)", section, name,
+                       LURK_MAX_KEY_ID);
         return -1;
     }
     if (sect == NULL) {

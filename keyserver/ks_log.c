@@ -11,6 +11,14 @@
 
 #include <openssl/err.h>
 
+/* lurkctl reuses the key loading code and logs under its own name. */
+static const char *ks_log_ident = "lurk-keyserver";
+
+void ks_log_set_ident(const char *ident)
+{
+    ks_log_ident = ident;
+}
+
 static atomic_int ks_log_level_cur = KS_LOG_INFO;
 
 static const char *ks_log_level_name(ks_log_level level)
@@ -42,8 +50,8 @@ void ks_log(ks_log_level level, const char *fmt, ...)
 
     if (!ks_log_enabled(level))
         return;
-    n = snprintf(line, sizeof(line), "lurk-keyserver[%ld]: %s: ",
-                 (long)getpid(), ks_log_level_name(level));
+    n = snprintf(line, sizeof(line), "%s[%ld]: %s: ", ks_log_ident, (long)getpid(),
+                 ks_log_level_name(level));
     if (n < 0 || (size_t)n >= sizeof(line))
         return;
     va_start(ap, fmt);

@@ -24,6 +24,8 @@ void ks_log_set_level(ks_log_level level);
 /* Whether a message at `level` would be written, to skip costly formatting. */
 int ks_log_enabled(ks_log_level level);
 
+void ks_log_set_ident(const char *ident);
+
 /* `lurk-keyserver[pid]: <level>: <message>`; the newline is added. */
 void ks_log(ks_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -52,7 +52,7 @@ static void *lurk_store_open(void *provctx, const char *uri)
     memcpy(ctx->key_id, id, len);
     if (!lurk_key_id_valid(ctx->key_id)) {
         lurk_raise(prov, LURK_R_BAD_URI, "\"%s\": a key id is 1 to %u characters of "
-                   "A-Z a-z 0-9 . _ -", uri, LURK_MAX_KEY_ID);
+                   "A-Z a-z 0-9 . _ -, not starting with . or -", uri, LURK_MAX_KEY_ID);
         free(ctx);
         return NULL;
     }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <openssl/conf.h>
 #include <openssl/err.h>
@@ -46,7 +48,7 @@ static void lurkctl_usage(FILE *f)
 "\n"
 "Commands:\n"
 "  ping                 round trip to the key server, prints the latency\n"
-"  capabilities         protocol version, configuration epoch, and the keys\n"
+"  capabilities, caps   protocol version, configuration epoch, and the keys\n"
 "                       this edge may use with their signature schemes\n"
 "  pubkey KEY-ID        print the key's public key (PEM SubjectPublicKeyInfo)\n"
 "  keyref KEY-ID        write a key reference file (PEM \"LURK KEY REFERENCE\"):\n"
@@ -88,6 +90,15 @@ static void lurkctl_usage(FILE *f)
 "configuration error.\n");
 }
 
+/* Milliseconds, 10 to 600000 as the provider takes them; -1 if not. */
+static int lurkctl_ms(const char *text)
+{
+    char *end;
+    long ms = strtol(text, &end, 10);
+
+    return end != text && *end == '\0' && ms >= 10 && ms <= 600000 ? (int)ms : -1;
+}
+
 /* The lurk provider's section: `lurk = <section>` in the providers list. */
 static const char *lurkctl_find_section(CONF *conf)
 {
@@ -127,9 +138,10 @@ static int lurkctl_read_config(const char *path, const char *section, lurkctl_op
     LURKCTL_GET(server_name, "server_name");
 #undef LURKCTL_GET
     if (o->timeout_ms == 0 && (v = NCONF_get_string(conf, section, "timeout_ms")) != NULL)
-        o->timeout_ms = atoi(v);
+        o->timeout_ms = lurkctl_ms(v);
     if ((v = NCONF_get_string(conf, section, "allow_insecure")) != NULL
-        && (strcmp(v, "yes") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0))
+        && (strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0
+            || strcasecmp(v, "on") == 0))
         o->allow_insecure = 1;
     ERR_clear_error();
     *confp = conf; /* the strings above live in it */
@@ -301,6 +313,7 @@ static int lurkctl_pub_from_keyserver_config(const char *path, const char *key_i
     /* Only this key: another key's problem is not this reference's. */
     one.n_keys = 1;
     ks_log_set_level(KS_LOG_WARN);
+    ks_log_set_ident("lurkctl");
     if (ks_keys_load(&one, &kr, err, sizeof(err)) != 0) {
         fprintf(stderr, "lurkctl: %s\n", err);
         goto done;
@@ -394,7 +407,7 @@ static int lurkctl_keyref(lurk_client *client, const lurkctl_opts *o, const char
 
     if (!lurk_key_id_valid(key_id)) {
         fprintf(stderr, "lurkctl: \"%s\" is not a key id (1 to %u characters of A-Z a-z 0-9 "
-                ". _ -)\n", key_id, LURK_MAX_KEY_ID);
+                ". _ -, not starting with . or -)\n", key_id, LURK_MAX_KEY_ID);
         return EXIT_USAGE;
     }
     if (client != NULL)
@@ -432,7 +445,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *section = NULL, *cmd;
     CONF *conf = NULL;
     char **urls = NULL;
-    char err[512];
+    char err[512], tmp[4096];
     lurk_client *client = NULL;
     lurk_client_conf cc;
     FILE *out = stdout;
@@ -447,7 +460,7 @@ int main(int argc, char **argv)
         case 'k': o.key = optarg; break;
         case 'a': o.ca = optarg; break;
         case 'n': o.server_name = optarg; break;
-        case 't': o.timeout_ms = atoi(optarg); break;
+        case 't': o.timeout_ms = lurkctl_ms(optarg); break;
         case 'I': o.allow_insecure = 1; break;
         case 'o': o.out = optarg; break;
         case 'K': o.keyserver_config = optarg; break;
@@ -461,6 +474,7 @@ int main(int argc, char **argv)
         lurkctl_usage(stderr);
         return EXIT_USAGE;
     }
+
     cmd = argv[optind];
     keyref = strcmp(cmd, "keyref") == 0;
     if (keyref && optind + 2 != argc) {
@@ -482,6 +496,11 @@ int main(int argc, char **argv)
         return lurkctl_keyref(NULL, &o, argv[optind + 1]);
     if (config != NULL && !lurkctl_read_config(config, section, &o, &conf))
         return EXIT_USAGE;
+    if (o.timeout_ms < 0) {
+        fprintf(stderr, "lurkctl: timeout: give milliseconds, 10 to 600000\n");
+        NCONF_free(conf);
+        return EXIT_USAGE;
+    }
     if ((urls = lurk_url_list_parse(o.servers, o.allow_insecure, err, sizeof(err))) == NULL) {
         fprintf(stderr, "lurkctl: servers: %s\n", err);
         goto done;
@@ -501,9 +520,13 @@ int main(int argc, char **argv)
         rc = lurkctl_keyref(client, &o, argv[optind + 1]);
         goto done;
     }
-    if (o.out != NULL && (out = fopen(o.out, "w")) == NULL) {
-        fprintf(stderr, "lurkctl: cannot write %s\n", o.out);
-        goto done;
+    /* Into a temporary file renamed at the end: a failure leaves no file. */
+    if (o.out != NULL) {
+        snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", o.out, (long)getpid());
+        if ((out = fopen(tmp, "w")) == NULL) {
+            fprintf(stderr, "lurkctl: cannot write %s\n", tmp);
+            goto done;
+        }
     }
     if (strcmp(cmd, "ping") == 0 && optind + 1 == argc)
         rc = lurkctl_ping(client, out);
@@ -513,8 +536,16 @@ int main(int argc, char **argv)
         rc = lurkctl_pubkey(client, argv[optind + 1], out);
     else
         lurkctl_usage(stderr);
-    if (out != stdout && fclose(out) != 0 && rc == 0)
-        rc = 1;
+    if (out != stdout) {
+        if (fclose(out) != 0 && rc == 0)
+            rc = 1;
+        if (rc != 0 || rename(tmp, o.out) != 0) {
+            if (rc == 0)
+                fprintf(stderr, "lurkctl: cannot write %s\n", o.out);
+            rc = rc != 0 ? rc : 1;
+            unlink(tmp);
+        }
+    }
 done:
     lurk_client_free(client);
     lurk_url_list_free(urls);
