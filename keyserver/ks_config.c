@@ -557,6 +557,12 @@ static int ks_main_policy(ks_parse *p, ks_config *cfg)
     int tls13, tls12, ffdhe, decrypt;
 
     cfg->policy = ks_policy_default();
+    /*
+     * RSA key exchange is opt-in: whoever holds a group's credentials can
+     * have any recorded RSA key exchange with a granted key decrypted, and
+     * revoking them later does not undo it (docs/security.md).
+     */
+    cfg->policy.allow_decrypt = 0;
     if (ks_main_bool(p, "tls13", cfg->policy.allow_tls13, &tls13) != 0
         || ks_main_bool(p, "tls12", cfg->policy.allow_tls12, &tls12) != 0
         || ks_main_bool(p, "ffdhe", cfg->policy.allow_ffdhe, &ffdhe) != 0

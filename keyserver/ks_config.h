@@ -9,7 +9,7 @@
  *   [keys]
  *   rsa2048 = keys/rsa2048.pem
  *
- * Edge groups (docs/keyserver-ops.md): instead of listen/client_ca in
+ * Edge groups (docs/keyserver.md): instead of listen/client_ca in
  * [keyserver], one section per group of edges, each with its own
  * listeners, CA, optional CRL, granted keys and rate limit:
  *
@@ -44,7 +44,7 @@
 #define KS_CONFIG_MAX_WORKERS 1024u
 /* Name of the implicit group of the single-[keyserver] form. */
 #define KS_CONFIG_DEFAULT_GROUP "default"
-/* Defaults of the operational settings (docs/keyserver-ops.md). */
+/* Defaults of the operational settings (docs/keyserver.md). */
 #define KS_CONFIG_DEFAULT_REPLAY_WINDOW 60u      /* seconds */
 #define KS_CONFIG_DEFAULT_REPLAY_CACHE 100000u   /* entries */
 #define KS_CONFIG_DEFAULT_MAX_CONNECTIONS 1024u
@@ -108,7 +108,7 @@ typedef struct ks_config {
     ks_config_group *groups;
     size_t n_groups;
 
-    /* Operations (docs/keyserver-ops.md). */
+    /* Operations (docs/keyserver.md). */
     char *audit_log;              /* resolved path; NULL: standard error */
     char *metrics_listen;         /* http://host:port; NULL: no metrics */
     uint32_t key_rate;            /* default per-key limit, 0: unlimited */

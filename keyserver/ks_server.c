@@ -1097,6 +1097,50 @@ static int ks_server_tls_pair(const ks_config *cfg, char *err, size_t errlen)
     return rv;
 }
 
+/*
+ * Dates that silently lock edges out: mbed TLS refuses every edge of a
+ * group once its CRL is past nextUpdate, and edges refuse an expired key
+ * server certificate, each with nothing but a timeout to show for it.
+ */
+static void ks_group_check_dates(const ks_config *cfg, const ks_config_group *g)
+{
+    static const int soon_days = 7;
+    BIO *bio;
+    X509 *cert = NULL;
+    X509_CRL *crl = NULL;
+    int days = 0, secs = 0;
+    const ASN1_TIME *t;
+
+    if ((bio = BIO_new_file(cfg->tls_cert, "r")) != NULL)
+        cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (cert != NULL && (t = X509_get0_notAfter(cert)) != NULL
+        && ASN1_TIME_diff(&days, &secs, NULL, t)) {
+        if (days < 0 || secs < 0)
+            ks_log(KS_LOG_WARN, "tls_cert %s has expired: edges will refuse this key server",
+                   cfg->tls_cert);
+        else if (days < soon_days)
+            ks_log(KS_LOG_WARN, "tls_cert %s expires in %d days", cfg->tls_cert, days);
+    }
+    X509_free(cert);
+    if (g->client_crl == NULL)
+        return;
+    if ((bio = BIO_new_file(g->client_crl, "r")) != NULL)
+        crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (crl != NULL && (t = X509_CRL_get0_nextUpdate(crl)) != NULL
+        && ASN1_TIME_diff(&days, &secs, NULL, t)) {
+        if (days < 0 || secs < 0)
+            ks_log(KS_LOG_WARN, "client_crl %s is past its nextUpdate: every edge of group %s is "
+                   "refused until a fresh CRL is installed (then SIGHUP)", g->client_crl, g->name);
+        else if (days < soon_days)
+            ks_log(KS_LOG_WARN, "client_crl %s reaches its nextUpdate in %d days: after that "
+                   "every edge of group %s is refused", g->client_crl, days, g->name);
+    }
+    X509_CRL_free(crl);
+    ERR_clear_error();
+}
+
 static int ks_group_tls(const ks_config *cfg, const ks_config_group *g, nng_tls_config **tls,
                         char *err, size_t errlen)
 {
@@ -1126,6 +1170,7 @@ static int ks_group_tls(const ks_config *cfg, const ks_config_group *g, nng_tls_
     if (f.key != NULL && stat(f.key, &st) == 0 && (st.st_mode & S_IROTH) != 0)
         ks_log(KS_LOG_WARN, "tls_key %s is readable by every user; run chmod 600 %s", f.key,
                f.key);
+    ks_group_check_dates(cfg, g);
     return 0;
 }
 

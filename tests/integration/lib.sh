@@ -152,6 +152,8 @@ lurk_keyserver_conf() {
         echo "tls_cert = $LURK_T/pki/keyserver.crt"
         echo "tls_key = $LURK_T/pki/keyserver.key"
         echo "client_ca = $LURK_T/pki/ca.crt"
+        # The tests exercise RSA key exchange (off by default) unless told.
+        case " $* " in *" rsa_decrypt "*|*" rsa_decrypt="*) ;; *) echo "rsa_decrypt = yes" ;; esac
         for line in "$@"; do echo "$line"; done
         echo "[keys]"
         echo "rsa = $LURK_T/keys/rsa.pem"

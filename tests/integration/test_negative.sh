@@ -77,4 +77,23 @@ lurk_check "it failed within timeout + 1.5 s" test "$elapsed" -lt 3000
 lurk_check_fails "no page was served" grep -q 'HTTP/1.0 200' "$LURK_T/down.log"
 lurk_grep "s_server says the key server is unreachable" 'key server unreachable' "$LURK_T/s_server.log"
 lurk_check "s_server survived" kill -0 "$LURK_BG_PID"
+# RSA key exchange is off unless the key server config turns it on.
+NK_PORT=$(lurk_port)
+lurk_keyserver_conf "$LURK_T/ks-nokrsa.cnf" "tls+tcp://127.0.0.1:$NK_PORT" "rsa_decrypt = no"
+lurk_keyserver_start ks-nokrsa "$LURK_T/ks-nokrsa.cnf" || lurk_fail "key server without rsa_decrypt starts"
+lurk_openssl_cnf "$LURK_T/nokrsa.cnf" "tls+tcp://localhost:$NK_PORT"
+NK_WEB=$(lurk_port)
+OPENSSL_CONF=$LURK_T/nokrsa.cnf lurk_bg s_server-nokrsa openssl s_server -www -accept "$NK_WEB" \
+    -cert "$LURK_T/pki/web-rsa.crt" -key lurk://rsa
+lurk_wait_port "$NK_WEB" 15 || lurk_fail "s_server starts"
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 20 env -u OPENSSL_CONF openssl s_client -tls1_2 \
+    -cipher AES128-GCM-SHA256 -connect "127.0.0.1:$NK_WEB" > "$LURK_T/nokrsa.log" 2>&1
+lurk_check_fails "rsa_decrypt off: an RSA key exchange handshake fails" \
+    grep -q 'HTTP/1.0 200' "$LURK_T/nokrsa.log"
+lurk_grep "rsa_decrypt off: the key server says why" 'refused decrypt .*not permitted' \
+    "$LURK_T/ks-nokrsa.log"
+printf 'GET / HTTP/1.0\r\n\r\n' | timeout 20 env -u OPENSSL_CONF openssl s_client -tls1_2 \
+    -cipher ECDHE-RSA-AES128-GCM-SHA256 -connect "127.0.0.1:$NK_WEB" > "$LURK_T/nokrsa-ecdhe.log" 2>&1
+lurk_grep "rsa_decrypt off: ECDHE with the same key still works" 'HTTP/1.0 200' \
+    "$LURK_T/nokrsa-ecdhe.log"
 lurk_done

@@ -180,4 +180,12 @@ lurk_check "metrics: the counter moved by 2 (${before:-?} -> ${after:-?})" test 
 
 alive=0; kill -0 "$LURK_KS_PID" 2>/dev/null && alive=1
 lurk_check "the key server is still running" test "$alive" -eq 1
+# A CRL past its nextUpdate locks a whole group out: say so at start.
+openssl ca -gencrl -config "$P/mini/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" -crlsec 1 \
+    -out "$P/stale.crl" > "$LURK_T/ca-stale.log" 2>&1
+sleep 2
+sed "s|^client_crl = .*edges.crl|client_crl = $P/stale.crl|" "$LURK_T/ks.cnf" > "$LURK_T/stale.cnf"
+"$LURK_KEYSERVER" -c "$LURK_T/stale.cnf" --check > "$LURK_T/stale.log" 2>&1
+lurk_grep "a CRL past its nextUpdate is named at start" 'stale\.crl is past its nextUpdate' \
+    "$LURK_T/stale.log"
 lurk_done

@@ -123,7 +123,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->policy.allow_tls13, def.allow_tls13);
     assert_int_equal(cfg->policy.allow_tls12, def.allow_tls12);
     assert_int_equal(cfg->policy.allow_ffdhe, def.allow_ffdhe);
-    assert_int_equal(cfg->policy.allow_decrypt, def.allow_decrypt);
+    /* RSA key exchange is opt-in (docs/security.md). */
+    assert_false(cfg->policy.allow_decrypt);
     assert_int_equal(cfg->policy.groups, def.groups);
     assert_memory_not_equal(cfg->text_sha256, zero, sizeof(zero));
     ks_config_free(cfg);
