@@ -264,6 +264,16 @@ static int lurk_attempt_retry(lurk_pending *p)
     return lurk_attempt_start(p, (unsigned int)i) == 0;
 }
 
+static int lurk_reply_overloaded(nng_msg *reply)
+{
+    Lurk__V1__Response *r = lurk__v1__response__unpack(NULL, nng_msg_len(reply),
+                                                       nng_msg_body(reply));
+    int overloaded = r != NULL && r->status == LURK__V1__STATUS__STATUS_OVERLOADED;
+
+    lurk__v1__response__free_unpacked(r, NULL);
+    return overloaded;
+}
+
 /* nng's thread: send done -> receive; receive done -> complete or retry. */
 static void lurk_pending_cb(void *arg)
 {
@@ -283,8 +293,15 @@ static void lurk_pending_cb(void *arg)
     }
     lurk_server_detach(s, p);
     if (rv == 0) {
-        p->reply = nng_aio_get_msg(p->aio);
+        nng_msg *reply = nng_aio_get_msg(p->aio);
+
         lurk_server_mark(s, 1);
+        /* Over its limits, that key server is alive: another may have room. */
+        if (lurk_reply_overloaded(reply) && lurk_attempt_retry(p)) {
+            nng_msg_free(reply);
+            return;
+        }
+        p->reply = reply;
         lurk_pending_complete(p, 0);
         return;
     }

@@ -147,4 +147,25 @@ lurk_check "recovers by itself when a key server returns (in $dt ms)" test "$ok"
 
 lurk_check "nginx master survived" kill -0 "$NGINX_PID"
 lurk_check_fails "no worker crashed" grep -Eq 'exited on signal|not fork-reentrant' "$N/error.log"
+# A key server over its rate limit answers "overloaded": the edge tries the
+# other one within the same deadline instead of failing the handshake.
+P3=$(lurk_port)
+P4=$(lurk_port)
+lurk_keyserver_conf "$LURK_T/ks3.cnf" "tls+tcp://127.0.0.1:$P3" "rate = 1" "burst = 1"
+lurk_keyserver_conf "$LURK_T/ks4.cnf" "tls+tcp://127.0.0.1:$P4"
+lurk_keyserver_start ks3 "$LURK_T/ks3.cnf" -v || lurk_fail "rate-limited key server starts"
+lurk_keyserver_start ks4 "$LURK_T/ks4.cnf" -v || lurk_fail "second key server starts"
+lurk_openssl_cnf "$LURK_T/ovl.cnf" "tls+tcp://localhost:$P3 tls+tcp://localhost:$P4"
+OVL=$(lurk_port)
+OPENSSL_CONF=$LURK_T/ovl.cnf lurk_bg s_server-ovl openssl s_server -www -accept "$OVL" \
+    -cert "$LURK_T/pki/web-rsa.crt" -key "$LURK_T/ref/rsa.pem"
+lurk_wait_port "$OVL" 15 || lurk_fail "s_server starts"
+ok=0
+for _ in $(seq 12); do
+    env -u OPENSSL_CONF curl -sf --max-time 5 --cacert "$LURK_T/pki/web-ca.crt" -o /dev/null \
+        "https://localhost:$OVL/" && ok=$((ok + 1))
+done
+lurk_log "with one key server over its rate limit: $ok of 12 handshakes succeeded"
+lurk_check "overloaded: every handshake succeeds on the other key server" test "$ok" -eq 12
+lurk_grep "overloaded: the limited key server did refuse some" 'overloaded' "$LURK_T/ks3.log"
 lurk_done
