@@ -75,6 +75,12 @@ int lurk_key_id_valid(const char *id)
     return n > 0 && id[0] != '.' && id[0] != '-';
 }
 
+/* SSL 3.0 to TLS 1.3, DTLS 1.0 and 1.2: what libssl may pass. */
+static int lurk_tls_version_valid(uint32_t v)
+{
+    return (v >= 0x0300u && v <= 0x0304u) || v == 0xfeffu || v == 0xfefdu;
+}
+
 #define CHECK(cond, text) do { if (!(cond)) { *why = (text); return LURK__V1__STATUS__STATUS_MALFORMED; } } while (0)
 
 Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req, const char **why)
@@ -104,7 +110,9 @@ Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req, const char **w
         CHECK(req->decrypt->ciphertext.len > 0, "empty ciphertext");
         CHECK(req->decrypt->ciphertext.len <= LURK_MAX_CIPHERTEXT, "ciphertext over the size limit");
         CHECK(req->decrypt->client_version <= 0xffffu, "client version is not 16 bits");
-        CHECK(req->decrypt->negotiated_version <= 0xffffu, "negotiated version is not 16 bits");
+        CHECK(req->decrypt->negotiated_version == 0
+                  || lurk_tls_version_valid(req->decrypt->negotiated_version),
+              "negotiated version is not a TLS or DTLS version");
         break;
     default:
         *why = "no or unknown operation";

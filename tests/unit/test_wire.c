@@ -421,7 +421,13 @@ static void test_request_field_limits(void **state)
     assert_int_equal(decrypt_status(0, 0x0303, 0), ST_MALFORMED);
     assert_int_equal(decrypt_status(256, 0x10303, 0), ST_MALFORMED);
     assert_int_equal(decrypt_status(256, 0x0303, 0x10303), ST_MALFORMED);
-    assert_int_equal(decrypt_status(256, 0xffff, 0xffff), ST_OK);
+    /* The negotiated version, when given, must be a (D)TLS version. */
+    assert_int_equal(decrypt_status(256, 0xffff, 0xffff), ST_MALFORMED);
+    assert_int_equal(decrypt_status(256, 0xffff, 0), ST_OK);
+    assert_int_equal(decrypt_status(256, 0x0303, 0x0303), ST_OK);
+    assert_int_equal(decrypt_status(256, 0xfefd, 0xfefd), ST_OK);
+    assert_int_equal(decrypt_status(256, 0x0303, 0x0305), ST_MALFORMED);
+    assert_int_equal(decrypt_status(256, 0x0303, 0x02ff), ST_MALFORMED);
 
     /* Ping: payload at most LURK_MAX_PING. */
     {
