@@ -46,7 +46,7 @@
 #define KS_CONFIG_DEFAULT_GROUP "default"
 /* Defaults of the operational settings (docs/keyserver.md). */
 #define KS_CONFIG_DEFAULT_REPLAY_WINDOW 60u      /* seconds */
-#define KS_CONFIG_DEFAULT_REPLAY_CACHE 100000u   /* entries */
+#define KS_CONFIG_DEFAULT_REPLAY_CACHE 2097152u  /* entries: >= peak signatures/s x window */
 #define KS_CONFIG_DEFAULT_MAX_CONNECTIONS 1024u
 #define KS_CONFIG_DEFAULT_DRAIN_TIMEOUT 10u      /* seconds */
 #define KS_CONFIG_MIN_MESSAGE 1024u

@@ -133,13 +133,14 @@ static void lurk_job_cleanup(ASYNC_WAIT_CTX *wctx, const void *key, OSSL_ASYNC_F
     free(w);
 }
 
-static lurk_job_waiter *lurk_job_waiter_get(LURK_PROV_CTX *prov, ASYNC_JOB *job)
+static lurk_job_waiter *lurk_job_waiter_get(LURK_PROV_CTX *prov, ASYNC_JOB *job, int *fresh)
 {
     ASYNC_WAIT_CTX *wctx = ASYNC_get_wait_ctx(job);
     OSSL_ASYNC_FD fd;
     void *custom = NULL;
     lurk_job_waiter *w;
 
+    *fresh = 0;
     if (wctx == NULL)
         return NULL;
     if (ASYNC_WAIT_CTX_get_fd(wctx, &lurk_async_key, &fd, &custom) && custom != NULL)
@@ -156,7 +157,24 @@ static lurk_job_waiter *lurk_job_waiter_get(LURK_PROV_CTX *prov, ASYNC_JOB *job)
         lurk_raise(prov, LURK_R_INTERNAL, "cannot register the async wait fd");
         return NULL;
     }
+    *fresh = 1;
     return w;
+}
+
+/*
+ * A newly registered fd must be seen by the application, which only looks
+ * at the wait context when the job pauses (SSL_ERROR_WANT_ASYNC). A call
+ * that finished before any pause would leave an fd the application never
+ * added but later deletes: HAProxy aborts on that. So pause once, with the
+ * fd already readable so that the job is resumed at once.
+ */
+static void lurk_job_announce(lurk_job_waiter *w)
+{
+    uint64_t v = 1;
+
+    (void)!write(w->efd, &v, sizeof(v));
+    (void)ASYNC_pause_job();
+    (void)!read(w->efd, &v, sizeof(v));
 }
 
 /*
@@ -169,7 +187,8 @@ static lurk_call_result lurk_rpc_call_async(LURK_PROV_CTX *prov, lurk_client *c,
                                             Lurk__V1__Response__ResultCase expect,
                                             Lurk__V1__Response **resp, char *err, size_t errlen)
 {
-    lurk_job_waiter *w = lurk_job_waiter_get(prov, job);
+    int fresh, paused = 0;
+    lurk_job_waiter *w = lurk_job_waiter_get(prov, job, &fresh);
     lurk_pending *p;
     uint64_t drain;
 
@@ -177,8 +196,11 @@ static lurk_call_result lurk_rpc_call_async(LURK_PROV_CTX *prov, lurk_client *c,
         snprintf(err, errlen, "async wait setup failed");
         return LURK_CALL_TRANSPORT;
     }
-    if ((p = lurk_client_start(c, req, lurk_job_wake, w, err, errlen)) == NULL)
+    if ((p = lurk_client_start(c, req, lurk_job_wake, w, err, errlen)) == NULL) {
+        if (fresh)
+            lurk_job_announce(w);
         return LURK_CALL_TRANSPORT;
+    }
     w->current = p;
     while (!lurk_pending_done(p)) {
         if (!ASYNC_pause_job()) {
@@ -187,9 +209,12 @@ static lurk_call_result lurk_rpc_call_async(LURK_PROV_CTX *prov, lurk_client *c,
             snprintf(err, errlen, "cannot pause the async job");
             return LURK_CALL_TRANSPORT;
         }
+        paused = 1;
     }
     w->current = NULL;
     (void)!read(w->efd, &drain, sizeof(drain));
+    if (fresh && !paused)
+        lurk_job_announce(w);
     return lurk_pending_finish(p, expect, resp, err, errlen);
 }
 
