@@ -10,10 +10,11 @@
 # programs (openssl, nginx, haproxy), and an ASan-instrumented shared object
 # only works when the ASan runtime is the first library of the process. So
 # for exactly those programs this driver puts wrappers first in PATH that
-# exec the real binary with the runtime in LD_PRELOAD and leak detection
-# off (their own leaks at exit are not ours to judge). The runtime is not
-# preloaded into anything else: curl, for one, deadlocks in setlocale()
-# under a preloaded libasan.
+# exec the real binary with the runtime in LD_PRELOAD. Leak detection stays
+# on for openssl (its commands free everything at exit, so a leak there is
+# lurk.so's) and is off for nginx and HAProxy (their leaks at exit are not
+# ours to judge). The runtime is not preloaded into anything else: curl,
+# for one, deadlocks in setlocale() under a preloaded libasan.
 #
 # Every sanitizer writes its report to a file (log_path) instead of stderr,
 # so a report from a background process (a key server stopped at the end,
@@ -43,10 +44,12 @@ for prog in openssl nginx haproxy; do
     real=$(command -v "$prog" || true)
     [ -z "$real" ] && [ -x "/usr/sbin/$prog" ] && real=/usr/sbin/$prog
     [ -z "$real" ] && continue
+    leaks=0
+    [ "$prog" = openssl ] && leaks=1
     cat > "$san/bin/$prog" <<EOF
 #!/bin/sh
 # $prog with the ASan runtime preloaded, so that it can load an instrumented lurk.so.
-LD_PRELOAD="$runtime\${LD_PRELOAD:+:\$LD_PRELOAD}" ASAN_OPTIONS="\$ASAN_OPTIONS:detect_leaks=0" exec "$real" "\$@"
+LD_PRELOAD="$runtime\${LD_PRELOAD:+:\$LD_PRELOAD}" ASAN_OPTIONS="\$ASAN_OPTIONS:detect_leaks=$leaks" exec "$real" "\$@"
 EOF
     chmod 755 "$san/bin/$prog"
 done

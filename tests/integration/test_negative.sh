@@ -93,7 +93,8 @@ lurk_check_fails "rsa_decrypt off: an RSA key exchange handshake fails" \
 lurk_grep "rsa_decrypt off: the key server says why" 'refused decrypt .*not permitted' \
     "$LURK_T/ks-nokrsa.log"
 printf 'GET / HTTP/1.0\r\n\r\n' | timeout 20 env -u OPENSSL_CONF openssl s_client -tls1_2 \
-    -cipher ECDHE-RSA-AES128-GCM-SHA256 -connect "127.0.0.1:$NK_WEB" > "$LURK_T/nokrsa-ecdhe.log" 2>&1
+    -ign_eof -cipher ECDHE-RSA-AES128-GCM-SHA256 -connect "127.0.0.1:$NK_WEB" \
+    > "$LURK_T/nokrsa-ecdhe.log" 2>&1
 lurk_grep "rsa_decrypt off: ECDHE with the same key still works" 'HTTP/1.0 200' \
     "$LURK_T/nokrsa-ecdhe.log"
 lurk_done
