@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <nng/nng.h>
 #include <openssl/crypto.h>
@@ -413,6 +414,24 @@ static void ks_log_ready(const ks_config *cfg, const ks_keyring *kr)
            cfg->metrics_listen != NULL ? cfg->metrics_listen : "");
 }
 
+/*
+ * A TLS handshake that never completes holds a descriptor, and nng 1.5.2
+ * has no handshake timeout: with the usual soft limit of 1024 a few hundred
+ * idle connections from anyone who can reach the port starve real edges.
+ * Take the hard limit (systemd's LimitNOFILE, 65536 in dist/) and firewall
+ * the port to the edges.
+ */
+static void ks_main_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        ks_log(KS_LOG_WARN, "cannot raise the open files limit: %s", strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
     ks_args args;
@@ -443,6 +462,7 @@ int main(int argc, char **argv)
     memset(&ign, 0, sizeof(ign));
     ign.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ign, NULL);
+    ks_main_raise_nofile();
 
     if (ks_load_all(args.config, &cfg, &kr, &ops, err, sizeof(err)) != 0) {
         ks_log(KS_LOG_ERROR, "%s", err);

@@ -702,10 +702,12 @@ lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t le
 
     *out = NULL;
     *outlen = 0;
-    if (nng_msg_alloc(&msg, 0) != 0 || nng_msg_append(msg, buf, len) != 0) {
+    if (nng_msg_alloc(&msg, len) != 0) {
         lurk_errf(err, errlen, "out of memory");
         return LURK_CALL_TRANSPORT;
     }
+    if (len > 0)
+        memcpy(nng_msg_body(msg), buf, len);
     p = lurk_pending_start(c, msg, 0, -1, c->timeout_ms, lurk_waiter_wake, &w, err, errlen);
     if (p == NULL)
         return LURK_CALL_TRANSPORT;
