@@ -27,6 +27,7 @@
 #define LURK_TICK_MS 200
 #define LURK_PROBE_TIMEOUT_MS 1000
 #define LURK_MIN_ATTEMPT_MS 20
+#define LURK_CLOSE_WAIT_MS 2000
 
 typedef struct lurk_server {
     lurk_client *client;
@@ -53,6 +54,7 @@ struct lurk_client {
     _Atomic unsigned int rr;
     _Atomic int live;          /* pendings not yet freed */
     _Atomic int closing;
+    _Atomic int closed;        /* every socket closed */
     nng_aio *tick;
 };
 
@@ -482,8 +484,25 @@ static int lurk_server_open(lurk_server *s, const lurk_client_conf *conf, char *
     return 0;
 }
 
+/* Clients whose sockets would not close: kept reachable, never freed. */
+static lurk_client *_Atomic lurk_client_graveyard;
+
+static void *lurk_client_close_sockets(void *arg)
+{
+    lurk_client *c = arg;
+
+    for (unsigned int i = 0; i < c->n; i++)
+        if (c->servers[i].sock.id != 0)
+            nng_close(c->servers[i].sock);
+    c->closed = 1;
+    return NULL;
+}
+
 void lurk_client_free(lurk_client *c)
 {
+    pthread_t closer;
+    int waited;
+
     if (c == NULL)
         return;
     c->closing = 1;
@@ -491,18 +510,36 @@ void lurk_client_free(lurk_client *c)
         nng_aio_stop(c->tick);
         nng_aio_free(c->tick);
     }
-    for (unsigned int i = 0; i < c->n; i++)
-        if (c->servers[i].sock.id != 0)
-            nng_close(c->servers[i].sock);
+    /*
+     * nng_close() waits for every pipe to finish, and a pipe stuck writing
+     * to a peer that stopped reading (seen with a 1 MiB request the key
+     * server refused) never does. At process exit (provider teardown) that
+     * would hang an nginx worker's graceful stop; bound it and leave such a
+     * client to the operating system.
+     */
+    if (pthread_create(&closer, NULL, lurk_client_close_sockets, c) != 0)
+        lurk_client_close_sockets(c);
+    else {
+        for (waited = 0; !c->closed && waited < LURK_CLOSE_WAIT_MS; waited += 5)
+            nng_msleep(5);
+        if (!c->closed) {
+            pthread_detach(closer);
+            lurk_client_graveyard = c;
+            return;
+        }
+        pthread_join(closer, NULL);
+    }
     /*
      * Closing fails every attempt; their callbacks still touch the client.
      * Wait for them, but not forever: a pending held by a caller that never
      * comes back (an abandoned ASYNC job) is leaked rather than crashed on.
      */
-    for (int waited = 0; c->live > 0 && waited < 2 * c->timeout_ms + 1000; waited += 5)
+    for (waited = 0; c->live > 0 && waited < 2 * c->timeout_ms + 1000; waited += 5)
         nng_msleep(5);
-    if (c->live > 0)
+    if (c->live > 0) {
+        lurk_client_graveyard = c;
         return;
+    }
     for (unsigned int i = 0; i < c->n; i++) {
         free(c->servers[i].url);
         pthread_mutex_destroy(&c->servers[i].lock);
