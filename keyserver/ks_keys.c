@@ -24,20 +24,6 @@
 /* A larger modulus would not fit LURK's ciphertext limit. */
 #define KS_KEYS_RSA_MAX_BITS ((int)(8 * LURK_MAX_CIPHERTEXT))
 
-static void ks_keys_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void ks_keys_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 void ks_keys_hex(const unsigned char *in, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";
@@ -58,16 +44,16 @@ static int ks_keys_check_file(const ks_config_key *ck, char *err, size_t errlen)
     struct stat st;
 
     if (stat(ck->uri, &st) != 0) {
-        ks_keys_errf(err, errlen, "key \"%s\": cannot use %s: %s", ck->id, ck->uri,
+        lurk_errf(err, errlen, "key \"%s\": cannot use %s: %s", ck->id, ck->uri,
                      strerror(errno));
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        ks_keys_errf(err, errlen, "key \"%s\": %s is not a regular file", ck->id, ck->uri);
+        lurk_errf(err, errlen, "key \"%s\": %s is not a regular file", ck->id, ck->uri);
         return -1;
     }
     if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
-        ks_keys_errf(err, errlen,
+        lurk_errf(err, errlen,
                      "key \"%s\": %s is %s by every user (mode %04o); run chmod 600 %s "
                      "(or chmod 640 with a group only the key server is in)",
                      ck->id, ck->uri,
@@ -76,7 +62,7 @@ static int ks_keys_check_file(const ks_config_key *ck, char *err, size_t errlen)
         return -1;
     }
     if (access(ck->uri, R_OK) != 0) {
-        ks_keys_errf(err, errlen, "key \"%s\": %s is not readable by uid %ld: %s", ck->id,
+        lurk_errf(err, errlen, "key \"%s\": %s is not readable by uid %ld: %s", ck->id,
                      ck->uri, (long)geteuid(), strerror(errno));
         return -1;
     }
@@ -112,14 +98,14 @@ static EVP_PKEY *ks_keys_open(const ks_config_key *ck, char *err, size_t errlen)
     if (sctx == NULL) {
         if (!ck->is_path && ks_keys_no_loader()) {
             ERR_clear_error();
-            ks_keys_errf(err, errlen, "key \"%s\": no OpenSSL provider opens \"%.*s:\" URIs; "
+            lurk_errf(err, errlen, "key \"%s\": no OpenSSL provider opens \"%.*s:\" URIs; "
                          "activate one (e.g. pkcs11-provider, tpm2-provider) in the OpenSSL "
                          "configuration (OPENSSL_CONF)", ck->id,
                          (int)strcspn(ck->uri, ":"), ck->uri);
             return NULL;
         }
         ks_log_openssl_errors(why, sizeof(why));
-        ks_keys_errf(err, errlen, "key \"%s\": cannot open %s: %s", ck->id, ck->uri,
+        lurk_errf(err, errlen, "key \"%s\": cannot open %s: %s", ck->id, ck->uri,
                      why[0] ? why : "no OpenSSL store (provider) accepts this URI");
         return NULL;
     }
@@ -139,7 +125,7 @@ static EVP_PKEY *ks_keys_open(const ks_config_key *ck, char *err, size_t errlen)
     }
     if (pkey == NULL) {
         ks_log_openssl_errors(why, sizeof(why));
-        ks_keys_errf(err, errlen,
+        lurk_errf(err, errlen,
                      "key \"%s\": no private key in %s%s%s (a certificate or public key is not "
                      "enough; encrypted keys are not supported)",
                      ck->id, ck->uri, why[0] ? ": " : "", why);
@@ -159,7 +145,7 @@ static int ks_keys_describe(ks_key *k, char *err, size_t errlen)
     if (EVP_PKEY_is_a(pkey, "RSA")) {
         k->desc.type = LURK__V1__KEY_TYPE__KEY_TYPE_RSA;
         if (k->desc.bits < KS_KEYS_RSA_MIN_BITS || k->desc.bits > KS_KEYS_RSA_MAX_BITS) {
-            ks_keys_errf(err, errlen, "key \"%s\": RSA key of %d bits; LURK serves %d to %d bits",
+            lurk_errf(err, errlen, "key \"%s\": RSA key of %d bits; LURK serves %d to %d bits",
                          k->id, k->desc.bits, KS_KEYS_RSA_MIN_BITS, KS_KEYS_RSA_MAX_BITS);
             return -1;
         }
@@ -168,13 +154,13 @@ static int ks_keys_describe(ks_key *k, char *err, size_t errlen)
         if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, k->group,
                                            sizeof(k->group), &glen) != 1) {
             ERR_clear_error();
-            ks_keys_errf(err, errlen, "key \"%s\": EC key without a named curve (explicit "
+            lurk_errf(err, errlen, "key \"%s\": EC key without a named curve (explicit "
                          "parameters are not supported)", k->id);
             return -1;
         }
         if (strcmp(k->group, "prime256v1") != 0 && strcmp(k->group, "secp384r1") != 0
             && strcmp(k->group, "secp521r1") != 0) {
-            ks_keys_errf(err, errlen, "key \"%s\": EC curve %s is not one TLS signs with "
+            lurk_errf(err, errlen, "key \"%s\": EC curve %s is not one TLS signs with "
                          "(prime256v1, secp384r1, secp521r1)", k->id, k->group);
             return -1;
         }
@@ -184,14 +170,14 @@ static int ks_keys_describe(ks_key *k, char *err, size_t errlen)
     } else {
         const char *t = EVP_PKEY_get0_type_name(pkey);
 
-        ks_keys_errf(err, errlen, "key \"%s\": key type %s is not supported (RSA, EC P-256, "
+        lurk_errf(err, errlen, "key \"%s\": key type %s is not supported (RSA, EC P-256, "
                      "P-384, P-521 and Ed25519 are%s)", k->id, t != NULL ? t : "unknown",
                      EVP_PKEY_is_a(pkey, "RSA-PSS")
                      ? "; an RSA-PSS-restricted key must be converted to rsaEncryption" : "");
         return -1;
     }
     if (EVP_PKEY_get_size(pkey) <= 0) {
-        ks_keys_errf(err, errlen, "key \"%s\": the provider reports no signature size", k->id);
+        lurk_errf(err, errlen, "key \"%s\": the provider reports no signature size", k->id);
         return -1;
     }
     k->max_size = (size_t)EVP_PKEY_get_size(pkey);
@@ -207,13 +193,13 @@ static int ks_keys_public(ks_key *k, char *err, size_t errlen)
         char why[256] = "";
 
         ks_log_openssl_errors(why, sizeof(why));
-        ks_keys_errf(err, errlen, "key \"%s\": cannot encode its public key: %s", k->id, why);
+        lurk_errf(err, errlen, "key \"%s\": cannot encode its public key: %s", k->id, why);
         return -1;
     }
     k->spki = der;
     k->spki_len = (size_t)len;
     if (EVP_Digest(der, (size_t)len, k->spki_sha256, NULL, EVP_sha256(), NULL) != 1) {
-        ks_keys_errf(err, errlen, "key \"%s\": SHA-256 failed", k->id);
+        lurk_errf(err, errlen, "key \"%s\": SHA-256 failed", k->id);
         return -1;
     }
     if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA) {
@@ -237,12 +223,12 @@ static int ks_keys_load_one(const ks_config_key *ck, ks_key *k, char *err, size_
     char hex[2 * sizeof(k->spki_sha256) + 1];
 
     if ((k->id = strdup(ck->id)) == NULL || (k->uri = strdup(ck->uri)) == NULL) {
-        ks_keys_errf(err, errlen, "out of memory");
+        lurk_errf(err, errlen, "out of memory");
         return -1;
     }
     /* A lurk: key lives on a key server: serving it here would loop. */
     if (strncasecmp(ck->uri, "lurk:", 5) == 0) {
-        ks_keys_errf(err, errlen, "key \"%s\": %s is a LURK reference; a key server must "
+        lurk_errf(err, errlen, "key \"%s\": %s is a LURK reference; a key server must "
                      "hold the key itself (a file, pkcs11:, handle:, ...)", ck->id, ck->uri);
         return -1;
     }
@@ -308,7 +294,7 @@ int ks_keys_load(const ks_config *cfg, ks_keyring **out, char *err, size_t errle
     if ((kr = calloc(1, sizeof(*kr))) == NULL
         || (kr->keys = calloc(cfg->n_keys ? cfg->n_keys : 1, sizeof(*kr->keys))) == NULL) {
         free(kr);
-        ks_keys_errf(err, errlen, "out of memory");
+        lurk_errf(err, errlen, "out of memory");
         return -1;
     }
     /* Try every key, so one run names every problem, not only the first. */
@@ -323,10 +309,10 @@ int ks_keys_load(const ks_config *cfg, ks_keyring **out, char *err, size_t errle
         kr->n++;
     }
     if (failed > 0)
-        ks_keys_errf(err, errlen, "%zu of %zu keys could not be loaded (see above)",
+        lurk_errf(err, errlen, "%zu of %zu keys could not be loaded (see above)",
                      failed, cfg->n_keys);
     if (failed == 0 && ks_keys_epoch(cfg, kr) != 0) {
-        ks_keys_errf(err, errlen, "cannot compute the configuration epoch");
+        lurk_errf(err, errlen, "cannot compute the configuration epoch");
         failed = 1;
     }
     if (failed != 0) {

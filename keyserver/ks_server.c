@@ -263,20 +263,6 @@ struct ks_server {
     atomic_ullong refused;
 };
 
-static void ks_server_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void ks_server_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static ks_runtime *ks_server_rt(ks_server *srv)
 {
     ks_runtime *rt;
@@ -1052,7 +1038,7 @@ static int ks_listener_sig(const ks_config *cfg, const ks_config_group *g, int t
         goto out;
     for (size_t i = 0; tls && i < 4; i++) {
         if (ks_hash_file(md, files[i]) != 0) {
-            ks_server_errf(err, errlen, "cannot read %s: %s", files[i], strerror(errno));
+            lurk_errf(err, errlen, "cannot read %s: %s", files[i], strerror(errno));
             goto out;
         }
     }
@@ -1086,7 +1072,7 @@ static int ks_server_tls_pair(const ks_config *cfg, char *err, size_t errlen)
         /* Unreadable files: lurk_tls_config_make() names the problem. */
         rv = 0;
     } else if (X509_check_private_key(cert, key) != 1) {
-        ks_server_errf(err, errlen, "tls_cert %s does not match tls_key %s", cfg->tls_cert,
+        lurk_errf(err, errlen, "tls_cert %s does not match tls_key %s", cfg->tls_cert,
                        cfg->tls_key);
         ERR_clear_error();
     } else {
@@ -1156,7 +1142,7 @@ static int ks_group_tls(const ks_config *cfg, const ks_config_group *g, nng_tls_
     *tls = NULL;
     if (lurk_tls_config_make(1, &f, tls, why, sizeof(why)) != 0
         || ks_server_tls_pair(cfg, why, sizeof(why)) != 0) {
-        ks_server_errf(err, errlen, "%s: TLS for %s%s: %s", cfg->name,
+        lurk_errf(err, errlen, "%s: TLS for %s%s: %s", cfg->name,
                        g->implicit ? "[keyserver]" : "[edge.", g->implicit ? "" : g->name, why);
         if (*tls != NULL)
             nng_tls_config_free(*tls);
@@ -1198,7 +1184,7 @@ static int ks_listener_open(ks_server *srv, const ks_config *cfg, const ks_confi
 
     if (l == NULL || (l->url = strdup(url)) == NULL) {
         free(l);
-        ks_server_errf(err, errlen, "out of memory");
+        lurk_errf(err, errlen, "out of memory");
         return -1;
     }
     snprintf(l->group, sizeof(l->group), "%s", g->name);
@@ -1208,7 +1194,7 @@ static int ks_listener_open(ks_server *srv, const ks_config *cfg, const ks_confi
         || (l->tls && (rv = nng_listener_set_ptr(l->l, NNG_OPT_TLS_CONFIG, tls)) != 0)
         || (rv = nng_listener_set_size(l->l, NNG_OPT_RECVMAXSZ,
                                        cfg->max_message + KS_SERVER_SP_HEADROOM)) != 0) {
-        ks_server_errf(err, errlen, "%s: listen: cannot listen on %s: %s", cfg->name, url,
+        lurk_errf(err, errlen, "%s: listen: cannot listen on %s: %s", cfg->name, url,
                        nng_strerror(rv));
         if (nng_listener_id(l->l) > 0)
             nng_listener_close(l->l);
@@ -1222,7 +1208,7 @@ static int ks_listener_open(ks_server *srv, const ks_config *cfg, const ks_confi
     srv->lsts = l;
     pthread_mutex_unlock(&srv->lst_lock);
     if ((rv = nng_listener_start(l->l, 0)) != 0) {
-        ks_server_errf(err, errlen, "%s: listen: cannot listen on %s: %s", cfg->name, url,
+        lurk_errf(err, errlen, "%s: listen: cannot listen on %s: %s", cfg->name, url,
                        nng_strerror(rv));
         pthread_mutex_lock(&srv->lst_lock);
         for (ks_lst **pl = &srv->lsts; *pl != NULL; pl = &(*pl)->next)
@@ -1294,7 +1280,7 @@ static ks_plan *ks_plan_make(ks_server *srv, const ks_config *cfg, size_t *n, ch
 
     *n = 0;
     if (plan == NULL) {
-        ks_server_errf(err, errlen, "out of memory");
+        lurk_errf(err, errlen, "out of memory");
         return NULL;
     }
     for (size_t i = 0; i < cfg->n_groups; i++) {
@@ -1382,12 +1368,12 @@ static int ks_server_workers_start(ks_server *srv, unsigned int n, char *err, si
     int rv;
 
     if ((srv->workers = calloc(n, sizeof(*srv->workers))) == NULL) {
-        ks_server_errf(err, errlen, "out of memory for %u workers", n);
+        lurk_errf(err, errlen, "out of memory for %u workers", n);
         return -1;
     }
     for (unsigned int i = 0; i < n; i++) {
         if ((rv = pthread_create(&srv->workers[i], NULL, ks_server_worker, srv)) != 0) {
-            ks_server_errf(err, errlen, "cannot start worker %u of %u: %s", i + 1, n,
+            lurk_errf(err, errlen, "cannot start worker %u of %u: %s", i + 1, n,
                            strerror(rv));
             return -1;
         }
@@ -1401,7 +1387,7 @@ static int ks_server_slots_start(ks_server *srv, size_t n, char *err, size_t err
     int rv;
 
     if ((srv->slots = calloc(n, sizeof(*srv->slots))) == NULL) {
-        ks_server_errf(err, errlen, "out of memory for %zu request slots", n);
+        lurk_errf(err, errlen, "out of memory for %zu request slots", n);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1411,7 +1397,7 @@ static int ks_server_slots_start(ks_server *srv, size_t n, char *err, size_t err
         s->state = KS_SLOT_IDLE;
         if ((rv = nng_ctx_open(&s->ctx, srv->sock)) != 0
             || (rv = nng_aio_alloc(&s->aio, ks_slot_cb, s)) != 0) {
-            ks_server_errf(err, errlen, "request slot %zu: %s", i, nng_strerror(rv));
+            lurk_errf(err, errlen, "request slot %zu: %s", i, nng_strerror(rv));
             return -1;
         }
         s->ctx_open = 1;
@@ -1499,7 +1485,7 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
 
     *out = NULL;
     if (srv == NULL) {
-        ks_server_errf(err, errlen, "out of memory");
+        lurk_errf(err, errlen, "out of memory");
         return -1;
     }
     srv->debug_delay_ms = debug_delay_ms;
@@ -1519,14 +1505,14 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
         || (srv->metrics = ks_metrics_new()) == NULL
         || (srv->replay = ks_replay_new(cfg->replay_cache)) == NULL
         || RAND_bytes(srv->replay_secret, sizeof(srv->replay_secret)) != 1) {
-        ks_server_errf(err, errlen, "out of memory");
+        lurk_errf(err, errlen, "out of memory");
         goto fail;
     }
     if (ks_audit_open(cfg->audit_log, &srv->audit, err, errlen) != 0)
         goto fail;
     srv->max_slots_inflight = cfg->max_inflight;
     if ((rv = nng_rep0_open(&srv->sock)) != 0) {
-        ks_server_errf(err, errlen, "cannot open the nng socket: %s", nng_strerror(rv));
+        lurk_errf(err, errlen, "cannot open the nng socket: %s", nng_strerror(rv));
         goto fail;
     }
     srv->sock_open = 1;
@@ -1535,7 +1521,7 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
         || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_PRE, ks_server_pipe_event, srv)) != 0
         || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_POST, ks_server_pipe_event, srv)) != 0
         || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_REM_POST, ks_server_pipe_event, srv)) != 0) {
-        ks_server_errf(err, errlen, "nng socket setup: %s", nng_strerror(rv));
+        lurk_errf(err, errlen, "nng socket setup: %s", nng_strerror(rv));
         goto fail;
     }
     if (ks_server_workers_start(srv, cfg->workers, err, errlen) != 0
@@ -1596,7 +1582,7 @@ int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops
         || (rt_new = ks_runtime_new(cfg, kr, ops)) == NULL) {
         free(created);
         ks_plan_free(plan, n_plan);
-        ks_server_errf(err, errlen, "out of memory");
+        lurk_errf(err, errlen, "out of memory");
         return -1;
     }
     /* 1. New URLs: open first, so that a failure leaves everything as it was. */

@@ -22,7 +22,6 @@
 #include <nng/supplemental/util/platform.h>
 
 #include "lurk_balance.h"
-#include "lurk_internal.h"
 
 #define LURK_TICK_MS 200
 #define LURK_PROBE_TIMEOUT_MS 1000

@@ -3,7 +3,6 @@
  * lurk_client.c.
  */
 #include "lurk_transport.h"
-#include "lurk_internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,17 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-void lurk_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int lurk_has_prefix(const char *s, const char *prefix)
 {

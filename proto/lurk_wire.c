@@ -4,6 +4,8 @@
  */
 #include "lurk_wire.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const lurk_scheme lurk_schemes[] = {
@@ -30,6 +32,17 @@ const lurk_scheme *lurk_scheme_find(uint32_t code)
 const lurk_scheme *lurk_scheme_at(size_t i)
 {
     return i < sizeof(lurk_schemes) / sizeof(lurk_schemes[0]) ? &lurk_schemes[i] : NULL;
+}
+
+void lurk_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }
 
 const char *lurk_status_name(Lurk__V1__Status status)

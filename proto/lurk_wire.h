@@ -62,6 +62,10 @@ const lurk_scheme *lurk_scheme_find(uint32_t code);
 /* Iterate: returns the i-th scheme or NULL past the end. */
 const lurk_scheme *lurk_scheme_at(size_t i);
 
+/* snprintf into an optional error buffer (err may be NULL). */
+void lurk_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* "unknown key", "not permitted", ... for an operator. */
 const char *lurk_status_name(Lurk__V1__Status status);
 

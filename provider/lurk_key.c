@@ -13,6 +13,7 @@
 #include <openssl/params.h>
 #include <openssl/x509.h>
 
+#include "lurk_keyref.h"
 #include "lurk_prov.h"
 
 LURK_KEY *lurk_key_new(LURK_PROV_CTX *prov, Lurk__V1__KeyType type)
@@ -45,17 +46,6 @@ const char *lurk_key_type_data_name(Lurk__V1__KeyType type)
     }
 }
 
-Lurk__V1__KeyType lurk_key_type_of(const EVP_PKEY *pkey)
-{
-    if (EVP_PKEY_is_a(pkey, "RSA"))
-        return LURK__V1__KEY_TYPE__KEY_TYPE_RSA;
-    if (EVP_PKEY_is_a(pkey, "EC"))
-        return LURK__V1__KEY_TYPE__KEY_TYPE_EC;
-    if (EVP_PKEY_is_a(pkey, "ED25519"))
-        return LURK__V1__KEY_TYPE__KEY_TYPE_ED25519;
-    return LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED;
-}
-
 LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__KeyType type,
                              const unsigned char *spki, size_t spki_len)
 {
@@ -74,7 +64,7 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__
         lurk_raise(prov, LURK_R_BAD_KEY, "key \"%s\": public key is not a valid DER SPKI", key_id);
         return NULL;
     }
-    if (lurk_key_type_of(pub) != type || lurk_key_type_data_name(type) == NULL) {
+    if (lurk_keyref_type_of(pub) != type || lurk_key_type_data_name(type) == NULL) {
         EVP_PKEY_free(pub);
         lurk_raise(prov, LURK_R_BAD_KEY, "key \"%s\": public key is not of type %s", key_id,
                    lurk_key_type_name(type));

@@ -85,7 +85,6 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id,
 const char *lurk_key_type_data_name(Lurk__V1__KeyType type);
 int lurk_key_emit(LURK_PROV_CTX *prov, LURK_KEY *key, OSSL_CALLBACK *object_cb,
                   void *object_cbarg);
-Lurk__V1__KeyType lurk_key_type_of(const EVP_PKEY *pkey);
 
 /* lurk_rpc.c: each returns 1 on success, 0 with an error raised. */
 int lurk_rpc_sign(LURK_PROV_CTX *prov, const char *key_id, uint16_t scheme,
