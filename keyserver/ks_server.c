@@ -1174,6 +1174,8 @@ int ks_server_check_tls(const ks_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+static void ks_listener_close(ks_server *srv, ks_lst *l);
+
 /* Open one listener; on success it is on srv->lsts. */
 static int ks_listener_open(ks_server *srv, const ks_config *cfg, const ks_config_group *g,
                             const char *url, nng_tls_config *tls, const unsigned char sig[32],
@@ -1209,17 +1211,8 @@ static int ks_listener_open(ks_server *srv, const ks_config *cfg, const ks_confi
     pthread_mutex_unlock(&srv->lst_lock);
     if ((rv = nng_listener_start(l->l, 0)) != 0) {
         lurk_errf(err, errlen, "%s: listen: cannot listen on %s: %s", cfg->name, url,
-                       nng_strerror(rv));
-        pthread_mutex_lock(&srv->lst_lock);
-        for (ks_lst **pl = &srv->lsts; *pl != NULL; pl = &(*pl)->next)
-            if (*pl == l) {
-                *pl = l->next;
-                break;
-            }
-        pthread_mutex_unlock(&srv->lst_lock);
-        nng_listener_close(l->l);
-        free(l->url);
-        free(l);
+                  nng_strerror(rv));
+        ks_listener_close(srv, l);
         return -1;
     }
     if (lurk_url_classify(url) == LURK_URL_TCP)
