@@ -141,6 +141,42 @@ lurk_pki() {
     done
 }
 
+# lurk_mini_ca: an `openssl ca` database over the test CA ($LURK_T/pki/ca.*),
+# for edge certificates with chosen dates, revocation and CRLs. After
+# lurk_pki.
+lurk_mini_ca() {
+    local dir=$LURK_T/pki/mini
+    mkdir -p "$dir/new"
+    : > "$dir/index.txt"
+    echo 1000 > "$dir/serial"
+    cat > "$dir/ca.cnf" <<CNF
+[ca]
+default_ca = d
+[d]
+database = $dir/index.txt
+new_certs_dir = $dir/new
+serial = $dir/serial
+default_md = sha256
+policy = p
+default_crl_days = 2
+unique_subject = no
+copy_extensions = copy
+[p]
+commonName = supplied
+CNF
+}
+
+# lurk_mini_cert NAME [openssl ca options...]: a P-256 key and a certificate
+# for CN=NAME.example from the mini CA, in $LURK_T/pki/NAME.{key,crt}.
+lurk_mini_cert() {
+    local n=$1 dir=$LURK_T/pki; shift
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$dir/$n.key" 2>/dev/null
+    chmod 600 "$dir/$n.key"
+    openssl req -new -key "$dir/$n.key" -subj "/CN=$n.example" -out "$dir/$n.csr" 2>/dev/null
+    openssl ca -batch -config "$dir/mini/ca.cnf" -cert "$dir/ca.crt" -keyfile "$dir/ca.key" \
+        -in "$dir/$n.csr" -out "$dir/$n.crt" -notext "$@" > "$LURK_T/ca-$n.log" 2>&1
+}
+
 # --- key server ---------------------------------------------------------------
 
 # lurk_keyserver_conf FILE URL [extra [keyserver] lines...]

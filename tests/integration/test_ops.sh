@@ -11,35 +11,10 @@ P=$LURK_T/pki
 
 # A small CA run with `openssl ca` (dates and revocation), signing with the
 # test CA: an expired edge, a revoked edge, and a good one for control.
-mkdir -p "$P/mini/new"
-: > "$P/mini/index.txt"
-echo 1000 > "$P/mini/serial"
-cat > "$P/mini/ca.cnf" <<CNF
-[ca]
-default_ca = d
-[d]
-database = $P/mini/index.txt
-new_certs_dir = $P/mini/new
-serial = $P/mini/serial
-default_md = sha256
-policy = p
-default_crl_days = 2
-unique_subject = no
-copy_extensions = copy
-[p]
-commonName = supplied
-CNF
-mini_cert() { # NAME [openssl ca date options...]
-    local n=$1; shift
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$P/$n.key" 2>/dev/null
-    chmod 600 "$P/$n.key"
-    openssl req -new -key "$P/$n.key" -subj "/CN=$n.example" -out "$P/$n.csr" 2>/dev/null
-    openssl ca -batch -config "$P/mini/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" \
-        -in "$P/$n.csr" -out "$P/$n.crt" -notext "$@" > "$LURK_T/ca-$n.log" 2>&1
-}
-mini_cert expired-edge -startdate 20200101000000Z -enddate 20200102000000Z
-mini_cert revoked-edge -days 2
-mini_cert good-edge -days 2
+lurk_mini_ca
+lurk_mini_cert expired-edge -startdate 20200101000000Z -enddate 20200102000000Z
+lurk_mini_cert revoked-edge -days 2
+lurk_mini_cert good-edge -days 2
 openssl ca -config "$P/mini/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" \
     -revoke "$P/revoked-edge.crt" > "$LURK_T/ca-revoke.log" 2>&1
 openssl ca -gencrl -config "$P/mini/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" \

@@ -29,33 +29,9 @@ ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 lurk_pki
 
 # --- edge certificates: expired, not yet valid (openssl ca sets the dates) ---
-mkdir -p "$P/mini/new"
-: > "$P/mini/index.txt"
-echo 2000 > "$P/mini/serial"
-cat > "$P/mini/ca.cnf" <<CNF
-[ca]
-default_ca = d
-[d]
-database = $P/mini/index.txt
-new_certs_dir = $P/mini/new
-serial = $P/mini/serial
-default_md = sha256
-policy = p
-unique_subject = no
-copy_extensions = copy
-[p]
-commonName = supplied
-CNF
-dated_cert() { # NAME START END
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$P/$1.key" 2>/dev/null
-    chmod 600 "$P/$1.key"
-    openssl req -new -key "$P/$1.key" -subj "/CN=$1.example" -out "$P/$1.csr" 2>/dev/null
-    openssl ca -batch -config "$P/mini/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" \
-        -in "$P/$1.csr" -out "$P/$1.crt" -notext -startdate "$2" -enddate "$3" \
-        > "$LURK_T/ca-$1.log" 2>&1
-}
-dated_cert expired-edge 20200101000000Z 20200102000000Z
-dated_cert future-edge 20990101000000Z 20991231000000Z
+lurk_mini_ca
+lurk_mini_cert expired-edge -startdate 20200101000000Z -enddate 20200102000000Z
+lurk_mini_cert future-edge -startdate 20990101000000Z -enddate 20991231000000Z
 lurk_check "the expired edge certificate chains to the edge CA (time aside)" \
     openssl verify -no_check_time -CAfile "$P/ca.crt" "$P/expired-edge.crt"
 lurk_check_fails "the expired edge certificate is expired" \
