@@ -297,8 +297,14 @@ static void lurk_pending_cb(void *arg)
         nng_msg *reply = nng_aio_get_msg(p->aio);
 
         lurk_server_mark(s, 1);
-        /* Over its limits, that key server is alive: another may have room. */
-        if (lurk_reply_overloaded(reply) && lurk_attempt_retry(p)) {
+        /*
+         * Over its limits, that key server is alive: another may have room.
+         * Peek at the status only when another server could take it, so a
+         * single-server edge decodes each answer once.
+         */
+        if (!p->fixed && __builtin_popcount(p->tried) < (int)p->client->n
+            && lurk_reply_overloaded(reply)
+            && lurk_attempt_retry(p)) {
             nng_msg_free(reply);
             return;
         }
