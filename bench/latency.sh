@@ -2,9 +2,10 @@
 # (c) Added handshake latency at 1 connection vs the bare nng tls+tcp round trip.
 #
 # ROUNDS interleaved rounds of:
-#   echo        lurk-signbench --op echo: sequential 200-byte requests through
-#               the edges' client code (lurk_client_call_raw) to a bare nng
-#               rep0 echo server with the same mutual TLS: the bare round trip
+#   echo        lurk-signbench --op echo: sequential 200-byte requests from a
+#               bare nng req0 socket to a bare nng rep0 echo server with the
+#               same mutual TLS: the bare round trip
+#   echo-client the same through the edges' client code (lurk_client_call_raw)
 #   ping        the same with LURK Ping to the key server (decode, answer)
 #   sign-<key>  one Sign at a time: round trip plus the signature
 #   nginx local/lurk, per key, TLS 1.3, 1 connection: handshake p50
@@ -63,6 +64,7 @@ nginx_start lurk
 for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order="local lurk"; else order="lurk local"; fi
     record lat rtt echo "$r" "$(signbench echo -o echo --size 200 -d "$SECS")"
+    record lat rtt echo-client "$r" "$(signbench echo -o echo-client --size 200 -d "$SECS")"
     record lat rtt ping "$r" "$(signbench ks -o ping -i 1 -d "$SECS")"
     for k in $KEYS; do
         record lat "sign-$k" lurk "$r" "$(signbench ks -o sign -k "$k" -s "${SCHEME[$k]}" -i 1 -d "$SECS")"

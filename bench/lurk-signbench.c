@@ -7,9 +7,12 @@
  *               CertificateVerify context with a fresh transcript hash:
  *               signatures per second and latency percentiles.
  *   --op ping   the same with Ping (the key server's round trip, no key).
- *   --op echo   sequential raw requests (lurk_client_call_raw) to an nng
- *               echo server started with --serve-echo: the bare nng tls+tcp
- *               req/rep round trip with no LURK processing at either end.
+ *   --op echo   sequential requests to an nng echo server started with
+ *               --serve-echo, from a bare nng req0 socket (nng_sendmsg,
+ *               nng_recvmsg) with the same mutual TLS: the bare nng tls+tcp
+ *               req/rep round trip, with no LURK code at either end.
+ *   --op echo-client  the same through the edges' client code
+ *               (lurk_client_call_raw): the client's own cost on top.
  *
  * Output: one line of key=value pairs, e.g.
  *   ops=81234 errors=0 seconds=5.000 rate=16246.8 p50_ms=1.9 p90_ms=... p99_ms=...
@@ -30,6 +33,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -39,7 +43,7 @@
 #include "lurk_transport.h"
 #include "lurk_wire.h"
 
-enum { OP_SIGN, OP_PING, OP_ECHO };
+enum { OP_SIGN, OP_PING, OP_ECHO, OP_ECHO_CLIENT };
 
 static struct {
     const char *url, *cert, *key, *ca, *server_name, *key_id, *serve;
@@ -82,7 +86,8 @@ static void usage(FILE *out)
 "  -u, --url URL            key server (or echo server) URL\n"
 "      --cert/--key/--ca F  mutual TLS files, as in the lurk provider's section\n"
 "      --server-name NAME   name expected in the server certificate (localhost)\n"
-"  -o, --op sign|ping|echo  what to send (sign)\n"
+"  -o, --op OP              sign, ping, echo (bare nng req0), echo-client\n"
+"                           (echo through the edges' client code) (sign)\n"
 "  -k, --key-id ID          key to sign with (rsa)\n"
 "  -s, --scheme CODE        TLS SignatureScheme, e.g. 0x0804 0x0403 0x0807 (0x0804)\n"
 "  -i, --inflight K         requests in flight (32; echo is always 1)\n"
@@ -131,8 +136,10 @@ static void parse_args(int argc, char **argv)
                 opt.op = OP_PING;
             else if (strcmp(optarg, "echo") == 0)
                 opt.op = OP_ECHO;
+            else if (strcmp(optarg, "echo-client") == 0)
+                opt.op = OP_ECHO_CLIENT;
             else
-                die("--op takes sign, ping or echo");
+                die("--op takes sign, ping, echo or echo-client");
             break;
         case 'k': opt.key_id = optarg; break;
         case 's': opt.scheme = (unsigned int)strtoul(optarg, NULL, 0); break;
@@ -156,7 +163,7 @@ static void parse_args(int argc, char **argv)
         usage(stderr);
         exit(2);
     }
-    if (opt.op == OP_ECHO)
+    if (opt.op == OP_ECHO || opt.op == OP_ECHO_CLIENT)
         opt.inflight = 1;
 }
 
@@ -428,10 +435,72 @@ static void report(lat_vec *l, unsigned long errors, double secs, const char *fi
         fprintf(stderr, "lurk-signbench: %lu errors, first: %s\n", errors, first_err);
 }
 
-static void run_echo(lurk_client *c)
+/* One echo through the edges' client code, or through a bare nng req0 socket. */
+static int echo_client(void *arg, const uint8_t *buf, size_t len, size_t *outlen, char *err,
+                       size_t errlen)
 {
-    uint8_t *buf = malloc((size_t)opt.size), *out = NULL;
-    size_t outlen;
+    uint8_t *out = NULL;
+    int ok = lurk_client_call_raw(arg, buf, len, &out, outlen, err, errlen) == LURK_CALL_OK;
+
+    free(out);
+    return ok;
+}
+
+static int echo_bare(void *arg, const uint8_t *buf, size_t len, size_t *outlen, char *err,
+                     size_t errlen)
+{
+    nng_socket *sock = arg;
+    nng_msg *m;
+    int rv;
+
+    if ((rv = nng_msg_alloc(&m, len)) != 0)
+        goto fail;
+    memcpy(nng_msg_body(m), buf, len);
+    if ((rv = nng_sendmsg(*sock, m, 0)) != 0) {
+        nng_msg_free(m);
+        goto fail;
+    }
+    if ((rv = nng_recvmsg(*sock, &m, 0)) != 0)
+        goto fail;
+    *outlen = nng_msg_len(m);
+    nng_msg_free(m);
+    return 1;
+fail:
+    snprintf(err, errlen, "nng: %s", nng_strerror(rv));
+    return 0;
+}
+
+static void bare_open(nng_socket *sock)
+{
+    lurk_tls_files f = { .cert = opt.cert, .key = opt.key, .ca = opt.ca,
+                         .server_name = opt.server_name ? opt.server_name : "127.0.0.1" };
+    nng_tls_config *tls = NULL;
+    nng_dialer d;
+    char err[256];
+    int rv;
+
+    if ((rv = nng_req0_open(sock)) != 0)
+        die("nng_req0_open: %s", nng_strerror(rv));
+    if (lurk_url_classify(opt.url) == LURK_URL_TLS
+        && lurk_tls_config_make(0, &f, &tls, err, sizeof(err)) != 0)
+        die("%s", err);
+    nng_socket_set_ms(*sock, NNG_OPT_RECVTIMEO, opt.timeout_ms > 0 ? opt.timeout_ms : 2000);
+    nng_socket_set_ms(*sock, NNG_OPT_SENDTIMEO, opt.timeout_ms > 0 ? opt.timeout_ms : 2000);
+    if ((rv = nng_dialer_create(&d, *sock, opt.url)) != 0
+        || (tls != NULL && (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls)) != 0)
+        || (rv = nng_dialer_start(d, 0)) != 0)
+        die("dial %s: %s", opt.url, nng_strerror(rv));
+    if (tls != NULL)
+        nng_tls_config_free(tls);
+}
+
+typedef int (*echo_fn)(void *arg, const uint8_t *buf, size_t len, size_t *outlen, char *err,
+                       size_t errlen);
+
+static void run_echo(echo_fn echo, void *arg)
+{
+    uint8_t *buf = malloc((size_t)opt.size);
+    size_t outlen = 0;
     lat_vec l = { 0 };
     unsigned long errors = 0, n = 0;
     char err[512], first[512] = "";
@@ -446,8 +515,8 @@ static void run_echo(lurk_client *c)
         t0 = now_s();
         if (opt.count > 0 ? (t0 >= t_measure && (long)l.n >= opt.count) : t0 >= t_end)
             break;
-        if (lurk_client_call_raw(c, buf, (size_t)opt.size, &out, &outlen, err, sizeof(err))
-            != LURK_CALL_OK || outlen != (size_t)opt.size) {
+        if (!echo(arg, buf, (size_t)opt.size, &outlen, err, sizeof(err))
+            || outlen != (size_t)opt.size) {
             if (first[0] == '\0')
                 snprintf(first, sizeof(first), "%s", err);
             errors++;
@@ -458,8 +527,6 @@ static void run_echo(lurk_client *c)
             lat_add(&l, (t - t0) * 1e3);
         }
         n++;
-        free(out);
-        out = NULL;
     }
     report(&l, errors, opt.count > 0 ? now_s() - t_measure : opt.duration,
            first[0] ? first : NULL);
@@ -516,6 +583,14 @@ int main(int argc, char **argv)
     rng_state |= 1;
     if (opt.serve != NULL)
         return serve_echo();
+    if (opt.op == OP_ECHO) {
+        nng_socket sock;
+
+        bare_open(&sock);
+        run_echo(echo_bare, &sock);
+        nng_close(sock);
+        return 0;
+    }
     urls[0] = (char *)opt.url;
     urls[1] = NULL;
     if ((clients = calloc((size_t)opt.clients, sizeof(*clients))) == NULL)
@@ -531,8 +606,8 @@ int main(int argc, char **argv)
         if (lurk_client_new(&conf, &clients[i], err, sizeof(err)) != 0)
             die("%s", err);
     }
-    if (opt.op == OP_ECHO) {
-        run_echo(clients[0]);
+    if (opt.op == OP_ECHO_CLIENT) {
+        run_echo(echo_client, clients[0]);
         lurk_client_free(clients[0]);
         free(clients);
         return 0;

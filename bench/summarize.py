@@ -163,6 +163,9 @@ def main(path):
         echo = t.med("lat", "rtt", "echo", "p50_ms")
         ping = t.med("lat", "rtt", "ping", "p50_ms")
         p(f"bare nng tls+tcp round trip (echo, 200 bytes) p50: {fmt(echo, 3)} ms, p99: {fmt(t.med('lat', 'rtt', 'echo', 'p99_ms'), 3)} ms")
+        ecl = t.med("lat", "rtt", "echo-client", "p50_ms")
+        if ecl is not None:
+            p(f"the same echo through the edges' client code (lurk_client_call_raw) p50: {fmt(ecl, 3)} ms")
         p(f"LURK Ping round trip p50: {fmt(ping, 3)} ms")
         for c in t.cases("lat"):
             if c.startswith("sign-"):

@@ -27,6 +27,9 @@
 #define LURK_PROBE_TIMEOUT_MS 1000
 #define LURK_MIN_ATTEMPT_MS 20
 #define LURK_CLOSE_WAIT_MS 2000
+/* Idle nng contexts kept per server, and idle aios of blocking calls per client. */
+#define LURK_CTX_CACHE 32
+#define LURK_AIO_CACHE 32
 
 typedef struct lurk_server {
     lurk_client *client;
@@ -42,6 +45,8 @@ typedef struct lurk_server {
     int probing;
     int inflight;
     struct lurk_pending *attempts; /* on this server now, for abort on disconnect */
+    nng_ctx idle[LURK_CTX_CACHE]; /* contexts whose last request was answered */
+    unsigned int nidle;
 } lurk_server;
 
 struct lurk_client {
@@ -55,6 +60,9 @@ struct lurk_client {
     _Atomic int closing;
     _Atomic int closed;        /* every socket closed */
     nng_aio *tick;
+    pthread_mutex_t aio_lock;  /* idle_aio */
+    nng_aio *idle_aio[LURK_AIO_CACHE]; /* callback-less, for blocking calls */
+    unsigned int nidle_aio;
 };
 
 /*
@@ -67,9 +75,11 @@ struct lurk_pending {
     lurk_client *client;
     _Atomic int refs;
     _Atomic int done;
-    pthread_mutex_t lock;      /* done_fn, done_arg */
+    pthread_mutex_t lock;      /* done_fn, done_arg, abandoned */
     lurk_done_fn done_fn;      /* NULL once abandoned */
     void *done_arg;
+    int abandoned;
+    int sync;                  /* driven by the caller's thread, aio without callback */
     int rv;
     uint64_t id;
     nng_time deadline;
@@ -77,7 +87,8 @@ struct lurk_pending {
     nng_msg *reply;
     nng_aio *aio;
     nng_ctx ctx;
-    lurk_server *server;       /* of the current attempt */
+    int ctx_reusable;          /* its last request was answered */
+    lurk_server *server;       /* of the current attempt, and of ctx */
     int fixed;                 /* a probe: this server only */
     int sending;
     uint32_t tried;
@@ -85,6 +96,65 @@ struct lurk_pending {
 };
 
 static void lurk_pending_cb(void *arg);
+
+/* ---- reused nng objects ------------------------------------------------ */
+
+/*
+ * Opening and closing a context per request costs locks and a reaper
+ * thread wake-up each; a context whose request was answered carries no
+ * state into the next one (a new send replaces the old request id), so it
+ * goes back to its server. Any other context is closed: after a timeout or
+ * a lost connection, a fresh one is the simple way to be sure.
+ */
+static int lurk_ctx_get(lurk_server *s, nng_ctx *ctx)
+{
+    int found = 0;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->nidle > 0) {
+        *ctx = s->idle[--s->nidle];
+        found = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return found ? 0 : nng_ctx_open(ctx, s->sock);
+}
+
+static void lurk_ctx_put(lurk_server *s, nng_ctx ctx, int reusable)
+{
+    if (reusable && !s->client->closing) {
+        pthread_mutex_lock(&s->lock);
+        if (s->nidle < LURK_CTX_CACHE) {
+            s->idle[s->nidle++] = ctx;
+            reusable = 2;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (reusable != 2)
+        nng_ctx_close(ctx);
+}
+
+static int lurk_aio_get(lurk_client *c, nng_aio **aio)
+{
+    *aio = NULL;
+    pthread_mutex_lock(&c->aio_lock);
+    if (c->nidle_aio > 0)
+        *aio = c->idle_aio[--c->nidle_aio];
+    pthread_mutex_unlock(&c->aio_lock);
+    return *aio != NULL ? 0 : nng_aio_alloc(aio, NULL, NULL);
+}
+
+/* A callback-less aio, never inside a callback of its own: freed at once, no reaper. */
+static void lurk_aio_put(lurk_client *c, nng_aio *aio)
+{
+    pthread_mutex_lock(&c->aio_lock);
+    if (!c->closing && c->nidle_aio < LURK_AIO_CACHE) {
+        c->idle_aio[c->nidle_aio++] = aio;
+        aio = NULL;
+    }
+    pthread_mutex_unlock(&c->aio_lock);
+    if (aio != NULL)
+        nng_aio_free(aio);
+}
 
 /* ---- pending lifetime ------------------------------------------------ */
 
@@ -95,10 +165,13 @@ static void lurk_pending_release(lurk_pending *p)
     nng_msg_free(p->reply);
     nng_msg_free(p->request);
     if (p->ctx.id != 0)
-        nng_ctx_close(p->ctx);
-    /* reap, not free: this may run inside the aio's own callback */
-    if (p->aio != NULL)
-        nng_aio_reap(p->aio);
+        lurk_ctx_put(p->server, p->ctx, p->ctx_reusable);
+    if (p->aio != NULL) {
+        if (p->sync)
+            lurk_aio_put(p->client, p->aio);
+        else
+            nng_aio_reap(p->aio); /* reap, not free: this may run inside its own callback */
+    }
     pthread_mutex_destroy(&p->lock);
     atomic_fetch_sub(&p->client->live, 1);
     free(p);
@@ -230,12 +303,13 @@ static int lurk_attempt_start(lurk_pending *p, unsigned int i)
     int rv;
 
     if (p->ctx.id != 0) {
-        nng_ctx_close(p->ctx);
+        lurk_ctx_put(p->server, p->ctx, p->ctx_reusable);
         p->ctx.id = 0;
     }
+    p->ctx_reusable = 0;
     if ((rv = nng_msg_dup(&msg, p->request)) != 0)
         return rv;
-    if ((rv = nng_ctx_open(&p->ctx, s->sock)) != 0) {
+    if ((rv = lurk_ctx_get(s, &p->ctx)) != 0) {
         p->ctx.id = 0;
         nng_msg_free(msg);
         return rv;
@@ -258,7 +332,7 @@ static int lurk_attempt_retry(lurk_pending *p)
     if (p->fixed || p->client->closing || p->deadline <= now + LURK_MIN_ATTEMPT_MS)
         return 0;
     pthread_mutex_lock(&p->lock);
-    i = p->done_fn != NULL; /* abandoned: stop here */
+    i = !p->abandoned; /* abandoned: stop here */
     pthread_mutex_unlock(&p->lock);
     if (!i || (i = lurk_pick(p->client, p->tried)) < 0)
         return 0;
@@ -275,10 +349,14 @@ static int lurk_reply_overloaded(nng_msg *reply)
     return overloaded;
 }
 
-/* nng's thread: send done -> receive; receive done -> complete or retry. */
-static void lurk_pending_cb(void *arg)
+/*
+ * One step, after the aio finished: send done -> receive; receive done ->
+ * complete or retry. On nng's thread for callers that wait their own way;
+ * on the caller's thread for blocking calls, which saves the hand-offs to
+ * a callback thread and back.
+ */
+static void lurk_pending_step(lurk_pending *p)
 {
-    lurk_pending *p = arg;
     lurk_server *s = p->server;
     int rv = nng_aio_result(p->aio);
 
@@ -309,6 +387,7 @@ static void lurk_pending_cb(void *arg)
             return;
         }
         p->reply = reply;
+        p->ctx_reusable = 1;
         lurk_pending_complete(p, 0);
         return;
     }
@@ -320,7 +399,24 @@ static void lurk_pending_cb(void *arg)
     lurk_pending_complete(p, rv == NNG_ECONNSHUT ? NNG_ETIMEDOUT : rv);
 }
 
-/* Consumes msg. server < 0: any, by lurk_pick; else that one only. */
+static void lurk_pending_cb(void *arg)
+{
+    lurk_pending_step(arg);
+}
+
+/* A blocking call: the caller's thread waits on the aio and takes each step. */
+static void lurk_pending_drive(lurk_pending *p)
+{
+    while (!p->done) {
+        nng_aio_wait(p->aio);
+        lurk_pending_step(p);
+    }
+}
+
+/*
+ * Consumes msg. server < 0: any, by lurk_pick; else that one only.
+ * done == NULL: a blocking call, driven by lurk_pending_drive().
+ */
 static lurk_pending *lurk_pending_start(lurk_client *c, nng_msg *msg, uint64_t id, int server,
                                         int timeout_ms, lurk_done_fn done, void *arg,
                                         char *err, size_t errlen)
@@ -343,8 +439,10 @@ static lurk_pending *lurk_pending_start(lurk_client *c, nng_msg *msg, uint64_t i
     p->done_fn = done;
     p->done_arg = arg;
     p->fixed = server >= 0;
+    p->sync = done == NULL;
     i = server >= 0 ? server : lurk_pick(c, 0);
-    if ((rv = nng_aio_alloc(&p->aio, lurk_pending_cb, p)) != 0) {
+    rv = p->sync ? lurk_aio_get(c, &p->aio) : nng_aio_alloc(&p->aio, lurk_pending_cb, p);
+    if (rv != 0) {
         lurk_errf(err, errlen, "nng: %s", nng_strerror(rv));
         lurk_pending_release(p);
         return NULL;
@@ -549,6 +647,9 @@ void lurk_client_free(lurk_client *c)
         free(c->servers[i].url);
         pthread_mutex_destroy(&c->servers[i].lock);
     }
+    while (c->nidle_aio > 0)
+        nng_aio_free(c->idle_aio[--c->nidle_aio]);
+    pthread_mutex_destroy(&c->aio_lock);
     free(c->servers);
     free(c);
 }
@@ -572,6 +673,7 @@ int lurk_client_new(const lurk_client_conf *conf, lurk_client **out, char *err, 
         return -1;
     }
     c->n = n;
+    pthread_mutex_init(&c->aio_lock, NULL);
     c->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 2000;
     /* Room for a second attempt on another server within the deadline. */
     c->attempt_ms = conf->attempt_timeout_ms > 0 ? conf->attempt_timeout_ms : c->timeout_ms / 2;
@@ -613,8 +715,9 @@ static uint64_t lurk_next_id(void)
     return ((uint64_t)nng_random() << 32) | (uint32_t)(++counter);
 }
 
-lurk_pending *lurk_client_start(lurk_client *c, Lurk__V1__Request *req, lurk_done_fn done,
-                                void *arg, char *err, size_t errlen)
+/* done == NULL: a blocking call (lurk_pending_drive). */
+static lurk_pending *lurk_request_start(lurk_client *c, Lurk__V1__Request *req,
+                                        lurk_done_fn done, void *arg, char *err, size_t errlen)
 {
     nng_msg *msg;
 
@@ -628,6 +731,16 @@ lurk_pending *lurk_client_start(lurk_client *c, Lurk__V1__Request *req, lurk_don
     return lurk_pending_start(c, msg, req->id, -1, c->timeout_ms, done, arg, err, errlen);
 }
 
+lurk_pending *lurk_client_start(lurk_client *c, Lurk__V1__Request *req, lurk_done_fn done,
+                                void *arg, char *err, size_t errlen)
+{
+    if (done == NULL) {
+        lurk_errf(err, errlen, "lurk_client_start needs a done callback");
+        return NULL;
+    }
+    return lurk_request_start(c, req, done, arg, err, errlen);
+}
+
 int lurk_pending_done(const lurk_pending *p)
 {
     return p->done;
@@ -637,6 +750,7 @@ void lurk_pending_abandon(lurk_pending *p)
 {
     pthread_mutex_lock(&p->lock);
     p->done_fn = NULL;
+    p->abandoned = 1;
     pthread_mutex_unlock(&p->lock);
     nng_aio_cancel(p->aio);
     lurk_pending_release(p);
@@ -691,53 +805,22 @@ lurk_call_result lurk_pending_finish(lurk_pending *p, Lurk__V1__Response__Result
     return LURK_CALL_OK;
 }
 
-/* Blocking callers wait on a condition variable the nng thread signals. */
-typedef struct {
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    int done;
-} lurk_waiter;
-
-#define LURK_WAITER_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
-
-static void lurk_waiter_wake(void *arg)
-{
-    lurk_waiter *w = arg;
-
-    pthread_mutex_lock(&w->m);
-    w->done = 1;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->m);
-}
-
-static void lurk_waiter_wait(lurk_waiter *w)
-{
-    pthread_mutex_lock(&w->m);
-    while (!w->done)
-        pthread_cond_wait(&w->cv, &w->m);
-    pthread_mutex_unlock(&w->m);
-    pthread_cond_destroy(&w->cv);
-    pthread_mutex_destroy(&w->m);
-}
-
 lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
                                   Lurk__V1__Response__ResultCase expect,
                                   Lurk__V1__Response **resp, char *err, size_t errlen)
 {
-    lurk_waiter w = LURK_WAITER_INIT;
     lurk_pending *p;
 
     *resp = NULL;
-    if ((p = lurk_client_start(c, req, lurk_waiter_wake, &w, err, errlen)) == NULL)
+    if ((p = lurk_request_start(c, req, NULL, NULL, err, errlen)) == NULL)
         return LURK_CALL_TRANSPORT;
-    lurk_waiter_wait(&w);
+    lurk_pending_drive(p);
     return lurk_pending_finish(p, expect, resp, err, errlen);
 }
 
 lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t len,
                                       uint8_t **out, size_t *outlen, char *err, size_t errlen)
 {
-    lurk_waiter w = LURK_WAITER_INIT;
     lurk_pending *p;
     nng_msg *msg, *reply;
     lurk_call_result res;
@@ -750,10 +833,10 @@ lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t le
     }
     if (len > 0)
         memcpy(nng_msg_body(msg), buf, len);
-    p = lurk_pending_start(c, msg, 0, -1, c->timeout_ms, lurk_waiter_wake, &w, err, errlen);
+    p = lurk_pending_start(c, msg, 0, -1, c->timeout_ms, NULL, NULL, err, errlen);
     if (p == NULL)
         return LURK_CALL_TRANSPORT;
-    lurk_waiter_wait(&w);
+    lurk_pending_drive(p);
     if ((res = lurk_pending_take(p, &reply, err, errlen)) != LURK_CALL_OK)
         return res;
     *outlen = nng_msg_len(reply);

@@ -72,7 +72,9 @@ void lurk_client_free(lurk_client *c);
 
 /*
  * One request, one answer, on a context of its own so that calls from
- * several threads run concurrently. Fills in req->version and req->id.
+ * several threads run concurrently. The calling thread waits on the nng
+ * aio itself and takes each step (send, receive, retry), with no hand-off
+ * to a callback thread. Fills in req->version and req->id.
  * On LURK_CALL_OK and LURK_CALL_REFUSED *resp holds the answer (free with
  * lurk__v1__response__free_unpacked); err says why otherwise.
  */
@@ -85,7 +87,8 @@ lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
  * The same without blocking, for callers that wait their own way (an
  * OpenSSL ASYNC job pausing on a wait fd). `done(arg)` runs once on an nng
  * thread when the answer, an error or the deadline arrives; it must be
- * quick and must not call back into the client. Then lurk_pending_finish()
+ * quick and must not call back into the client (done must not be NULL:
+ * blocking callers use lurk_client_call). Then lurk_pending_finish()
  * gives the result exactly as lurk_client_call() would. A caller that
  * cannot wait any more calls lurk_pending_abandon(): after it returns,
  * `done` is never called.
