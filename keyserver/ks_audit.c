@@ -5,19 +5,37 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define KS_AUDIT_LINE 2048
+/*
+ * Lines are collected and written once this much is waiting: one write(2)
+ * per line under the lock cost more than the formatting. The server also
+ * flushes whenever its workers run out of requests (ks_audit_flush()), so
+ * an idle server has written every line.
+ */
+#define KS_AUDIT_FLUSH_AT (16 * 1024)
 
 struct ks_audit {
-    pthread_mutex_t lock;    /* guards fd and path, held only to write or swap */
+    pthread_mutex_t lock;    /* guards fd, path and the buffer */
     int fd;                  /* 2 for standard error */
     char *path;              /* NULL: standard error */
+    /*
+     * Largest single write(2): the whole buffer to a regular file, where
+     * O_APPEND keeps it in one piece; PIPE_BUF to a pipe or terminal,
+     * where only that much is atomic against other writers (ks_log).
+     */
+    size_t chunk;
+    char buf[KS_AUDIT_FLUSH_AT + KS_AUDIT_LINE];
+    size_t used;             /* bytes waiting in buf: whole lines only */
+    size_t lines;            /* lines waiting in buf */
     atomic_ullong written;
     atomic_ullong failed;
 };
@@ -143,18 +161,62 @@ static int ks_audit_is_stderr(const char *path)
            || strcmp(path, "stderr") == 0;
 }
 
-static int ks_audit_open_fd(const char *path, int *fd, char *err, size_t errlen)
+static int ks_audit_open_fd(const char *path, int *fd, size_t *chunk, char *err,
+                            size_t errlen)
 {
+    struct stat st;
+
     if (ks_audit_is_stderr(path)) {
         *fd = STDERR_FILENO;
-        return 0;
+    } else {
+        *fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+        if (*fd < 0) {
+            snprintf(err, errlen, "audit_log %s: cannot open: %s", path, strerror(errno));
+            return -1;
+        }
     }
-    *fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-    if (*fd < 0) {
-        snprintf(err, errlen, "audit_log %s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+    *chunk = fstat(*fd, &st) == 0 && S_ISREG(st.st_mode) ? KS_AUDIT_FLUSH_AT + KS_AUDIT_LINE
+                                                          : PIPE_BUF;
     return 0;
+}
+
+/* Hand the waiting lines to the kernel; with a->lock held. */
+static void ks_audit_flush_locked(ks_audit *a)
+{
+    size_t off = 0, done = 0;
+
+    while (off < a->used) {
+        size_t n = a->used - off;
+        ssize_t w;
+
+        if (n > a->chunk) {
+            /* End on a line: a line is shorter than any chunk. */
+            n = a->chunk;
+            while (n > 0 && a->buf[off + n - 1] != '\n')
+                n--;
+            if (n == 0)
+                n = a->chunk;
+        }
+        do {
+            w = write(a->fd, a->buf + off, n);
+        } while (w < 0 && errno == EINTR);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    if (off == a->used) {
+        done = a->lines;
+    } else {
+        /* Count the whole lines that made it; the rest are lost. */
+        for (size_t i = 0; i < off; i++)
+            done += a->buf[i] == '\n';
+    }
+    if (done > 0)
+        atomic_fetch_add(&a->written, done);
+    if (a->lines > done)
+        atomic_fetch_add(&a->failed, a->lines - done);
+    a->used = 0;
+    a->lines = 0;
 }
 
 int ks_audit_open(const char *path, ks_audit **out, char *err, size_t errlen)
@@ -166,7 +228,7 @@ int ks_audit_open(const char *path, ks_audit **out, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (ks_audit_open_fd(path, &a->fd, err, errlen) != 0) {
+    if (ks_audit_open_fd(path, &a->fd, &a->chunk, err, errlen) != 0) {
         free(a);
         return -1;
     }
@@ -184,9 +246,10 @@ int ks_audit_open(const char *path, ks_audit **out, char *err, size_t errlen)
 int ks_audit_retarget(ks_audit *a, const char *path, char *err, size_t errlen)
 {
     int fd, old;
+    size_t chunk;
     char *copy = NULL;
 
-    if (ks_audit_open_fd(path, &fd, err, errlen) != 0)
+    if (ks_audit_open_fd(path, &fd, &chunk, err, errlen) != 0)
         return -1;
     if (!ks_audit_is_stderr(path) && (copy = strdup(path)) == NULL) {
         if (fd != STDERR_FILENO)
@@ -195,12 +258,15 @@ int ks_audit_retarget(ks_audit *a, const char *path, char *err, size_t errlen)
         return -1;
     }
     pthread_mutex_lock(&a->lock);
+    /* What was logged before the rotation belongs to the old file. */
+    ks_audit_flush_locked(a);
     old = a->fd;
     a->fd = fd;
+    a->chunk = chunk;
     free(a->path);
     a->path = copy;
     pthread_mutex_unlock(&a->lock);
-    if (old != STDERR_FILENO)
+    if (old != STDERR_FILENO && old != fd)
         close(old);
     return 0;
 }
@@ -212,9 +278,11 @@ int ks_audit_reopen(ks_audit *a, char *err, size_t errlen)
 
     pthread_mutex_lock(&a->lock);
     path = a->path != NULL ? strdup(a->path) : NULL;
+    if (path == NULL)
+        ks_audit_flush_locked(a); /* standard error: nothing to reopen, but flush */
     pthread_mutex_unlock(&a->lock);
     if (path == NULL)
-        return 0; /* standard error: nothing to reopen */
+        return 0;
     rv = ks_audit_retarget(a, path, err, errlen);
     free(path);
     return rv;
@@ -224,21 +292,30 @@ void ks_audit_write(ks_audit *a, const ks_audit_rec *rec)
 {
     char line[KS_AUDIT_LINE];
     size_t n = ks_audit_format(line, sizeof(line), rec);
-    ssize_t w;
 
     pthread_mutex_lock(&a->lock);
-    do {
-        w = write(a->fd, line, n);
-    } while (w < 0 && errno == EINTR);
+    memcpy(a->buf + a->used, line, n);
+    a->used += n;
+    a->lines++;
+    if (a->used >= KS_AUDIT_FLUSH_AT)
+        ks_audit_flush_locked(a);
     pthread_mutex_unlock(&a->lock);
-    if (w == (ssize_t)n)
-        atomic_fetch_add(&a->written, 1);
-    else
-        atomic_fetch_add(&a->failed, 1);
+}
+
+void ks_audit_flush(ks_audit *a)
+{
+    if (a == NULL)
+        return;
+    pthread_mutex_lock(&a->lock);
+    if (a->used > 0)
+        ks_audit_flush_locked(a);
+    pthread_mutex_unlock(&a->lock);
 }
 
 void ks_audit_stats(ks_audit *a, uint64_t *written, uint64_t *failed)
 {
+    /* Counted when they reach the kernel: flush, so the counts are current. */
+    ks_audit_flush(a);
     *written = atomic_load(&a->written);
     *failed = atomic_load(&a->failed);
 }
@@ -247,6 +324,7 @@ void ks_audit_close(ks_audit *a)
 {
     if (a == NULL)
         return;
+    ks_audit_flush(a);
     if (a->fd != STDERR_FILENO)
         close(a->fd);
     free(a->path);

@@ -6,8 +6,12 @@
  *   id=9f3a.. op=sign key=www scheme=rsa_pss_rsae_sha256 result=OK
  *   latency_us=1234 epoch=0123456789abcdef [reason=replay detail="..."]
  *
- * (one line). Written to a file (appended, one write(2) per line, so
- * lines from concurrent workers never interleave) or to standard error.
+ * (one line). Written to a file (appended) or to standard error. Lines
+ * are collected whole under a lock and written in batches, each write(2)
+ * ending on a line, so lines from concurrent workers never interleave: a
+ * batch goes out once about 16 KiB wait, on ks_audit_flush() (the server
+ * calls it whenever it runs out of requests), on reopen and on close. A
+ * crash can therefore lose the lines of the last moments of a busy server.
  * ks_audit_reopen() reopens the file for log rotation (SIGHUP, SIGUSR1).
  */
 #ifndef KS_AUDIT_H
@@ -50,9 +54,13 @@ int ks_audit_reopen(ks_audit *a, char *err, size_t errlen);
 /* Switch to another path (a reload changed audit_log). */
 int ks_audit_retarget(ks_audit *a, const char *path, char *err, size_t errlen);
 
+/* Queue one line; written with the next batch. */
 void ks_audit_write(ks_audit *a, const ks_audit_rec *rec);
 
-/* Lines written and lines lost (write errors) so far. */
+/* Write every queued line now. */
+void ks_audit_flush(ks_audit *a);
+
+/* Lines written and lines lost (write errors) so far; flushes first. */
 void ks_audit_stats(ks_audit *a, uint64_t *written, uint64_t *failed);
 
 void ks_audit_close(ks_audit *a);

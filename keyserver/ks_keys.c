@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,9 @@
 #define KS_KEYS_RSA_MIN_BITS 2048
 /* A larger modulus would not fit LURK's ciphertext limit. */
 #define KS_KEYS_RSA_MAX_BITS ((int)(8 * LURK_MAX_CIPHERTEXT))
+
+static atomic_ullong ks_keys_serials;
+static atomic_ullong ks_keys_freed;
 
 void ks_keys_hex(const unsigned char *in, size_t len, char *out)
 {
@@ -238,6 +242,7 @@ static int ks_keys_load_one(const ks_config_key *ck, ks_key *k, char *err, size_
         || ks_keys_describe(k, err, errlen) != 0
         || ks_keys_public(k, err, errlen) != 0)
         return -1;
+    k->serial = (uint64_t)atomic_fetch_add(&ks_keys_serials, 1) + 1;
     ks_keys_hex(k->spki_sha256, sizeof(k->spki_sha256), hex);
     if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_EC)
         ks_log(KS_LOG_INFO, "key \"%s\": EC %s (%d bits), spki sha256 %s", k->id, k->group,
@@ -347,4 +352,10 @@ void ks_keys_free(ks_keyring *kr)
         ks_key_clear(&kr->keys[i]);
     free(kr->keys);
     free(kr);
+    atomic_fetch_add(&ks_keys_freed, 1);
+}
+
+uint64_t ks_keys_retired(void)
+{
+    return (uint64_t)atomic_load_explicit(&ks_keys_freed, memory_order_relaxed);
 }

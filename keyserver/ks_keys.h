@@ -22,6 +22,12 @@ typedef struct {
     char *id;
     char *uri;                  /* where it was loaded from, for logs */
     EVP_PKEY *pkey;
+    /*
+     * Unique in the process, never reused (0: none): what caches of this
+     * key's contexts are keyed by, since a reload frees keys and a new one
+     * may land at the same address.
+     */
+    uint64_t serial;
     ks_key_desc desc;           /* desc.group points into group[]: do not copy a ks_key */
     char group[32];             /* EC curve name, "" otherwise */
     size_t max_size;            /* EVP_PKEY_get_size(): largest signature */
@@ -59,6 +65,12 @@ int ks_keys_load(const ks_config *cfg, ks_keyring **out, char *err, size_t errle
 const ks_key *ks_keys_find(const ks_keyring *kr, const char *id);
 
 void ks_keys_free(ks_keyring *kr);
+
+/*
+ * How many key tables have been freed so far: a cache holding contexts of
+ * keys notices a reload by a change and lets go of the old keys' contexts.
+ */
+uint64_t ks_keys_retired(void);
 
 /* Lower-case hex of `len` bytes; out needs 2 * len + 1 bytes. */
 void ks_keys_hex(const unsigned char *in, size_t len, char *out);

@@ -8,6 +8,7 @@
  */
 #include "ks_ops.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,30 +243,233 @@ static void ks_ops_propq(const ks_key *k, char *buf, size_t len)
         buf[0] = '\0';
 }
 
+/* Hashing and padding as the scheme says, on a fresh context. */
+static int ks_ops_sign_init(EVP_MD_CTX *mctx, const ks_key *k, const lurk_scheme *scheme)
+{
+    EVP_PKEY_CTX *pctx = NULL;
+    char propq[96];
+
+    ks_ops_propq(k, propq, sizeof(propq));
+    if (EVP_DigestSignInit_ex(mctx, &pctx, scheme->md, NULL, propq, k->pkey, NULL) != 1)
+        return 0;
+    if (scheme->padding == LURK_PAD_PSS)
+        return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
+               && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0
+               && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, scheme->md, NULL) > 0;
+    if (scheme->padding == LURK_PAD_PKCS1)
+        return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0;
+    return 1;
+}
+
+/* ---- per-thread signing templates ---------------------------------------- */
+
+/*
+ * EVP_DigestSignInit_ex() fetches the algorithms and builds the provider
+ * context on every call, which costs ECDSA P-256 about a quarter of its
+ * rate; copying a context initialised once is much cheaper. One set per
+ * thread: no lock, and no context is ever used by two threads.
+ */
+#define KS_SIGN_CACHE_SLOTS 16
+
+typedef struct {
+    uint64_t serial;            /* ks_key.serial; 0: a free slot */
+    uint32_t scheme;
+    uint64_t last_use;
+    /*
+     * NULL: this (key, scheme) signs on a fresh context every time. Its
+     * EVP_PKEY_CTX holds a reference on the key, so a template outlives
+     * the keyring that a reload frees.
+     */
+    EVP_MD_CTX *tmpl;
+} ks_sign_slot;
+
+typedef struct {
+    ks_sign_slot slots[KS_SIGN_CACHE_SLOTS];
+    uint64_t clock;
+    uint64_t retired;           /* ks_keys_retired() when last looked at */
+} ks_sign_cache;
+
+static pthread_once_t ks_sign_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ks_sign_key;
+static int ks_sign_key_ok;
+
+#ifdef KS_OPS_TEST_HOOKS
+/* Tests: copies fail as with a provider that cannot duplicate its contexts. */
+int ks_ops_test_copy_fails;
+
+static int ks_ops_copy(EVP_MD_CTX *out, const EVP_MD_CTX *in)
+{
+    if (ks_ops_test_copy_fails) {
+        ERR_raise(ERR_LIB_EVP, ERR_R_UNSUPPORTED);
+        return 0;
+    }
+    return EVP_MD_CTX_copy_ex(out, in);
+}
+#else
+#define ks_ops_copy EVP_MD_CTX_copy_ex
+#endif
+
+static void ks_sign_cache_flush(ks_sign_cache *c)
+{
+    for (size_t i = 0; i < KS_SIGN_CACHE_SLOTS; i++) {
+        EVP_MD_CTX_free(c->slots[i].tmpl);
+        memset(&c->slots[i], 0, sizeof(c->slots[i]));
+    }
+}
+
+static void ks_sign_cache_free(void *arg)
+{
+    ks_sign_cache *c = arg;
+
+    if (c == NULL)
+        return;
+    ks_sign_cache_flush(c);
+    free(c);
+}
+
+static void ks_sign_key_create(void)
+{
+    ks_sign_key_ok = pthread_key_create(&ks_sign_key, ks_sign_cache_free) == 0;
+}
+
+static ks_sign_cache *ks_sign_cache_get(void)
+{
+    ks_sign_cache *c;
+    uint64_t retired = ks_keys_retired();
+
+    if (pthread_once(&ks_sign_once, ks_sign_key_create) != 0 || !ks_sign_key_ok)
+        return NULL;
+    if ((c = pthread_getspecific(ks_sign_key)) == NULL) {
+        if ((c = calloc(1, sizeof(*c))) == NULL)
+            return NULL;
+        if (pthread_setspecific(ks_sign_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+        c->retired = retired;
+    }
+    if (c->retired != retired) {
+        /*
+         * A keyring was freed. Its templates would never match again (the
+         * serials are gone) but would keep its private keys in memory until
+         * evicted: drop them all, reloads are rare.
+         */
+        ks_sign_cache_flush(c);
+        c->retired = retired;
+    }
+    return c;
+}
+
+void ks_ops_thread_cleanup(void)
+{
+    ks_sign_cache *c;
+
+    if (pthread_once(&ks_sign_once, ks_sign_key_create) != 0 || !ks_sign_key_ok)
+        return;
+    if ((c = pthread_getspecific(ks_sign_key)) != NULL) {
+        pthread_setspecific(ks_sign_key, NULL);
+        ks_sign_cache_free(c);
+    }
+}
+
+/*
+ * Only keys that OpenSSL's own providers hold: a TPM or HSM provider may
+ * keep a device session open for as long as its context lives, and its
+ * signature takes milliseconds anyway, next to which the set-up is noise.
+ */
+static int ks_ops_templatable(const ks_key *k)
+{
+    const OSSL_PROVIDER *prov = EVP_PKEY_get0_provider(k->pkey);
+    const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
+
+    return name != NULL && (strcmp(name, "default") == 0 || strcmp(name, "fips") == 0);
+}
+
+/*
+ * A context ready to sign, copied from this thread's template for (key,
+ * scheme), which is made on first use; NULL: initialise one afresh. Every
+ * failure here only costs the fast path, so its errors are dropped: the
+ * fresh init reports any that matter.
+ */
+static EVP_MD_CTX *ks_ops_sign_ctx_cached(const ks_key *k, const lurk_scheme *scheme)
+{
+    ks_sign_cache *c;
+    ks_sign_slot *slot = NULL;
+    EVP_MD_CTX *mctx, *tmpl = NULL;
+
+    if (k->serial == 0 || (c = ks_sign_cache_get()) == NULL)
+        return NULL;
+    for (size_t i = 0; i < KS_SIGN_CACHE_SLOTS; i++) {
+        ks_sign_slot *e = &c->slots[i];
+
+        if (e->serial == k->serial && e->scheme == scheme->code) {
+            slot = e;
+            break;
+        }
+        if (slot == NULL || e->last_use < slot->last_use)
+            slot = e; /* free slots have last_use 0, so they go first */
+    }
+    if (slot->serial == k->serial && slot->scheme == scheme->code) {
+        slot->last_use = ++c->clock;
+        if (slot->tmpl == NULL)
+            return NULL;
+        ERR_set_mark();
+        if ((mctx = EVP_MD_CTX_new()) != NULL && ks_ops_copy(mctx, slot->tmpl) == 1) {
+            ERR_clear_last_mark();
+            return mctx;
+        }
+        /* It copied before: out of memory, which the next request may not be. */
+        ERR_pop_to_mark();
+        EVP_MD_CTX_free(mctx);
+        return NULL;
+    }
+    EVP_MD_CTX_free(slot->tmpl);
+    memset(slot, 0, sizeof(*slot));
+    if (!ks_ops_templatable(k)) {
+        slot->serial = k->serial;
+        slot->scheme = scheme->code;
+        slot->last_use = ++c->clock;
+        return NULL;
+    }
+    ERR_set_mark();
+    if ((tmpl = EVP_MD_CTX_new()) == NULL || !ks_ops_sign_init(tmpl, k, scheme)) {
+        /* Not remembered: the fresh init will fail the same way and say why. */
+        ERR_pop_to_mark();
+        EVP_MD_CTX_free(tmpl);
+        return NULL;
+    }
+    slot->serial = k->serial;
+    slot->scheme = scheme->code;
+    slot->last_use = ++c->clock;
+    if ((mctx = EVP_MD_CTX_new()) != NULL && ks_ops_copy(mctx, tmpl) == 1) {
+        ERR_clear_last_mark();
+        slot->tmpl = tmpl;
+        return mctx;
+    }
+    /* A context that cannot be duplicated: remember, so as not to retry per request. */
+    ERR_pop_to_mark();
+    EVP_MD_CTX_free(mctx);
+    EVP_MD_CTX_free(tmpl);
+    return NULL;
+}
+
 /* Sign `tbs` as TLS does for this scheme: hash it here, pad as the scheme says. */
 static int ks_ops_sign_bytes(const ks_key *k, const lurk_scheme *scheme, const uint8_t *tbs,
                              size_t tbs_len, unsigned char **sig, size_t *sig_len)
 {
-    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
-    EVP_PKEY_CTX *pctx = NULL;
+    EVP_MD_CTX *mctx = ks_ops_sign_ctx_cached(k, scheme);
     size_t len = 0;
     int ok = 0;
-    char propq[96];
 
     *sig = NULL;
-    ks_ops_propq(k, propq, sizeof(propq));
     if (mctx == NULL
-        || EVP_DigestSignInit_ex(mctx, &pctx, scheme->md, NULL, propq, k->pkey, NULL) != 1)
+        && ((mctx = EVP_MD_CTX_new()) == NULL || !ks_ops_sign_init(mctx, k, scheme)))
         goto out;
-    if (scheme->padding == LURK_PAD_PSS) {
-        if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0
-            || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) <= 0
-            || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, scheme->md, NULL) <= 0)
-            goto out;
-    } else if (scheme->padding == LURK_PAD_PKCS1) {
-        if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0)
-            goto out;
-    }
+    /*
+     * Used for one signature: let EVP_DigestSignFinal() finish this context
+     * in place instead of signing on a duplicate of it.
+     */
+    EVP_MD_CTX_set_flags(mctx, EVP_MD_CTX_FLAG_FINALISE);
     if (EVP_DigestSign(mctx, NULL, &len, tbs, tbs_len) != 1 || len == 0
         || (*sig = OPENSSL_malloc(len)) == NULL
         || EVP_DigestSign(mctx, *sig, &len, tbs, tbs_len) != 1)
@@ -277,7 +481,7 @@ out:
         OPENSSL_free(*sig);
         *sig = NULL;
     }
-    EVP_MD_CTX_free(mctx); /* frees pctx too */
+    EVP_MD_CTX_free(mctx); /* frees its EVP_PKEY_CTX too */
     return ok;
 }
 

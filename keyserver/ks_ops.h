@@ -3,7 +3,8 @@
  *
  * No I/O and no nng, so that the unit tests and fuzzers can drive the
  * whole decision without a socket. Thread-safe: a ks_ops is read-only
- * once built, and each call makes its own OpenSSL contexts.
+ * once built, and each call signs on its own OpenSSL context, copied from
+ * a template that its thread keeps per (key, scheme) for the software keys.
  */
 #ifndef KS_OPS_H
 #define KS_OPS_H
@@ -104,5 +105,13 @@ int ks_ops_is_private(const Lurk__V1__Request *req);
 const char *ks_ops_name(const Lurk__V1__Request *req);
 
 void ks_ops_answer_clear(ks_ops_answer *ans);
+
+/*
+ * Free the calling thread's signing templates (and its references on the
+ * keys). A thread that exits has them freed anyway; call it from one that
+ * signed and lives on, e.g. before main() returns, so that nothing is left
+ * for a leak checker or for OpenSSL's cleanup at exit.
+ */
+void ks_ops_thread_cleanup(void);
 
 #endif

@@ -235,6 +235,7 @@ struct ks_server {
     pthread_cond_t q_cond;
     ks_slot *q_head, *q_tail;
     int q_shutdown;
+    unsigned int q_active;      /* workers between taking a request and coming back */
     pthread_t *workers;
     size_t n_workers;
 
@@ -761,6 +762,15 @@ static nng_msg *ks_server_answer(ks_server *srv, ks_slot *s)
     return reply;
 }
 
+/*
+ * Nothing queued and no worker busy: the audit lines waiting in the batch
+ * are written now, so an idle server has written them all. With q_lock held.
+ */
+static int ks_server_idle_locked(const ks_server *srv)
+{
+    return srv->q_head == NULL && srv->q_active == 0;
+}
+
 /* A refusal answered from the slot callback (admission), without a worker. */
 static nng_msg *ks_server_refuse_now(ks_server *srv, ks_slot *s, Lurk__V1__Status st,
                                      const char *reason, const char *detail)
@@ -771,12 +781,22 @@ static nng_msg *ks_server_refuse_now(ks_server *srv, ks_slot *s, Lurk__V1__Statu
     ks_ops_answer ans;
     nng_msg *reply;
     ks_runtime *rt = ks_server_rt(srv);
+    int idle;
 
     req = lurk_request_decode(nng_msg_body(s->msg), nng_msg_len(s->msg), &dst, &why);
     ks_ops_refuse(&ans, req != NULL ? req->id : 0, st, detail);
     ans.reason = reason;
     reply = ks_server_pack(s, &ans);
     ks_server_record(srv, rt, s, dst == ST(OK) ? req : NULL, &ans);
+    /*
+     * Answered outside the workers: with none busy and nothing queued, no
+     * worker will go idle after this line to write it, so write it now.
+     */
+    pthread_mutex_lock(&srv->q_lock);
+    idle = ks_server_idle_locked(srv);
+    pthread_mutex_unlock(&srv->q_lock);
+    if (idle)
+        ks_audit_flush(srv->audit);
     ks_ops_answer_clear(&ans);
     if (req != NULL)
         lurk__v1__request__free_unpacked(req, NULL);
@@ -972,12 +992,22 @@ static void ks_slot_cb(void *arg)
 static void *ks_server_worker(void *arg)
 {
     ks_server *srv = arg;
+    int busy = 0;
 
     for (;;) {
         ks_slot *s;
         nng_msg *reply;
 
         pthread_mutex_lock(&srv->q_lock);
+        if (busy) {
+            busy = 0;
+            srv->q_active--;
+            if (ks_server_idle_locked(srv)) {
+                pthread_mutex_unlock(&srv->q_lock);
+                ks_audit_flush(srv->audit);
+                pthread_mutex_lock(&srv->q_lock);
+            }
+        }
         while (srv->q_head == NULL && !srv->q_shutdown)
             pthread_cond_wait(&srv->q_cond, &srv->q_lock);
         s = srv->q_head;
@@ -985,6 +1015,8 @@ static void *ks_server_worker(void *arg)
             srv->q_head = s->next;
             if (srv->q_head == NULL)
                 srv->q_tail = NULL;
+            srv->q_active++;
+            busy = 1;
         }
         pthread_mutex_unlock(&srv->q_lock);
         if (s == NULL)
@@ -1003,6 +1035,8 @@ static void *ks_server_worker(void *arg)
         }
         ks_slot_send(s, reply);
     }
+    /* Now rather than in the thread-exit destructor, while OpenSSL is surely intact. */
+    ks_ops_thread_cleanup();
     return NULL;
 }
 

@@ -2,6 +2,7 @@
  * Audit lines (ks_audit_format), the file with rotation, and the metrics
  * exposition (ks_metrics).
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -123,6 +126,213 @@ static void test_file_and_reopen(void **state)
     rmdir(dir);
 }
 
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    char *buf;
+    long n;
+
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n + 1);
+    *len = fread(buf, 1, (size_t)n, f);
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static size_t count_in(const char *p, size_t n, const char *needle)
+{
+    size_t k = strlen(needle), hits = 0;
+
+    for (size_t i = 0; i + k <= n; i++)
+        hits += memcmp(p + i, needle, k) == 0;
+    return hits;
+}
+
+/* Every line whole: one ts= at its start, and the epoch that comes late in it. */
+static size_t count_whole_lines(const char *buf, size_t len)
+{
+    size_t lines = 0;
+
+    for (const char *p = buf; p < buf + len;) {
+        const char *nl = memchr(p, '\n', (size_t)(buf + len - p));
+
+        assert_non_null(nl);
+        assert_memory_equal(p, "ts=", 3);
+        assert_int_equal(count_in(p, (size_t)(nl - p), "ts="), 1);
+        assert_int_equal(count_in(p, (size_t)(nl - p), " epoch=0123456789abcdef"), 1);
+        lines++;
+        p = nl + 1;
+    }
+    return lines;
+}
+
+/* Lines wait in the batch until a flush, a reopen or the close. */
+static void test_batched_until_flush(void **state)
+{
+    char dir[] = "/tmp/ks-audit-XXXXXX", path[256], err[256];
+    ks_audit *a;
+    ks_audit_rec r = sample();
+    uint64_t written, failed;
+    struct stat st;
+    size_t len = 0;
+    char *buf;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/audit.log", dir);
+    assert_int_equal(ks_audit_open(path, &a, err, sizeof(err)), 0);
+    for (int i = 0; i < 10; i++)
+        ks_audit_write(a, &r);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 0);
+    ks_audit_flush(a);
+    assert_non_null(buf = slurp(path, &len));
+    assert_int_equal(count_whole_lines(buf, len), 10);
+    free(buf);
+    /* Past the threshold a batch goes out on its own, ending on a line. */
+    for (int i = 0; i < 1000; i++)
+        ks_audit_write(a, &r);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_size > 10 * 100);
+    assert_non_null(buf = slurp(path, &len));
+    assert_int_equal(buf[len - 1], '\n');
+    assert_true(count_whole_lines(buf, len) < 1010);
+    free(buf);
+    ks_audit_stats(a, &written, &failed); /* flushes */
+    assert_int_equal(written, 1010);
+    assert_int_equal(failed, 0);
+    ks_audit_write(a, &r);
+    ks_audit_close(a);                   /* flushes too */
+    assert_non_null(buf = slurp(path, &len));
+    assert_int_equal(count_whole_lines(buf, len), 1011);
+    free(buf);
+    unlink(path);
+    rmdir(dir);
+}
+
+typedef struct {
+    ks_audit *a;
+    int n;
+} writer_arg;
+
+static void *writer(void *arg)
+{
+    writer_arg *w = arg;
+    ks_audit_rec r = sample();
+    char detail[120];
+
+    for (int i = 0; i < w->n; i++) {
+        /* Lines of varying length, so that batches end anywhere. */
+        memset(detail, 'x', sizeof(detail));
+        detail[(size_t)i % (sizeof(detail) - 1)] = '\0';
+        detail[sizeof(detail) - 1] = '\0';
+        r.reason = "replay";
+        r.detail = detail;
+        r.conn = (uint32_t)i;
+        ks_audit_write(w->a, &r);
+        if (i % 97 == 0)
+            ks_audit_flush(w->a);
+    }
+    return NULL;
+}
+
+/* Concurrent writers and rotations: no line lost, none cut or interleaved. */
+static void test_concurrent_writes_and_reopen(void **state)
+{
+    char dir[] = "/tmp/ks-audit-XXXXXX", path[256], rotated[8][256], err[256];
+    ks_audit *a;
+    pthread_t th[4];
+    writer_arg w = { NULL, 20000 };
+    uint64_t written, failed;
+    size_t total = 0, len;
+    char *buf;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/audit.log", dir);
+    assert_int_equal(ks_audit_open(path, &a, err, sizeof(err)), 0);
+    w.a = a;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, writer, &w), 0);
+    for (int i = 0; i < 8; i++) {
+        nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+        snprintf(rotated[i], sizeof(rotated[i]), "%s/audit.log.%d", dir, i);
+        assert_int_equal(rename(path, rotated[i]), 0);
+        assert_int_equal(ks_audit_reopen(a, err, sizeof(err)), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    ks_audit_stats(a, &written, &failed);
+    assert_int_equal(written, 4 * 20000);
+    assert_int_equal(failed, 0);
+    ks_audit_close(a);
+    for (int i = 0; i < 8; i++) {
+        assert_non_null(buf = slurp(rotated[i], &len));
+        total += count_whole_lines(buf, len);
+        free(buf);
+        unlink(rotated[i]);
+    }
+    assert_non_null(buf = slurp(path, &len));
+    total += count_whole_lines(buf, len);
+    free(buf);
+    assert_int_equal(total, 4 * 20000);
+    unlink(path);
+    rmdir(dir);
+}
+
+typedef struct {
+    const char *path;
+    char *buf;
+    size_t len;
+} fifo_reader;
+
+static void *read_fifo(void *arg)
+{
+    fifo_reader *r = arg;
+    FILE *f = fopen(r->path, "r");
+    size_t cap = 1 << 20;
+
+    r->buf = malloc(cap);
+    r->len = 0;
+    if (f == NULL)
+        return NULL;
+    for (size_t n; (n = fread(r->buf + r->len, 1, cap - r->len, f)) > 0;)
+        r->len += n;
+    fclose(f);
+    return NULL;
+}
+
+/* To a pipe a batch goes out in pieces of at most PIPE_BUF, each whole lines. */
+static void test_pipe_in_whole_lines(void **state)
+{
+    char dir[] = "/tmp/ks-audit-XXXXXX", path[256], err[256];
+    fifo_reader rd;
+    pthread_t th;
+    ks_audit *a;
+    ks_audit_rec r = sample();
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/audit.fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    rd.path = path;
+    assert_int_equal(pthread_create(&th, NULL, read_fifo, &rd), 0);
+    assert_int_equal(ks_audit_open(path, &a, err, sizeof(err)), 0);
+    for (int i = 0; i < 500; i++)
+        ks_audit_write(a, &r);
+    ks_audit_close(a);
+    pthread_join(th, NULL);
+    assert_int_equal(count_whole_lines(rd.buf, rd.len), 500);
+    free(rd.buf);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_metrics_render(void **state)
 {
     ks_metrics *m = ks_metrics_new();
@@ -178,6 +388,9 @@ int main(void)
         cmocka_unit_test(test_format_refusal_quotes),
         cmocka_unit_test(test_format_truncates_to_one_line),
         cmocka_unit_test(test_file_and_reopen),
+        cmocka_unit_test(test_batched_until_flush),
+        cmocka_unit_test(test_concurrent_writes_and_reopen),
+        cmocka_unit_test(test_pipe_in_whole_lines),
         cmocka_unit_test(test_metrics_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

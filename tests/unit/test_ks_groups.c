@@ -204,6 +204,7 @@ static int teardown_keys(void **state)
     fixture *f = *state;
     char cmd[160];
 
+    ks_ops_thread_cleanup(); /* the signing templates this thread made */
     ks_ops_free(f->ops);
     ks_keys_free(f->kr);
     ks_config_free(f->cfg);
