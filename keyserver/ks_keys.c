@@ -15,6 +15,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/provider.h>
 #include <openssl/store.h>
 #include <openssl/x509.h>
 
@@ -353,6 +354,14 @@ void ks_keys_free(ks_keyring *kr)
     free(kr->keys);
     free(kr);
     atomic_fetch_add(&ks_keys_freed, 1);
+}
+
+int ks_keys_in_process(const ks_key *k)
+{
+    const OSSL_PROVIDER *prov = EVP_PKEY_get0_provider(k->pkey);
+    const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
+
+    return name != NULL && (strcmp(name, "default") == 0 || strcmp(name, "fips") == 0);
 }
 
 uint64_t ks_keys_retired(void)

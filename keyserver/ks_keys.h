@@ -72,6 +72,12 @@ void ks_keys_free(ks_keyring *kr);
  */
 uint64_t ks_keys_retired(void);
 
+/*
+ * Whether OpenSSL's own providers (default, fips) hold the key: it signs in
+ * microseconds and never waits on a device, unlike a TPM or HSM key.
+ */
+int ks_keys_in_process(const ks_key *k);
+
 /* Lower-case hex of `len` bytes; out needs 2 * len + 1 bytes. */
 void ks_keys_hex(const unsigned char *in, size_t len, char *out);
 

@@ -379,10 +379,7 @@ void ks_ops_thread_cleanup(void)
  */
 static int ks_ops_templatable(const ks_key *k)
 {
-    const OSSL_PROVIDER *prov = EVP_PKEY_get0_provider(k->pkey);
-    const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
-
-    return name != NULL && (strcmp(name, "default") == 0 || strcmp(name, "fips") == 0);
+    return ks_keys_in_process(k);
 }
 
 /*

@@ -92,6 +92,7 @@ typedef struct ks_runtime {
     ks_ops *ops;
     ks_gstate *groups;
     ks_kstate *keys;            /* same order as kr->keys */
+    int in_process;             /* every key is OpenSSL's own: answer in nng's callback */
     pthread_mutex_t lock;       /* the buckets and their log limiters */
     double loaded_time;
 } ks_runtime;
@@ -157,6 +158,9 @@ static ks_runtime *ks_runtime_new(ks_config *cfg, ks_keyring *kr, ks_ops *ops)
     }
     clock_gettime(CLOCK_REALTIME, &ts);
     rt->loaded_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    rt->in_process = 1;
+    for (size_t i = 0; i < kr->n; i++)
+        rt->in_process &= ks_keys_in_process(&kr->keys[i]);
     rt->cfg = cfg;
     rt->kr = kr;
     rt->ops = ops;
@@ -236,6 +240,7 @@ struct ks_server {
     ks_slot *q_head, *q_tail;
     int q_shutdown;
     unsigned int q_active;      /* workers between taking a request and coming back */
+    atomic_uint inline_active;  /* requests being answered in nng's callbacks */
     pthread_t *workers;
     size_t n_workers;
 
@@ -768,7 +773,7 @@ static nng_msg *ks_server_answer(ks_server *srv, ks_slot *s)
  */
 static int ks_server_idle_locked(const ks_server *srv)
 {
-    return srv->q_head == NULL && srv->q_active == 0;
+    return srv->q_head == NULL && srv->q_active == 0 && atomic_load(&srv->inline_active) == 0;
 }
 
 /* A refusal answered from the slot callback (admission), without a worker. */
@@ -862,6 +867,51 @@ static void ks_slot_finish(ks_slot *s)
         ks_slot_recv(s);
 }
 
+/* Answer an admitted request and send the answer: on a worker, or inline. */
+static void ks_slot_work(ks_slot *s)
+{
+    ks_server *srv = s->srv;
+    nng_msg *reply;
+
+    if (atomic_load(&srv->closed)) {
+        ks_slot_finish(s);
+        return;
+    }
+    reply = ks_server_answer(srv, s);
+    nng_msg_free(s->msg);
+    s->msg = NULL;
+    ks_slot_answered(s);
+    if (reply == NULL) {
+        ks_slot_finish(s);
+        return;
+    }
+    ks_slot_send(s, reply);
+}
+
+/*
+ * When every key is in process (OpenSSL's own providers: a signature takes
+ * microseconds and never waits on a device), the callback that received
+ * the request answers it: handing it to a worker costs a thread wake-up,
+ * which on this path takes longer than an ECDSA signature. Keys that may
+ * block (TPM, HSM) and the test delay go through the workers, so that they
+ * never hold nng's own threads.
+ */
+static void ks_slot_work_inline(ks_slot *s)
+{
+    ks_server *srv = s->srv;
+    int idle;
+
+    atomic_fetch_add(&srv->inline_active, 1);
+    ks_slot_work(s);
+    if (atomic_fetch_sub(&srv->inline_active, 1) != 1)
+        return;
+    pthread_mutex_lock(&srv->q_lock);
+    idle = ks_server_idle_locked(srv);
+    pthread_mutex_unlock(&srv->q_lock);
+    if (idle)
+        ks_audit_flush(srv->audit);
+}
+
 static void ks_slot_queue(ks_slot *s)
 {
     ks_server *srv = s->srv;
@@ -886,6 +936,7 @@ static void ks_slot_arrived(ks_slot *s)
     unsigned int max_total, max_conn, conn_was = 0, total;
     ks_admit admit;
     uint64_t now;
+    int in_process;
 
     s->msg = nng_aio_get_msg(s->aio);
     nng_aio_set_msg(s->aio, NULL);
@@ -909,6 +960,7 @@ static void ks_slot_arrived(ks_slot *s)
     max_total = rt->cfg->max_inflight < srv->max_slots_inflight ? rt->cfg->max_inflight
                                                                 : srv->max_slots_inflight;
     max_conn = rt->cfg->max_inflight_per_conn;
+    in_process = rt->in_process && srv->debug_delay_ms == 0;
     ks_runtime_release(rt);
     if (ks_conn_enter(srv, s->pipe_id, max_conn, s, &conn_was) != 0) {
         ks_server_peer(nng_msg_get_pipe(s->msg), s->peer, sizeof(s->peer));
@@ -927,7 +979,10 @@ static void ks_slot_arrived(ks_slot *s)
     }
     pthread_mutex_unlock(&srv->busy_lock);
     if (admit == KS_ADMIT_OK) {
-        ks_slot_queue(s);
+        if (in_process)
+            ks_slot_work_inline(s);
+        else
+            ks_slot_queue(s);
         return;
     }
     if (admit == KS_ADMIT_TOTAL && max_conn != 0 && conn_was < max_conn)
@@ -996,7 +1051,6 @@ static void *ks_server_worker(void *arg)
 
     for (;;) {
         ks_slot *s;
-        nng_msg *reply;
 
         pthread_mutex_lock(&srv->q_lock);
         if (busy) {
@@ -1021,19 +1075,7 @@ static void *ks_server_worker(void *arg)
         pthread_mutex_unlock(&srv->q_lock);
         if (s == NULL)
             break; /* shut down and nothing left */
-        if (atomic_load(&srv->closed)) {
-            ks_slot_finish(s);
-            continue;
-        }
-        reply = ks_server_answer(srv, s);
-        nng_msg_free(s->msg);
-        s->msg = NULL;
-        ks_slot_answered(s);
-        if (reply == NULL) {
-            ks_slot_finish(s);
-            continue;
-        }
-        ks_slot_send(s, reply);
+        ks_slot_work(s);
     }
     /* Now rather than in the thread-exit destructor, while OpenSSL is surely intact. */
     ks_ops_thread_cleanup();
@@ -1486,6 +1528,9 @@ static void ks_server_shutdown(ks_server *srv)
     for (size_t i = 0; i < srv->n_workers; i++)
         pthread_join(srv->workers[i], NULL);
     srv->n_workers = 0;
+    /* The same for answers being sent from nng's callbacks; new ones see `closed`. */
+    while (atomic_load(&srv->inline_active) > 0)
+        nng_msleep(1);
     /* Closing the socket fails every pending receive and send with NNG_ECLOSED. */
     if (srv->sock_open) {
         nng_close(srv->sock);
