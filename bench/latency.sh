@@ -6,6 +6,9 @@
 #               bare nng req0 socket to a bare nng rep0 echo server with the
 #               same mutual TLS: the bare round trip
 #   echo-client the same through the edges' client code (lurk_client_call_raw)
+#   echo-paced  the bare echo with 1 ms between requests, as between the
+#               RPCs of handshakes at 1 connection: threads and CPUs go idle
+#               between requests and must be woken, which a tight loop avoids
 #   ping        the same with LURK Ping to the key server (decode, answer)
 #   sign-<key>  one Sign at a time: round trip plus the signature
 #   nginx local/lurk, per key, TLS 1.3, 1 connection: handshake p50
@@ -65,6 +68,7 @@ for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order="local lurk"; else order="lurk local"; fi
     record lat rtt echo "$r" "$(signbench echo -o echo --size 200 -d "$SECS")"
     record lat rtt echo-client "$r" "$(signbench echo -o echo-client --size 200 -d "$SECS")"
+    record lat rtt echo-paced "$r" "$(signbench echo -o echo --size 200 --gap-us 1000 -d "$SECS")"
     record lat rtt ping "$r" "$(signbench ks -o ping -i 1 -d "$SECS")"
     for k in $KEYS; do
         record lat "sign-$k" lurk "$r" "$(signbench ks -o sign -k "$k" -s "${SCHEME[$k]}" -i 1 -d "$SECS")"
