@@ -7,7 +7,8 @@
  * cost of the cryptography from that of the RPC, and tries the two obvious
  * ways to make the crypto path itself cheaper:
  *
- *   --mode shared   every thread signs with the same EVP_PKEY (the key server today)
+ *   --mode shared   every thread signs with the same EVP_PKEY, a context set up
+ *                   per signature (the key server before 6c1fcb7)
  *   --mode dup      each thread signs with its own EVP_PKEY_dup() copy
  *   --mode reuse    each thread keeps one initialised EVP_MD_CTX per key and
  *                   copies it per request (EVP_MD_CTX_copy_ex) instead of
