@@ -373,16 +373,6 @@ void ks_ops_thread_cleanup(void)
 }
 
 /*
- * Only keys that OpenSSL's own providers hold: a TPM or HSM provider may
- * keep a device session open for as long as its context lives, and its
- * signature takes milliseconds anyway, next to which the set-up is noise.
- */
-static int ks_ops_templatable(const ks_key *k)
-{
-    return ks_keys_in_process(k);
-}
-
-/*
  * A context ready to sign, copied from this thread's template for (key,
  * scheme), which is made on first use; NULL: initialise one afresh. Every
  * failure here only costs the fast path, so its errors are dropped: the
@@ -422,7 +412,13 @@ static EVP_MD_CTX *ks_ops_sign_ctx_cached(const ks_key *k, const lurk_scheme *sc
     }
     EVP_MD_CTX_free(slot->tmpl);
     memset(slot, 0, sizeof(*slot));
-    if (!ks_ops_templatable(k)) {
+    /*
+     * Templates only for keys that OpenSSL's own providers hold: a TPM or
+     * HSM provider may keep a device session open for as long as its
+     * context lives, and its signature takes milliseconds anyway, next to
+     * which the set-up is noise.
+     */
+    if (!ks_keys_in_process(k)) {
         slot->serial = k->serial;
         slot->scheme = scheme->code;
         slot->last_use = ++c->clock;
