@@ -138,3 +138,41 @@ bench_machine() {
         echo "loadavg at start: $(cat /proc/loadavg)"
     } > "$BENCH_OUT/machine.txt"
 }
+
+# bench_nginx_start VARIANT [WORKERS]: one nginx (2 workers unless told),
+# one server block per key of $KEYS; VARIANT "local" loads the key files,
+# any other the reference files through $LURK_CNF. Sets PORT[nginx-VARIANT-KEY]
+# and SRVPID[nginx-VARIANT] (declare -A PORT SRVPID first; needs NGINX).
+bench_nginx_start() {
+    local v=$1 p=$LURK_T/nginx-$1 k key
+    mkdir -p "$p/tmp" "$p/logs"
+    {
+        echo "worker_processes ${2:-2};"
+        echo "user root;"
+        echo "pid $p/nginx.pid;"
+        echo "error_log $p/logs/error.log crit;"
+        echo "events { worker_connections 1024; }"
+        echo "http {"
+        echo "  access_log off;"
+        echo "  client_body_temp_path $p/tmp/body; proxy_temp_path $p/tmp/proxy;"
+        echo "  fastcgi_temp_path $p/tmp/fastcgi; uwsgi_temp_path $p/tmp/uwsgi;"
+        echo "  scgi_temp_path $p/tmp/scgi;"
+        echo "  ssl_protocols TLSv1.2 TLSv1.3;"
+        for k in $KEYS; do
+            PORT[nginx-$v-$k]=$(lurk_port)
+            if [ "$v" = local ]; then key=$LURK_T/keys/$k.pem; else key=$LURK_T/ref/$k.pem; fi
+            echo "  server { listen 127.0.0.1:${PORT[nginx-$v-$k]} ssl;"
+            echo "    ssl_certificate $LURK_T/pki/web-$k.crt; ssl_certificate_key $key;"
+            echo "    location / { return 200 \"ok\\n\"; } }"
+        done
+        echo "}"
+    } > "$p/nginx.conf"
+    if [ "$v" = local ]; then
+        env -u OPENSSL_CONF "$NGINX" -p "$p" -c "$p/nginx.conf" -g 'daemon off;' > "$p/out.log" 2>&1 &
+    else
+        OPENSSL_CONF=$LURK_CNF "$NGINX" -p "$p" -c "$p/nginx.conf" -g 'daemon off;' > "$p/out.log" 2>&1 &
+    fi
+    SRVPID[nginx-$v]=$!
+    LURK_PIDS+=("$!")
+    for k in $KEYS; do lurk_wait_port "${PORT[nginx-$v-$k]}" 15 || exit 1; done
+}

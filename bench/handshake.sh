@@ -40,41 +40,6 @@ KS=$KS_PID_ks
 LURK_CNF=$LURK_T/ks.openssl.cnf
 declare -A PORT SRVPID
 
-# nginx_start VARIANT [WORKERS]: one nginx, 2 workers, one server block per key.
-nginx_start() {
-    local v=$1 p=$LURK_T/nginx-$1 k key
-    mkdir -p "$p/tmp" "$p/logs"
-    {
-        echo "worker_processes ${2:-2};"
-        echo "user root;"
-        echo "pid $p/nginx.pid;"
-        echo "error_log $p/logs/error.log crit;"
-        echo "events { worker_connections 1024; }"
-        echo "http {"
-        echo "  access_log off;"
-        echo "  client_body_temp_path $p/tmp/body; proxy_temp_path $p/tmp/proxy;"
-        echo "  fastcgi_temp_path $p/tmp/fastcgi; uwsgi_temp_path $p/tmp/uwsgi;"
-        echo "  scgi_temp_path $p/tmp/scgi;"
-        echo "  ssl_protocols TLSv1.2 TLSv1.3;"
-        for k in $KEYS; do
-            PORT[nginx-$v-$k]=$(lurk_port)
-            if [ "$v" = local ]; then key=$LURK_T/keys/$k.pem; else key=$LURK_T/ref/$k.pem; fi
-            echo "  server { listen 127.0.0.1:${PORT[nginx-$v-$k]} ssl;"
-            echo "    ssl_certificate $LURK_T/pki/web-$k.crt; ssl_certificate_key $key;"
-            echo "    location / { return 200 \"ok\\n\"; } }"
-        done
-        echo "}"
-    } > "$p/nginx.conf"
-    if [ "$v" = local ]; then
-        env -u OPENSSL_CONF "$NGINX" -p "$p" -c "$p/nginx.conf" -g 'daemon off;' > "$p/out.log" 2>&1 &
-    else
-        OPENSSL_CONF=$LURK_CNF "$NGINX" -p "$p" -c "$p/nginx.conf" -g 'daemon off;' > "$p/out.log" 2>&1 &
-    fi
-    SRVPID[nginx-$v]=$!
-    LURK_PIDS+=("$!")
-    for k in $KEYS; do lurk_wait_port "${PORT[nginx-$v-$k]}" 15 || exit 1; done
-}
-
 # s_server_start VARIANT KEY
 s_server_start() {
     local v=$1 k=$2 key
@@ -95,8 +60,8 @@ s_server_start() {
 for srv in $SERVERS; do
     for v in local lurk; do
         if [ "$srv" = nginx ]; then
-            nginx_start "$v"
-            [ "$v" = lurk ] && [ -n "$EXTRA_W" ] && nginx_start "lurk-${EXTRA_W}w" "$EXTRA_W"
+            bench_nginx_start "$v"
+            [ "$v" = lurk ] && [ -n "$EXTRA_W" ] && bench_nginx_start "lurk-${EXTRA_W}w" "$EXTRA_W"
         else
             for k in $KEYS; do s_server_start "$v" "$k"; done
         fi

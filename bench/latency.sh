@@ -33,36 +33,9 @@ lurk_bg echo "$SIGNBENCH" --serve-echo "tls+tcp://127.0.0.1:$ECHO_PORT" \
 lurk_wait_log "$LURK_T/echo.log" "ready" 10 || exit 1
 KS_URL_echo=tls+tcp://127.0.0.1:$ECHO_PORT
 
-declare -A PORT
-nginx_start() {
-    local v=$1 p=$LURK_T/nginx-$1 k key
-    mkdir -p "$p/tmp" "$p/logs"
-    {
-        echo "worker_processes 2; user root; pid $p/nginx.pid;"
-        echo "error_log $p/logs/error.log crit;"
-        echo "events { worker_connections 1024; }"
-        echo "http { access_log off; ssl_protocols TLSv1.2 TLSv1.3;"
-        echo "  client_body_temp_path $p/tmp/body; proxy_temp_path $p/tmp/proxy;"
-        echo "  fastcgi_temp_path $p/tmp/fastcgi; uwsgi_temp_path $p/tmp/uwsgi; scgi_temp_path $p/tmp/scgi;"
-        for k in $KEYS; do
-            PORT[$v-$k]=$(lurk_port)
-            if [ "$v" = local ]; then key=$LURK_T/keys/$k.pem; else key=$LURK_T/ref/$k.pem; fi
-            echo "  server { listen 127.0.0.1:${PORT[$v-$k]} ssl;"
-            echo "    ssl_certificate $LURK_T/pki/web-$k.crt; ssl_certificate_key $key;"
-            echo "    location / { return 200 \"ok\\n\"; } }"
-        done
-        echo "}"
-    } > "$p/nginx.conf"
-    if [ "$v" = local ]; then
-        env -u OPENSSL_CONF "$NGINX" -p "$p" -c "$p/nginx.conf" -g 'daemon off;' > "$p/out.log" 2>&1 &
-    else
-        OPENSSL_CONF=$LURK_CNF "$NGINX" -p "$p" -c "$p/nginx.conf" -g 'daemon off;' > "$p/out.log" 2>&1 &
-    fi
-    LURK_PIDS+=("$!")
-    for k in $KEYS; do lurk_wait_port "${PORT[$v-$k]}" 15 || exit 1; done
-}
-nginx_start local
-nginx_start lurk
+declare -A PORT SRVPID
+bench_nginx_start local
+bench_nginx_start lurk
 
 for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order="local lurk"; else order="lurk local"; fi
@@ -75,7 +48,7 @@ for r in $(seq "$ROUNDS"); do
     done
     for k in $KEYS; do
         for v in $order; do
-            line=$(hsbench "${PORT[$v-$k]}" -V 1.3 -c 1 -d "$SECS" -w 0.3)
+            line=$(hsbench "${PORT[nginx-$v-$k]}" -V 1.3 -c 1 -d "$SECS" -w 0.3)
             valid "$line" || bench_log "nginx $k $v: invalid run: $line"
             record lat "nginx/$k/tls1.3/c1" "$v" "$r" "$line"
         done

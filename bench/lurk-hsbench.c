@@ -36,6 +36,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "bench_stats.h"
+
 typedef struct {
     const char *host;
     int port;
@@ -510,28 +512,6 @@ static void *thread_main(void *arg)
     }
     close(t->ep);
     return NULL;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const double *v, size_t n, double p)
-{
-    size_t i;
-
-    if (n == 0)
-        return 0;
-    /* nearest rank */
-    i = (size_t)(p / 100.0 * (double)n + 0.999999);
-    if (i < 1)
-        i = 1;
-    if (i > n)
-        i = n;
-    return v[i - 1];
 }
 
 int main(int argc, char **argv)

@@ -41,6 +41,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "bench_stats.h"
 #include "lurk_transport.h"
 #include "lurk_wire.h"
 
@@ -418,27 +419,6 @@ static void verify_sig(const slot *s, const uint8_t *sig, size_t len)
         die("signature %d by \"%s\" (scheme 0x%04x) does not verify", verified + 1, opt.key_id,
             opt.scheme);
     verified++;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const double *v, size_t n, double p)
-{
-    size_t i;
-
-    if (n == 0)
-        return 0;
-    i = (size_t)(p / 100.0 * (double)n + 0.999999);
-    if (i < 1)
-        i = 1;
-    if (i > n)
-        i = n;
-    return v[i - 1];
 }
 
 typedef struct {
