@@ -403,7 +403,7 @@ typedef struct {
 
 static const char *const ks_config_known[] = {
     "listen", "tls_cert", "tls_key", "client_ca", "client_crl", "allow_insecure",
-    "workers", "keys", "server_id", "tls13", "tls12", "ffdhe", "rsa_decrypt",
+    "workers", "keys", "server_id", "tls13", "tls12", "ffdhe", "rsa_decrypt", "legacy_hashes",
     "rate", "burst", "key_rate", "key_burst", "replay_window", "replay_cache",
     "max_message", "max_inflight", "max_inflight_per_conn", "max_connections",
     "drain_timeout", "audit_log", "metrics_listen",
@@ -554,7 +554,7 @@ static int ks_main_workers(ks_parse *p, ks_config *cfg)
 
 static int ks_main_policy(ks_parse *p, ks_config *cfg)
 {
-    int tls13, tls12, ffdhe, decrypt;
+    int tls13, tls12, ffdhe, decrypt, legacy;
 
     cfg->policy = ks_policy_default();
     /*
@@ -566,12 +566,23 @@ static int ks_main_policy(ks_parse *p, ks_config *cfg)
     if (ks_main_bool(p, "tls13", cfg->policy.allow_tls13, &tls13) != 0
         || ks_main_bool(p, "tls12", cfg->policy.allow_tls12, &tls12) != 0
         || ks_main_bool(p, "ffdhe", cfg->policy.allow_ffdhe, &ffdhe) != 0
-        || ks_main_bool(p, "rsa_decrypt", cfg->policy.allow_decrypt, &decrypt) != 0)
+        || ks_main_bool(p, "rsa_decrypt", cfg->policy.allow_decrypt, &decrypt) != 0
+        || ks_main_bool(p, "legacy_hashes", 0, &legacy) != 0)
         return -1;
     cfg->policy.allow_tls13 = tls13 != 0;
     cfg->policy.allow_tls12 = tls12 != 0;
     cfg->policy.allow_ffdhe = ffdhe != 0;
     cfg->policy.allow_decrypt = decrypt != 0;
+    /*
+     * SHA-1 and SHA-224 TLS 1.2 signatures are opt-in: a local key serves
+     * them only where the edge's security level lets libssl choose them
+     * (SHA-1 at @SECLEVEL=0), and a key server shared by many edges should
+     * not sign with broken hashes for all of them because one must.
+     */
+    cfg->policy.allow_legacy_hashes = legacy != 0;
+    if (legacy)
+        ks_log(KS_LOG_WARN, "%s: legacy_hashes = yes: TLS 1.2 signatures with SHA-1 and SHA-224 "
+               "are served (only for clients and edges that still choose them)", p->text_name);
     if (!tls13 && !tls12)
         ks_log(KS_LOG_WARN, "%s: tls13 and tls12 are both off: every signature will be refused",
                p->text_name);

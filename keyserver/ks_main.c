@@ -287,7 +287,7 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
                lurk_key_type_name(k->desc.type), k->desc.bits, k->group[0] ? " " : "",
                k->group, hex, k->uri);
         for (size_t j = 0; (s = lurk_scheme_at(j)) != NULL; j++) {
-            if (ks_policy_check_scheme(&k->desc, s).status != LURK__V1__STATUS__STATUS_OK)
+            if (ks_policy_check_scheme(&cfg->policy, &k->desc, s).status != LURK__V1__STATUS__STATUS_OK)
                 continue;
             printf("%s%s", first ? " " : ", ", s->name);
             first = 0;

@@ -692,13 +692,13 @@ void ks_ops_answer_clear(ks_ops_answer *ans)
 
 /* ---- Capabilities, built once ------------------------------------------ */
 
-static size_t ks_ops_fill_schemes(const ks_key *k, uint32_t *out)
+static size_t ks_ops_fill_schemes(const ks_policy *pol, const ks_key *k, uint32_t *out)
 {
     size_t n = 0;
     const lurk_scheme *s;
 
     for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++)
-        if (ks_policy_check_scheme(&k->desc, s).status == ST(OK))
+        if (ks_policy_check_scheme(pol, &k->desc, s).status == ST(OK))
             out[n++] = s->code;
     return n;
 }
@@ -744,7 +744,7 @@ ks_ops *ks_ops_new(const ks_keyring *keys, const ks_policy *policy, const char *
         if (k->group[0] != '\0')
             ki->group = (char *)k->group;
         ki->schemes = &ops->schemes[used];
-        ki->n_schemes = ks_ops_fill_schemes(k, ki->schemes);
+        ki->n_schemes = ks_ops_fill_schemes(policy, k, ki->schemes);
         used += ki->n_schemes;
         ki->decrypt = k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA && policy->allow_decrypt;
         ki->spki_sha256.data = (uint8_t *)k->spki_sha256;

@@ -154,18 +154,45 @@ const char *ks_ctx_kind_name(ks_ctx_kind kind)
 /* Scheme against key                                                 */
 /* ------------------------------------------------------------------ */
 
-ks_verdict ks_policy_check_scheme(const ks_key_desc *key,
+static int ks_md_eq(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+/* RFC 4055 3.1: a restricted key signs with its one hash and MGF1 hash,
+ * and TLS fixes the salt to the hash length, which must meet the minimum. */
+static ks_verdict ks_pss_restrictions(const ks_pss_desc *pss, const lurk_scheme *scheme)
+{
+    if (!pss->restricted)
+        return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, KS_CTX_NONE, "scheme fits the key");
+    if (!ks_md_eq(scheme->md, pss->md))
+        return ks_bad_scheme("the RSA-PSS key's parameters restrict it to another hash");
+    if (!ks_md_eq(scheme->md, pss->mgf1_md))
+        return ks_bad_scheme("the RSA-PSS key's parameters restrict it to another MGF1 hash");
+    if (scheme->md_len < pss->min_saltlen)
+        return ks_bad_scheme("the RSA-PSS key's minimum salt length exceeds the hash length "
+                             "TLS uses as salt");
+    return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, KS_CTX_NONE, "scheme fits the key");
+}
+
+ks_verdict ks_policy_check_scheme(const ks_policy *pol, const ks_key_desc *key,
                                   const lurk_scheme *scheme)
 {
-    if (key == NULL)
+    if (pol == NULL || key == NULL)
         return ks_verdict_make(LURK__V1__STATUS__STATUS_INTERNAL, KS_CTX_NONE,
-                               "policy check without a key description");
+                               "policy check without a policy or key description");
     if (scheme == NULL)
         return ks_bad_scheme("unknown signature scheme");
     /* The scheme table ties Ed25519 keys to 0x0807 alone, so this also
-     * keeps an EdDSA key from ever producing a pre-hashed signature. */
+     * keeps an EdDSA key from ever producing a pre-hashed signature; it
+     * also keeps rsaEncryption keys to rsa_pss_rsae_* and PKCS#1, and
+     * RSA-PSS keys to rsa_pss_pss_*, as RFC 8446 4.2.3 pairs them. */
     if (scheme->key_type != key->type)
         return ks_bad_scheme("signature scheme does not fit the key type");
+    if (scheme->legacy && !pol->allow_legacy_hashes)
+        return ks_bad_scheme("SHA-1 and SHA-224 signatures are off (legacy_hashes = no)");
+    if (key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
+        return ks_pss_restrictions(&key->pss, scheme);
     return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, KS_CTX_NONE,
                            "scheme fits the key");
 }
@@ -245,6 +272,8 @@ static ks_verdict ks_tls13_scheme(const ks_key_desc *key,
 {
     if (scheme->padding == LURK_PAD_PKCS1)
         return ks_bad_scheme("TLS 1.3 forbids RSA PKCS#1 v1.5 in CertificateVerify");
+    if (scheme->legacy)
+        return ks_bad_scheme("TLS 1.3 forbids SHA-1 and SHA-224 in CertificateVerify");
     if (scheme->tls13_group != NULL && !ks_same_curve(scheme->tls13_group, key->group))
         return ks_bad_scheme("TLS 1.3: the ECDSA scheme names another curve than the key's");
     return ks_ok(KS_CTX_TLS13_SERVER_CV);
@@ -493,7 +522,7 @@ ks_verdict ks_policy_check_sign(const ks_policy *pol, const ks_key_desc *key,
         return ks_verdict_make(LURK__V1__STATUS__STATUS_INTERNAL, KS_CTX_NONE,
                                "policy check without a policy");
     scheme = scheme_code <= 0xffffu ? lurk_scheme_find(scheme_code) : NULL;
-    v = ks_policy_check_scheme(key, scheme);
+    v = ks_policy_check_scheme(pol, key, scheme);
     if (v.status != LURK__V1__STATUS__STATUS_OK)
         return v;
     v = ks_structure(pol, tbs, tbs_len);

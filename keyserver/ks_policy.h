@@ -21,11 +21,24 @@
 #define KS_GROUP_X25519    29u
 #define KS_GROUP_X448      30u
 
+/*
+ * An RSA-PSS key's restrictions (RFC 4055 RSASSA-PSS-params in its
+ * SubjectPublicKeyInfo). Digest names are the scheme table's spelling
+ * ("SHA256"), or "" for a digest no TLS scheme uses, which then matches none.
+ */
+typedef struct {
+    unsigned int restricted : 1; /* 0: any rsa_pss_pss_* scheme */
+    const char *md;
+    const char *mgf1_md;
+    unsigned int min_saltlen;
+} ks_pss_desc;
+
 /* The public facts about a key that the policy needs. */
 typedef struct {
     Lurk__V1__KeyType type;
     const char *group;  /* EC only: OpenSSL group name, e.g. "prime256v1" */
     int bits;           /* modulus or curve size */
+    ks_pss_desc pss;    /* RSA-PSS keys only */
 } ks_key_desc;
 
 /* What an operator may narrow; ks_policy_default() is the safe default. */
@@ -34,6 +47,7 @@ typedef struct {
     unsigned int allow_tls12 : 1;
     unsigned int allow_ffdhe : 1;  /* TLS 1.2 DHE ServerKeyExchange */
     unsigned int allow_decrypt : 1; /* TLS 1.2 RSA key exchange */
+    unsigned int allow_legacy_hashes : 1; /* TLS 1.2 SHA-1 and SHA-224 signatures */
     uint32_t groups;               /* bit (1u << i) per entry of ks_groups[] */
     unsigned int min_ffdhe_bits;   /* smallest DH prime accepted, e.g. 2048 */
 } ks_policy;
@@ -57,8 +71,12 @@ ks_policy ks_policy_default(void);
 /* Bit for a NamedGroup in ks_policy.groups, 0 if the group is unknown. */
 uint32_t ks_policy_group_bit(uint16_t named_group);
 
-/* Does this scheme fit this key at all (PSS/PKCS#1 for RSA, ...)? */
-ks_verdict ks_policy_check_scheme(const ks_key_desc *key,
+/*
+ * Does this scheme fit this key at all (PSS/PKCS#1 for RSA, rsa_pss_pss_*
+ * within an RSA-PSS key's restrictions, ...) and does the policy allow its
+ * hash? What Capabilities lists for a key is exactly what passes here.
+ */
+ks_verdict ks_policy_check_scheme(const ks_policy *pol, const ks_key_desc *key,
                                   const lurk_scheme *scheme);
 
 /*

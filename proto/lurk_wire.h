@@ -34,6 +34,15 @@
 #define LURK_SCHEME_RSA_PSS_RSAE_SHA384   0x0805u
 #define LURK_SCHEME_RSA_PSS_RSAE_SHA512   0x0806u
 #define LURK_SCHEME_ED25519               0x0807u
+#define LURK_SCHEME_RSA_PSS_PSS_SHA256    0x0809u
+#define LURK_SCHEME_RSA_PSS_PSS_SHA384    0x080au
+#define LURK_SCHEME_RSA_PSS_PSS_SHA512    0x080bu
+/* TLS 1.2 only (RFC 5246 7.4.1.4.1 hash/signature pairs): SHA-1 and
+ * SHA-224, which the key server signs only with legacy_hashes = yes. */
+#define LURK_SCHEME_RSA_PKCS1_SHA1        0x0201u
+#define LURK_SCHEME_ECDSA_SHA1            0x0203u
+#define LURK_SCHEME_RSA_PKCS1_SHA224      0x0301u
+#define LURK_SCHEME_ECDSA_SHA224          0x0303u
 
 typedef enum {
     LURK_PAD_NONE = 0,  /* ECDSA, EdDSA */
@@ -54,6 +63,7 @@ typedef struct {
      */
     const char *tls13_group; /* OpenSSL group name, e.g. "prime256v1" */
     const char *name;        /* IANA name, for logs */
+    int legacy;              /* hash weaker than SHA-256: TLS 1.2 only, off by default */
 } lurk_scheme;
 
 /* NULL for a code point LURK does not sign with. */

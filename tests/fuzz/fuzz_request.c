@@ -20,11 +20,11 @@
 #define ST(x) LURK__V1__STATUS__STATUS_##x
 
 static const ks_key_desc fuzz_keys[] = {
-    { LURK__V1__KEY_TYPE__KEY_TYPE_RSA, NULL, 2048 },
-    { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "prime256v1", 256 },
-    { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "secp384r1", 384 },
-    { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "P-521", 521 },
-    { LURK__V1__KEY_TYPE__KEY_TYPE_ED25519, NULL, 253 },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_RSA, NULL, 2048, { 0 } },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "prime256v1", 256, { 0 } },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "secp384r1", 384, { 0 } },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "P-521", 521, { 0 } },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_ED25519, NULL, 253, { 0 } },
 };
 #define FUZZ_N_KEYS (sizeof(fuzz_keys) / sizeof(fuzz_keys[0]))
 

@@ -36,11 +36,11 @@
 static const char SERVER_CTX[] = "TLS 1.3, server CertificateVerify";
 static const char CLIENT_CTX[] = "TLS 1.3, client CertificateVerify";
 
-static const ks_key_desc k_rsa = { KT_RSA, NULL, 2048 };
-static const ks_key_desc k_p256 = { KT_EC, "prime256v1", 256 };
-static const ks_key_desc k_p384 = { KT_EC, "secp384r1", 384 };
-static const ks_key_desc k_p521 = { KT_EC, "secp521r1", 521 };
-static const ks_key_desc k_ed = { KT_ED25519, NULL, 256 };
+static const ks_key_desc k_rsa = { KT_RSA, NULL, 2048, { 0 } };
+static const ks_key_desc k_p256 = { KT_EC, "prime256v1", 256, { 0 } };
+static const ks_key_desc k_p384 = { KT_EC, "secp384r1", 384, { 0 } };
+static const ks_key_desc k_p521 = { KT_EC, "secp521r1", 521, { 0 } };
+static const ks_key_desc k_ed = { KT_ED25519, NULL, 256, { 0 } };
 static const ks_key_desc *const all_keys[] = { &k_rsa, &k_p256, &k_p384, &k_p521, &k_ed };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -315,26 +315,29 @@ static void test_kind_names(void **state)
 
 static void test_scheme_fits_key_type(void **state)
 {
+    ks_policy pol = ks_policy_default();
+
     (void)state;
+    pol.allow_legacy_hashes = 1;
     for (size_t k = 0; k < N_KEYS; k++) {
         for (size_t i = 0; lurk_scheme_at(i) != NULL; i++) {
             const lurk_scheme *s = lurk_scheme_at(i);
-            ks_verdict v = ks_policy_check_scheme(all_keys[k], s);
+            ks_verdict v = ks_policy_check_scheme(&pol, all_keys[k], s);
             assert_non_null(v.reason);
             assert_int_equal(v.status, s->key_type == all_keys[k]->type ? ST_OK : ST_SCHEME);
         }
-        assert_int_equal(ks_policy_check_scheme(all_keys[k], NULL).status, ST_SCHEME);
+        assert_int_equal(ks_policy_check_scheme(&pol, all_keys[k], NULL).status, ST_SCHEME);
     }
     /* Ed25519 keys sign with 0x0807 and nothing else. */
     for (size_t i = 0; lurk_scheme_at(i) != NULL; i++) {
         const lurk_scheme *s = lurk_scheme_at(i);
-        assert_int_equal(ks_policy_check_scheme(&k_ed, s).status,
+        assert_int_equal(ks_policy_check_scheme(&pol, &k_ed, s).status,
                          s->code == LURK_SCHEME_ED25519 ? ST_OK : ST_SCHEME);
     }
     {
-        ks_key_desc none = { LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED, NULL, 0 };
+        ks_key_desc none = { LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED, NULL, 0, { 0 } };
         for (size_t i = 0; lurk_scheme_at(i) != NULL; i++)
-            assert_int_equal(ks_policy_check_scheme(&none, lurk_scheme_at(i)).status,
+            assert_int_equal(ks_policy_check_scheme(&pol, &none, lurk_scheme_at(i)).status,
                              ST_SCHEME);
     }
 }
@@ -431,11 +434,11 @@ static void test_tls13_curve_aliases(void **state)
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX];
     size_t n = build_tls13(buf, SERVER_CTX, 48);
-    const ks_key_desc alias1 = { KT_EC, "P-256", 256 };
-    const ks_key_desc alias2 = { KT_EC, "secp256r1", 256 };
-    const ks_key_desc alias3 = { KT_EC, "P-384", 384 };
-    const ks_key_desc nogroup = { KT_EC, NULL, 256 };
-    const ks_key_desc other = { KT_EC, "brainpoolP256r1", 256 };
+    const ks_key_desc alias1 = { KT_EC, "P-256", 256, { 0 } };
+    const ks_key_desc alias2 = { KT_EC, "secp256r1", 256, { 0 } };
+    const ks_key_desc alias3 = { KT_EC, "P-384", 384, { 0 } };
+    const ks_key_desc nogroup = { KT_EC, NULL, 256, { 0 } };
+    const ks_key_desc other = { KT_EC, "brainpoolP256r1", 256, { 0 } };
 
     (void)state;
     EXPECT_OK(&pol, &alias1, LURK_SCHEME_ECDSA_SECP256R1_SHA256, buf, n, KS_CTX_TLS13_SERVER_CV);
@@ -565,7 +568,7 @@ static void test_tls12_ecdhe_accepted(void **state)
         /* Every scheme of every key type, PKCS#1 and any ECDSA curve too. */
         for (size_t k = 0; k < N_KEYS; k++)
             for (size_t i = 0; lurk_scheme_at(i) != NULL; i++)
-                if (lurk_scheme_at(i)->key_type == all_keys[k]->type)
+                if (lurk_scheme_at(i)->key_type == all_keys[k]->type && !lurk_scheme_at(i)->legacy)
                     EXPECT_OK(&pol, all_keys[k], lurk_scheme_at(i)->code, buf, n,
                               KS_CTX_TLS12_SKE_ECDHE);
     }
@@ -775,7 +778,7 @@ static void test_tls12_ffdhe_accepted(void **state)
         assert_true(n <= LURK_MAX_TBS);
         for (size_t k = 0; k < N_KEYS; k++)
             for (size_t i = 0; lurk_scheme_at(i) != NULL; i++)
-                if (lurk_scheme_at(i)->key_type == all_keys[k]->type)
+                if (lurk_scheme_at(i)->key_type == all_keys[k]->type && !lurk_scheme_at(i)->legacy)
                     EXPECT_OK(&pol, all_keys[k], lurk_scheme_at(i)->code, buf, n,
                               KS_CTX_TLS12_SKE_FFDHE);
     }
@@ -1067,7 +1070,8 @@ static void test_null_arguments(void **state)
                                               buf, n).status, ST_OK);
     assert_int_not_equal(ks_policy_check_decrypt(NULL, &k_rsa, 256, 256, 0x0303).status, ST_OK);
     assert_int_not_equal(ks_policy_check_decrypt(&pol, NULL, 256, 256, 0x0303).status, ST_OK);
-    assert_int_not_equal(ks_policy_check_scheme(NULL, lurk_scheme_find(0x0804)).status, ST_OK);
+    assert_int_not_equal(ks_policy_check_scheme(&pol, NULL, lurk_scheme_find(0x0804)).status, ST_OK);
+    assert_int_not_equal(ks_policy_check_scheme(NULL, &k_rsa, lurk_scheme_find(0x0804)).status, ST_OK);
 }
 
 /* ------------------------------------------------------------------ */

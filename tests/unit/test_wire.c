@@ -819,10 +819,13 @@ static void test_scheme_table(void **state)
         LURK_SCHEME_ECDSA_SECP384R1_SHA384, LURK_SCHEME_ECDSA_SECP521R1_SHA512,
         LURK_SCHEME_RSA_PSS_RSAE_SHA256, LURK_SCHEME_RSA_PSS_RSAE_SHA384,
         LURK_SCHEME_RSA_PSS_RSAE_SHA512, LURK_SCHEME_ED25519,
+        LURK_SCHEME_RSA_PSS_PSS_SHA256, LURK_SCHEME_RSA_PSS_PSS_SHA384,
+        LURK_SCHEME_RSA_PSS_PSS_SHA512, LURK_SCHEME_RSA_PKCS1_SHA1, LURK_SCHEME_ECDSA_SHA1,
+        LURK_SCHEME_RSA_PKCS1_SHA224, LURK_SCHEME_ECDSA_SHA224,
     };
+    /* DSA, ed448, rsa_pkcs1_md5 and rsa_pss_pss with no hash of its own. */
     static const uint32_t unknown[] = {
-        0, 0x0201, 0x0203, 0x0402, 0x0808, 0x0809, 0x080a, 0x080b, 0xffff,
-        0x10401, 0x10807, 0xffffffffu,
+        0, 0x0101, 0x0202, 0x0402, 0x0808, 0x080c, 0xffff, 0x10401, 0x10807, 0xffffffffu,
     };
     size_t count = 0;
 
@@ -844,9 +847,15 @@ static void test_scheme_table(void **state)
             assert_null(s->tls13_group);
             assert_int_equal(s->padding == LURK_PAD_PKCS1, (s->code & 0xff) == 0x01);
             break;
+        case LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS:
+            assert_int_equal(s->padding, LURK_PAD_PSS);
+            assert_null(s->tls13_group);
+            assert_int_equal(s->code >> 8, 0x08);
+            break;
         case LURK__V1__KEY_TYPE__KEY_TYPE_EC:
             assert_int_equal(s->padding, LURK_PAD_NONE);
-            assert_non_null(s->tls13_group);
+            /* TLS 1.3 binds a curve; the TLS 1.2-only legacy pairs do not. */
+            assert_int_equal(s->tls13_group == NULL, s->legacy);
             break;
         case LURK__V1__KEY_TYPE__KEY_TYPE_ED25519:
             assert_int_equal(s->code, LURK_SCHEME_ED25519);
@@ -856,8 +865,10 @@ static void test_scheme_table(void **state)
         default:
             fail();
         }
-        if (s->md != NULL)
+        if (s->md != NULL && !s->legacy)
             assert_true(s->md_len == 32 || s->md_len == 48 || s->md_len == 64);
+        if (s->legacy)
+            assert_true(s->md_len == 20 || s->md_len == 28);
     }
     assert_int_equal(count, sizeof(known) / sizeof(known[0]));
     assert_null(lurk_scheme_at(count + 1));
