@@ -119,6 +119,7 @@ static void lurk_prov_ctx_free(LURK_PROV_CTX *prov)
     if (prov == NULL)
         return;
     lurk_rpc_teardown(prov);
+    lurk_caps_teardown(prov);
     lurk_url_list_free(prov->servers);
     free(prov->tls_cert);
     free(prov->tls_key);

@@ -39,6 +39,7 @@ enum {
 };
 
 typedef struct lurk_client lurk_client;
+typedef struct lurk_caps lurk_caps;
 
 typedef struct lurk_prov_ctx_st {
     const OSSL_CORE_HANDLE *handle;
@@ -57,6 +58,7 @@ typedef struct lurk_prov_ctx_st {
     pthread_mutex_t lock;
     lurk_client *client;
     pid_t client_pid;
+    lurk_caps *caps;               /* the key server's Capabilities, see lurk_caps.c */
 } LURK_PROV_CTX;
 
 /* A key held by the key server, or a bare public key imported for match. */
@@ -100,6 +102,16 @@ int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id,
                             Lurk__V1__KeyType *type,
                             unsigned char **spki, size_t *spki_len);
 void lurk_rpc_teardown(LURK_PROV_CTX *prov);
+/* The key server's Capabilities answer (free with
+ * lurk__v1__response__free_unpacked), or NULL with an error raised that
+ * names key_id, the key whose question needed it. */
+Lurk__V1__Response *lurk_rpc_capabilities(LURK_PROV_CTX *prov, const char *key_id);
+
+/* lurk_caps.c: does the key server sign `scheme` with this key, decrypt
+ * with it? 1 yes, 0 no or unknown (key server unreachable). */
+int lurk_caps_signs(LURK_PROV_CTX *prov, const char *key_id, uint32_t scheme);
+int lurk_caps_decrypts(LURK_PROV_CTX *prov, const char *key_id);
+void lurk_caps_teardown(LURK_PROV_CTX *prov);
 
 /* Dispatch tables, one file each. */
 extern const OSSL_DISPATCH lurk_rsa_keymgmt_functions[];

@@ -272,6 +272,16 @@ int lurk_rpc_sign(LURK_PROV_CTX *prov, const char *key_id, uint16_t scheme,
     return ok;
 }
 
+Lurk__V1__Response *lurk_rpc_capabilities(LURK_PROV_CTX *prov, const char *key_id)
+{
+    Lurk__V1__Request req = LURK__V1__REQUEST__INIT;
+    Lurk__V1__CapabilitiesRequest caps = LURK__V1__CAPABILITIES_REQUEST__INIT;
+
+    req.op_case = LURK__V1__REQUEST__OP_CAPABILITIES;
+    req.capabilities = &caps;
+    return lurk_rpc_call(prov, key_id, &req, LURK__V1__RESPONSE__RESULT_CAPABILITIES);
+}
+
 int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id,
                      const unsigned char *ct, size_t ct_len,
                      unsigned int client_version, unsigned int negotiated_version,

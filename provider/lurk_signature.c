@@ -43,6 +43,10 @@ static const struct {
     { "2.16.840.1.101.3.4.2.2", "SHA384" },
     { "SHA512", "SHA512" }, { "SHA2-512", "SHA512" }, { "SHA-512", "SHA512" },
     { "2.16.840.1.101.3.4.2.3", "SHA512" },
+    /* TLS 1.2 only, and only where the key server allows them (lurk_caps.c). */
+    { "SHA1", "SHA1" }, { "SHA-1", "SHA1" }, { "1.3.14.3.2.26", "SHA1" },
+    { "SHA224", "SHA224" }, { "SHA2-224", "SHA224" }, { "SHA-224", "SHA224" },
+    { "2.16.840.1.101.3.4.2.4", "SHA224" },
 };
 
 static const char *lurk_sig_md_canonical(const char *name)
@@ -126,6 +130,35 @@ static void *lurk_sig_dupctx(void *vctx)
     return dst;
 }
 
+/*
+ * SHA-1 and SHA-224 signatures: answer as the key server will sign, which
+ * its Capabilities say (legacy_hashes). An RSA key also takes SHA-1 where
+ * the key server decrypts with it: libssl checks the TLS 1.2 implied
+ * signature algorithm (rsa_pkcs1_sha1, for a client that sends no
+ * signature_algorithms) even for RSA key exchange, which signs nothing, and
+ * a "no" here would fail those handshakes with "wrong signature type" where
+ * a local key serves them. libssl only asks at a security level that allows
+ * SHA-1 (@SECLEVEL=0).
+ */
+static int lurk_sig_legacy_ok(LURK_SIG_CTX *ctx, const char *mdname)
+{
+    const lurk_scheme *s;
+
+    for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++)
+        if (s->legacy && s->key_type == ctx->type && strcmp(s->md, ctx->md) == 0)
+            break;
+    if (s != NULL && ctx->key != NULL
+        && (lurk_caps_signs(ctx->prov, ctx->key->key_id, s->code)
+            || (s->code == LURK_SCHEME_RSA_PKCS1_SHA1
+                && lurk_caps_decrypts(ctx->prov, ctx->key->key_id))))
+        return 1;
+    lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
+               "digest %s: the key server does not sign with it for this key (it needs "
+               "legacy_hashes = yes in the key server's configuration) or cannot be reached",
+               mdname);
+    return 0;
+}
+
 static int lurk_sig_set_md(LURK_SIG_CTX *ctx, const char *mdname)
 {
     if (ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_ED25519) {
@@ -141,9 +174,12 @@ static int lurk_sig_set_md(LURK_SIG_CTX *ctx, const char *mdname)
         mdname = "SHA256";
     if ((ctx->md = lurk_sig_md_canonical(mdname)) == NULL) {
         lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
-                   "digest %s: lurk keys sign TLS with SHA-256, SHA-384 or SHA-512 only", mdname);
+                   "digest %s: lurk keys sign TLS with SHA-256, SHA-384 or SHA-512 (SHA-1 and "
+                   "SHA-224 with legacy_hashes = yes on the key server)", mdname);
         return 0;
     }
+    if (strcmp(ctx->md, "SHA1") == 0 || strcmp(ctx->md, "SHA224") == 0)
+        return lurk_sig_legacy_ok(ctx, mdname);
     return 1;
 }
 

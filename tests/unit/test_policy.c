@@ -369,6 +369,41 @@ static void test_unknown_and_wrong_schemes(void **state)
     EXPECT_REFUSED(&pol, &k_rsa, 0x0201, NULL, 0, ST_SCHEME);
 }
 
+/*
+ * SHA-1 and SHA-224 (TLS 1.2 only): refused by default with a reason that
+ * names the setting, signed with legacy_hashes = yes, never in TLS 1.3.
+ */
+static void test_legacy_hashes(void **state)
+{
+    static const struct {
+        const ks_key_desc *key;
+        uint32_t scheme;
+    } legacy[] = {
+        { &k_rsa, LURK_SCHEME_RSA_PKCS1_SHA1 }, { &k_rsa, LURK_SCHEME_RSA_PKCS1_SHA224 },
+        { &k_p256, LURK_SCHEME_ECDSA_SHA1 }, { &k_p384, LURK_SCHEME_ECDSA_SHA224 },
+        { &k_p521, LURK_SCHEME_ECDSA_SHA1 },
+    };
+    ks_policy off = ks_policy_default(), on = ks_policy_default();
+    uint8_t ske[BUF_MAX], cv[BUF_MAX];
+    size_t n_ske = build_ecdhe(ske, &shares[0]), n_cv = build_tls13(cv, SERVER_CTX, 32);
+
+    (void)state;
+    assert_false(off.allow_legacy_hashes);
+    on.allow_legacy_hashes = 1;
+    for (size_t i = 0; i < sizeof(legacy) / sizeof(legacy[0]); i++) {
+        ks_verdict v = EXPECT_REFUSED(&off, legacy[i].key, legacy[i].scheme, ske, n_ske, ST_SCHEME);
+        assert_non_null(strstr(v.reason, "legacy_hashes"));
+        assert_int_equal(ks_policy_check_scheme(&off, legacy[i].key,
+                                                lurk_scheme_find(legacy[i].scheme)).status,
+                         ST_SCHEME);
+        EXPECT_OK(&on, legacy[i].key, legacy[i].scheme, ske, n_ske, KS_CTX_TLS12_SKE_ECDHE);
+        EXPECT_REFUSED(&on, legacy[i].key, legacy[i].scheme, cv, n_cv, ST_SCHEME);
+    }
+    /* Ed25519 has no legacy form, and a legacy RSA scheme never fits EC. */
+    EXPECT_REFUSED(&on, &k_ed, LURK_SCHEME_ECDSA_SHA1, ske, n_ske, ST_SCHEME);
+    EXPECT_REFUSED(&on, &k_p256, LURK_SCHEME_RSA_PKCS1_SHA1, ske, n_ske, ST_SCHEME);
+}
+
 /* ------------------------------------------------------------------ */
 /* TLS 1.3                                                            */
 /* ------------------------------------------------------------------ */
@@ -1135,6 +1170,7 @@ int main(void)
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_scheme_fits_key_type),
         cmocka_unit_test(test_unknown_and_wrong_schemes),
+        cmocka_unit_test(test_legacy_hashes),
         cmocka_unit_test(test_tls13_accepted),
         cmocka_unit_test(test_tls13_scheme_rules),
         cmocka_unit_test(test_tls13_curve_aliases),
