@@ -84,6 +84,7 @@ static void ks_usage(FILE *out)
 "  tls12 = yes           sign (D)TLS 1.2 ServerKeyExchange\n"
 "  ffdhe = yes           ... including finite-field DHE parameters\n"
 "  rsa_decrypt = no      yes: decrypt TLS 1.2 RSA key exchange premasters\n"
+"  legacy_hashes = no    yes: also sign TLS 1.2 with SHA-1 and SHA-224 (old clients)\n"
 "                        (off by default: see docs/security.md)\n"
 "  rate = 0, burst = 0   Sign+Decrypt per second (and bucket size) for all\n"
 "                        edges of the single [keyserver] form; 0 = unlimited\n"
@@ -272,9 +273,10 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
     printf("  audit_log   %s\n", cfg->audit_log != NULL ? cfg->audit_log : "(standard error)");
     printf("  metrics     %s\n", cfg->metrics_listen != NULL ? cfg->metrics_listen : "(off)");
     printf("  workers     %u%s\n", cfg->workers, cfg->workers_set == 0 ? " (automatic)" : "");
-    printf("  policy      tls13 %s, tls12 %s, ffdhe %s, rsa_decrypt %s\n",
+    printf("  policy      tls13 %s, tls12 %s, ffdhe %s, rsa_decrypt %s, legacy_hashes %s\n",
            cfg->policy.allow_tls13 ? "yes" : "no", cfg->policy.allow_tls12 ? "yes" : "no",
-           cfg->policy.allow_ffdhe ? "yes" : "no", cfg->policy.allow_decrypt ? "yes" : "no");
+           cfg->policy.allow_ffdhe ? "yes" : "no", cfg->policy.allow_decrypt ? "yes" : "no",
+           cfg->policy.allow_legacy_hashes ? "yes" : "no");
     printf("  epoch       %016llx\n", (unsigned long long)kr->epoch);
     printf("  keys        %zu\n", kr->n);
     for (size_t i = 0; i < kr->n; i++) {

@@ -125,6 +125,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->policy.allow_ffdhe, def.allow_ffdhe);
     /* RSA key exchange is opt-in (docs/security.md). */
     assert_false(cfg->policy.allow_decrypt);
+    /* So are SHA-1 and SHA-224 signatures. */
+    assert_false(cfg->policy.allow_legacy_hashes);
     assert_int_equal(cfg->policy.groups, def.groups);
     assert_memory_not_equal(cfg->text_sha256, zero, sizeof(zero));
     ks_config_free(cfg);
@@ -155,8 +157,9 @@ static void test_policy_knobs(void **state)
     ks_config_free(cfg);
 
     cfg = parse_ok("[keyserver]\nlisten = ipc:///tmp/ks.sock\n"
-                   "tls13 = 0\ntls12 = TRUE\nffdhe = on\nrsa_decrypt = 1\n"
+                   "tls13 = 0\ntls12 = TRUE\nffdhe = on\nrsa_decrypt = 1\nlegacy_hashes = yes\n"
                    "[keys]\nk = k.pem\n");
+    assert_true(cfg->policy.allow_legacy_hashes);
     assert_false(cfg->policy.allow_tls13);
     assert_true(cfg->policy.allow_tls12);
     assert_true(cfg->policy.allow_ffdhe);
@@ -165,6 +168,8 @@ static void test_policy_knobs(void **state)
 
     parse_refused("[keyserver]\nlisten = ipc:///tmp/ks.sock\nrsa_decrypt = maybe\n"
                   "[keys]\nk = k.pem\n", ":3: rsa_decrypt: \"maybe\" is not yes or no");
+    parse_refused("[keyserver]\nlisten = ipc:///tmp/ks.sock\nlegacy_hashes = sha1\n"
+                  "[keys]\nk = k.pem\n", ":3: legacy_hashes: \"sha1\" is not yes or no");
 }
 
 static void test_keys_section_name(void **state)
