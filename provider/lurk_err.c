@@ -47,7 +47,8 @@ void lurk_err_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in)
     }
 }
 
-void lurk_raise(const LURK_PROV_CTX *prov, int reason, const char *fmt, ...)
+void lurk_raise_at(const LURK_PROV_CTX *prov, int reason, const char *file, int line,
+                   const char *func, const char *fmt, ...)
 {
     va_list ap;
 
@@ -55,7 +56,7 @@ void lurk_raise(const LURK_PROV_CTX *prov, int reason, const char *fmt, ...)
         return;
     lurk_core_new_error(prov->handle);
     if (lurk_core_set_error_debug != NULL)
-        lurk_core_set_error_debug(prov->handle, NULL, 0, NULL);
+        lurk_core_set_error_debug(prov->handle, file, line, func);
     va_start(ap, fmt);
     lurk_core_vset_error(prov->handle, (uint32_t)reason, fmt, ap);
     va_end(ap);

@@ -16,6 +16,7 @@
 
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "lurk_wire.h"
@@ -74,7 +75,16 @@ int lurk_prov_usable(const LURK_PROV_CTX *prov);
 
 /* lurk_err.c */
 void lurk_err_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in);
-void lurk_raise(const LURK_PROV_CTX *prov, int reason, const char *fmt, ...);
+/*
+ * Raise an error with this provider's reason and a printf detail; like
+ * ERR_raise_data, it records where: `openssl errstr`-style reports and
+ * ERR_print_errors then name our file, line and function.
+ */
+#define lurk_raise(prov, reason, ...) \
+    lurk_raise_at((prov), (reason), OPENSSL_FILE, OPENSSL_LINE, OPENSSL_FUNC, __VA_ARGS__)
+void lurk_raise_at(const LURK_PROV_CTX *prov, int reason, const char *file, int line,
+                   const char *func, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 const OSSL_ITEM *lurk_reason_strings(void);
 
 /* lurk_key.c */
