@@ -540,13 +540,6 @@ ks_verdict ks_policy_check_sign(const ks_policy *pol, const ks_key_desc *key,
 /* RSA key exchange                                                   */
 /* ------------------------------------------------------------------ */
 
-/* Whatever the client put in ClientHello.client_version for a protocol
- * that can carry RSA key exchange: SSL 3.0 to TLS 1.3, DTLS 1.0 and 1.2. */
-static int ks_client_version_ok(uint32_t v)
-{
-    return (v >= 0x0300u && v <= 0x0304u) || v == 0xfeffu || v == 0xfefdu;
-}
-
 ks_verdict ks_policy_check_decrypt(const ks_policy *pol,
                                    const ks_key_desc *key,
                                    size_t ciphertext_len, size_t modulus_len,
@@ -565,7 +558,7 @@ ks_verdict ks_policy_check_decrypt(const ks_policy *pol,
     if (modulus_len == 0 || ciphertext_len != modulus_len)
         return ks_verdict_make(LURK__V1__STATUS__STATUS_MALFORMED, KS_CTX_NONE,
                                "ciphertext length is not the modulus length");
-    if (!ks_client_version_ok(client_version))
+    if (!lurk_tls_version_valid(client_version))
         return ks_verdict_make(LURK__V1__STATUS__STATUS_MALFORMED, KS_CTX_NONE,
                                "client version is not a TLS or DTLS 1.x version");
     return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, KS_CTX_NONE,

@@ -1,6 +1,6 @@
 /*
- * The nng side of the contract: which URLs are acceptable, how mutual TLS
- * is set up (lurk_transport.c), and the req/rep client shared by the
+ * The nng side of the contract: how mutual TLS is set up
+ * (lurk_transport.c), and the req/rep client shared by the
  * provider, the admin tool and the tests, with failover across several key
  * servers (lurk_client.c).
  *
@@ -16,25 +16,9 @@
 #include <nng/nng.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include "lurk_url.h"
 #include "lurk_wire.h"
 
-typedef enum {
-    LURK_URL_INVALID = 0,
-    LURK_URL_TLS,   /* tls+tcp://host:port, mutual TLS: the recommended form */
-    LURK_URL_IPC,   /* ipc:///path, same host only */
-    LURK_URL_TCP    /* tcp://host:port, cleartext: only when marked insecure */
-} lurk_url_kind;
-
-lurk_url_kind lurk_url_classify(const char *url);
-
-/*
- * Parse a list of URLs separated by spaces or commas into a NULL-terminated
- * array (free with lurk_url_list_free). Fails on an empty list, an invalid
- * URL, or tcp:// unless allow_insecure.
- */
-char **lurk_url_list_parse(const char *text, int allow_insecure,
-                           char *err, size_t errlen);
-void lurk_url_list_free(char **urls);
 
 typedef struct {
     const char *cert;        /* own certificate chain (PEM) */

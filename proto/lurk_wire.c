@@ -96,8 +96,7 @@ int lurk_key_id_valid(const char *id)
     return n > 0 && id[0] != '.' && id[0] != '-';
 }
 
-/* SSL 3.0 to TLS 1.3, DTLS 1.0 and 1.2: what libssl may pass. */
-static int lurk_tls_version_valid(uint32_t v)
+int lurk_tls_version_valid(uint32_t v)
 {
     return (v >= 0x0300u && v <= 0x0304u) || v == 0xfeffu || v == 0xfefdu;
 }

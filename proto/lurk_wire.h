@@ -72,6 +72,9 @@ const lurk_scheme *lurk_scheme_find(uint32_t code);
 /* Iterate: returns the i-th scheme or NULL past the end. */
 const lurk_scheme *lurk_scheme_at(size_t i);
 
+/* SSL 3.0 to TLS 1.3, DTLS 1.0 and 1.2: a version libssl may pass. */
+int lurk_tls_version_valid(uint32_t v);
+
 /* snprintf into an optional error buffer (err may be NULL). */
 void lurk_errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -97,10 +100,12 @@ Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req,
                                     const char **why);
 
 /*
- * Decode a request from untrusted bytes. Returns NULL and sets *why for
- * anything malformed or over the limits; the result passed
- * lurk_request_check() except for the version, which the caller answers
- * with STATUS_UNSUPPORTED_VERSION. Free with lurk__v1__request__free_unpacked.
+ * Decode a request from untrusted bytes. NULL when the bytes are over
+ * LURK_MAX_MESSAGE or are not protobuf (*status MALFORMED, *why set).
+ * Otherwise the decoded request, with *status the verdict of
+ * lurk_request_check(): STATUS_OK, or the status to answer with (*why set),
+ * so that a refusal can still echo the request id. Free with
+ * lurk__v1__request__free_unpacked.
  */
 Lurk__V1__Request *lurk_request_decode(const uint8_t *buf, size_t len,
                                        Lurk__V1__Status *status,
