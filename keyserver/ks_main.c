@@ -295,11 +295,12 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
         int first = 1;
 
         ks_keys_hex(k->spki_sha256, sizeof(k->spki_sha256), hex);
-        printf("    %s: %s %d bits%s%s, spki sha256 %s\n      from %s\n      schemes", k->id,
+        printf("    %s: %s %d bits%s%s, spki sha256 %s\n      from %s\n", k->id,
                lurk_key_type_name(k->desc.type), k->desc.bits, k->group[0] ? " " : "",
                k->group, hex, k->uri);
         if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
             ks_check_pss(&k->desc.pss);
+        printf("      schemes");
         for (size_t j = 0; (s = lurk_scheme_at(j)) != NULL; j++) {
             if (ks_policy_check_scheme(&cfg->policy, &k->desc, s).status != LURK__V1__STATUS__STATUS_OK)
                 continue;
