@@ -57,6 +57,23 @@ done
 lurk_grep "capabilities: RSA-PSS type" '^key pss256: RSA-PSS 2048' "$W/caps.log"
 lurk_grep "capabilities: the restrictions" 'rsa-pss: hash SHA256, mgf1 SHA256, min-salt 32' "$W/caps.log"
 
+# Refusals the provider makes locally, without an RPC: with no key server
+# behind the provider they must still name the real reason at once.
+lurk_openssl_cnf "$LURK_T/dead.cnf" "tls+tcp://127.0.0.1:$(lurk_port)" "timeout_ms = 3000"
+echo data > "$W/msg"
+refusal() {
+    local desc=$1 want=$2 out=$W/refusal-$RANDOM.log; shift 2
+    env OPENSSL_CONF="$LURK_T/dead.cnf" timeout 10 "$@" > "$out" 2>&1
+    lurk_check "$desc: refused" test $? -ne 0
+    lurk_grep "$desc: $want" "$want" "$out"
+}
+refusal "restricted key, SHA-384 (at DigestSignInit, no RPC)"     'restrict it to hash SHA256 with MGF1 SHA256, not SHA384'     openssl dgst -sha384 -sign "$LURK_T/ref/pss256.pem" -out "$W/sig" "$W/msg"
+refusal "RSA-PSS key, PKCS#1 v1.5 padding" 'an RSA-PSS key signs with PSS only'     openssl dgst -sha256 -sigopt rsa_padding_mode:pkcs1 -sign "$LURK_T/ref/pss.pem" -out "$W/sig" "$W/msg"
+for f in "$LURK_T/ref/pss.pem" "$LURK_T/keys/pss.pem"; do
+    refusal "decryption with $(basename "$(dirname "$f")")/pss.pem, as with a local key"         'operation not supported for this keytype' openssl pkeyutl -decrypt -inkey "$f" -in "$W/msg"
+    refusal "$(basename "$(dirname "$f")")/pss256.pem with pss.crt: mismatch" 'key values mismatch'         openssl s_server -accept "$(lurk_port)" -cert "$W/pss.crt" -key "${f/pss.pem/pss256.pem}"
+done
+
 # Each key twice: "lurk" (the reference file) and "local" (the key file).
 declare -A PORT KEYFILE
 for k in pss pss256; do
