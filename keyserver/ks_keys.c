@@ -152,6 +152,20 @@ static int ks_keys_rsa_bits(const ks_key *k, char *err, size_t errlen)
     return 0;
 }
 
+/* Does any rsa_pss_pss_* scheme fit these restrictions (as ks_policy checks them)? */
+static int ks_keys_pss_usable(const lurk_pss_restrictions *r)
+{
+    const lurk_scheme *s;
+
+    if (!r->restricted)
+        return 1;
+    for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++)
+        if (s->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && strcmp(s->md, r->md) == 0
+            && strcmp(s->md, r->mgf1_md) == 0 && s->md_len >= r->min_saltlen)
+            return 1;
+    return 0;
+}
+
 /*
  * The restrictions decide which rsa_pss_pss_* schemes the key signs, so a
  * restricted key whose parameters cannot be read is refused rather than
@@ -171,10 +185,11 @@ static int ks_keys_pss(ks_key *k, char *err, size_t errlen)
     k->desc.pss.md = r.md;
     k->desc.pss.mgf1_md = r.mgf1_md;
     k->desc.pss.min_saltlen = r.min_saltlen;
-    if (r.restricted && (r.md[0] == '\0' || strcmp(r.md, r.mgf1_md) != 0))
+    if (!ks_keys_pss_usable(&r))
         ks_log(KS_LOG_WARN, "key \"%s\": its RSA-PSS restrictions fit no TLS signature "
-               "scheme (TLS needs SHA-256, SHA-384 or SHA-512 with the same MGF1 hash); "
-               "every signature with it will be refused", k->id);
+               "scheme (TLS needs SHA-256, SHA-384 or SHA-512 with the same MGF1 hash and a "
+               "minimum salt length no longer than the hash); every signature with it will "
+               "be refused", k->id);
     return 0;
 }
 

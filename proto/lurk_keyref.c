@@ -7,6 +7,7 @@
  */
 #include "lurk_keyref.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,29 +64,43 @@ static const char *lurk_pss_md_spelling(OSSL_LIB_CTX *libctx, const char *name)
     return out;
 }
 
+/*
+ * OpenSSL 3.0 reports a restricted key's hash as mandatory-digest, but
+ * leaves out of rsa-digest and rsa-mgf1-digest a value equal to the
+ * RFC 4055 default (SHA-1): read absent ones as that default, or a key
+ * restricted to SHA-1 would pass for an unrestricted one.
+ */
+#define LURK_PSS_DEFAULT_MD      "SHA1"
+#define LURK_PSS_DEFAULT_SALTLEN 20
+
+static void lurk_pss_param(const EVP_PKEY *pkey, const char *name, char *buf, size_t len)
+{
+    if (EVP_PKEY_get_utf8_string_param(pkey, name, buf, len, NULL) != 1)
+        snprintf(buf, len, "%s", LURK_PSS_DEFAULT_MD);
+}
+
 int lurk_pss_restrictions_of(const EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
                              lurk_pss_restrictions *out)
 {
     char md[64], mgf1[64];
-    int salt = 0;
-    int ok;
+    int salt = LURK_PSS_DEFAULT_SALTLEN;
 
     memset(out, 0, sizeof(*out));
     out->md = out->mgf1_md = "";
     ERR_set_mark();
-    /* Absent on an unrestricted key: that is the "any scheme" case. */
-    if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_RSA_DIGEST, md, sizeof(md),
+    /* Only a restricted key has a mandatory digest: else any scheme fits. */
+    if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_MANDATORY_DIGEST, md, sizeof(md),
                                        NULL) != 1) {
         ERR_pop_to_mark();
         return 1;
     }
     out->restricted = 1;
-    ok = EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_RSA_MGF1_DIGEST, mgf1,
-                                        sizeof(mgf1), NULL) == 1
-         && EVP_PKEY_get_int_param(pkey, OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, &salt) == 1
-         && salt >= 0;
+    lurk_pss_param(pkey, OSSL_PKEY_PARAM_RSA_DIGEST, md, sizeof(md));
+    lurk_pss_param(pkey, OSSL_PKEY_PARAM_RSA_MGF1_DIGEST, mgf1, sizeof(mgf1));
+    if (EVP_PKEY_get_int_param(pkey, OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, &salt) != 1)
+        salt = LURK_PSS_DEFAULT_SALTLEN;
     ERR_pop_to_mark();
-    if (!ok)
+    if (salt < 0)
         return 0;
     out->md = lurk_pss_md_spelling(libctx, md);
     out->mgf1_md = lurk_pss_md_spelling(libctx, mgf1);

@@ -94,10 +94,11 @@ typedef struct {
 } lurk_pss_restrictions;
 
 /*
- * Reads them from a key (private or public) of type RSA-PSS: OpenSSL
- * reports OSSL_PKEY_PARAM_RSA_DIGEST only for a restricted key. libctx may
- * be NULL. Returns 1, or 0 when a restricted key's parameters cannot be
- * read (which must not be mistaken for "unrestricted").
+ * Reads them from a key (private or public) of type RSA-PSS: OpenSSL 3.0
+ * reports OSSL_PKEY_PARAM_MANDATORY_DIGEST only for a restricted key, and
+ * omits a hash or MGF1 hash equal to the RFC 4055 default (SHA-1), which is
+ * then taken as that default. libctx may be NULL. Returns 1, or 0 when a
+ * restricted key's parameters make no sense.
  */
 int lurk_pss_restrictions_of(const EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
                              lurk_pss_restrictions *out);

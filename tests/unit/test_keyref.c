@@ -359,6 +359,52 @@ static void test_limits_fit(void **state)
     free(b.der);
 }
 
+/*
+ * OpenSSL 3.0 leaves a hash equal to the RFC 4055 default (SHA-1) out of
+ * the key's parameters: such a key is still restricted, to SHA-1 (which
+ * no TLS scheme uses, ""), not unrestricted.
+ */
+static void test_pss_restrictions_with_defaults(void **state)
+{
+    EVP_PKEY_CTX *ctx;
+    EVP_PKEY *pk = NULL;
+    lurk_pss_restrictions r;
+    blob b;
+
+    (void)state;
+    /* rsa_pss_keygen_md:sha1 alone: every parameter is the default. */
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA-PSS", NULL);
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_true(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048) > 0);
+    assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(ctx, "SHA1", NULL) > 0);
+    assert_int_equal(EVP_PKEY_keygen(ctx, &pk), 1);
+    EVP_PKEY_CTX_free(ctx);
+    b = spki_of(pk);
+    r = pss_of(&b);
+    assert_int_equal(r.restricted, 1);
+    assert_string_equal(r.md, "");
+    assert_string_equal(r.mgf1_md, "");
+    assert_int_equal(r.min_saltlen, 20);
+    OPENSSL_free(b.der);
+
+    /* rsa_pss_keygen_md:sha256 alone: MGF1 stays the default SHA-1. */
+    pk = NULL;
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA-PSS", NULL);
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_true(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048) > 0);
+    assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(ctx, "SHA256", NULL) > 0);
+    assert_int_equal(EVP_PKEY_keygen(ctx, &pk), 1);
+    EVP_PKEY_CTX_free(ctx);
+    b = spki_of(pk);
+    r = pss_of(&b);
+    assert_int_equal(r.restricted, 1);
+    assert_string_equal(r.md, "SHA256");
+    assert_string_equal(r.mgf1_md, "");
+    OPENSSL_free(b.der);
+}
+
 /* ------------------------------------------------------------------ */
 /* Refused input                                                      */
 /* ------------------------------------------------------------------ */
@@ -571,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_ec),
         cmocka_unit_test(test_round_trip_ed25519),
         cmocka_unit_test(test_round_trip_rsa_pss),
+        cmocka_unit_test(test_pss_restrictions_with_defaults),
         cmocka_unit_test(test_pem_round_trip),
         cmocka_unit_test(test_limits_fit),
         cmocka_unit_test(test_truncated),
