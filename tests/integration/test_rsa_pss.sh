@@ -88,7 +88,11 @@ for k in pss pss256; do
             -dtls -accept "${PORT[dtls-$k-$how]}" -cert "$W/$k.crt" -key "${KEYFILE[$k-$how]}"
     done
 done
-for p in pss-lurk pss-local pss256-lurk pss256-local; do
+# And the store: `-key lurk://pss256` (GetPublicKey at load).
+PORT[pss256-uri]=$(lurk_port)
+OPENSSL_CONF=$LURK_T/openssl.cnf lurk_bg "s_server-pss256-uri" openssl s_server -www \
+    -accept "${PORT[pss256-uri]}" -cert "$W/pss256.crt" -key lurk://pss256
+for p in pss-lurk pss-local pss256-lurk pss256-local pss256-uri; do
     lurk_check "s_server $p listens" lurk_wait_port "${PORT[$p]}" 15
 done
 
@@ -137,6 +141,11 @@ done
 same "TLS 1.2 rsa_pss_pss_sha512" "ok RSA-PSS SHA512 TLSv1.2" pss -tls1_2 -sigalgs rsa_pss_pss_sha512
 same "TLS 1.2 rsa_pss_pss_sha384 (restricted: refused)" "fail alert 40" pss256 -tls1_2 \
     -sigalgs rsa_pss_pss_sha384
+
+for sa in "rsa_pss_pss_sha256:ok RSA-PSS SHA256 TLSv1.3" "rsa_pss_pss_sha384:fail alert 40"; do
+    got=$(outcome pss256-uri -CAfile "$W/pss256.crt" -verify_return_error -tls1_3 -sigalgs "${sa%%:*}")
+    lurk_check "lurk://pss256 TLS 1.3 ${sa%%:*}: \"$got\", as the local key" test "$got" = "${sa#*:}"
+done
 
 # DTLS 1.2: measured with the local key first, it fails ("no shared
 # cipher" at the server); LURK must not do better or worse.
