@@ -170,8 +170,12 @@ static int lurk_sig_set_md(LURK_SIG_CTX *ctx, const char *mdname)
         ctx->md = NULL;
         return 1;
     }
+    /* As OpenSSL does: a restricted RSA-PSS key's default is its own hash. */
     if (mdname == NULL || mdname[0] == '\0')
-        mdname = "SHA256";
+        mdname = ctx->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && ctx->key->pss.restricted
+                         && ctx->key->pss.md[0] != '\0'
+                     ? ctx->key->pss.md
+                     : "SHA256";
     if ((ctx->md = lurk_sig_md_canonical(mdname)) == NULL) {
         lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
                    "digest %s: lurk keys sign TLS with SHA-256, SHA-384 or SHA-512 only", mdname);
