@@ -20,6 +20,7 @@
 #include <openssl/x509.h>
 
 #include "ks_log.h"
+#include "lurk_keyref.h"
 #include "lurk_wire.h"
 
 #define KS_KEYS_RSA_MIN_BITS 2048
@@ -140,6 +141,58 @@ static EVP_PKEY *ks_keys_open(const ks_config_key *ck, char *err, size_t errlen)
     return pkey;
 }
 
+static int ks_keys_rsa_bits(const ks_key *k, char *err, size_t errlen)
+{
+    if (k->desc.bits < KS_KEYS_RSA_MIN_BITS || k->desc.bits > KS_KEYS_RSA_MAX_BITS) {
+        lurk_errf(err, errlen, "key \"%s\": %s key of %d bits; LURK serves %d to %d bits",
+                  k->id, lurk_key_type_name(k->desc.type), k->desc.bits, KS_KEYS_RSA_MIN_BITS,
+                  KS_KEYS_RSA_MAX_BITS);
+        return -1;
+    }
+    return 0;
+}
+
+/* Does any rsa_pss_pss_* scheme fit these restrictions (as ks_policy checks them)? */
+static int ks_keys_pss_usable(const lurk_pss_restrictions *r)
+{
+    const lurk_scheme *s;
+
+    if (!r->restricted)
+        return 1;
+    for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++)
+        if (s->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && strcmp(s->md, r->md) == 0
+            && strcmp(s->md, r->mgf1_md) == 0 && s->md_len >= r->min_saltlen)
+            return 1;
+    return 0;
+}
+
+/*
+ * The restrictions decide which rsa_pss_pss_* schemes the key signs, so a
+ * restricted key whose parameters cannot be read is refused rather than
+ * served as unrestricted.
+ */
+static int ks_keys_pss(ks_key *k, char *err, size_t errlen)
+{
+    lurk_pss_restrictions r;
+
+    if (lurk_pss_restrictions_of(k->pkey, NULL, &r) != 1) {
+        lurk_errf(err, errlen, "key \"%s\": RSA-PSS key whose parameter restrictions "
+                  "(hash, MGF1 hash, salt length) the provider does not report", k->id);
+        return -1;
+    }
+    /* Static strings from lurk_pss_restrictions_of: they outlive the key and its moves. */
+    k->desc.pss.restricted = r.restricted != 0;
+    k->desc.pss.md = r.md;
+    k->desc.pss.mgf1_md = r.mgf1_md;
+    k->desc.pss.min_saltlen = r.min_saltlen;
+    if (!ks_keys_pss_usable(&r))
+        ks_log(KS_LOG_WARN, "key \"%s\": its RSA-PSS restrictions fit no TLS signature "
+               "scheme (TLS needs SHA-256, SHA-384 or SHA-512 with the same MGF1 hash and a "
+               "minimum salt length no longer than the hash); every signature with it will "
+               "be refused", k->id);
+    return 0;
+}
+
 static int ks_keys_describe(ks_key *k, char *err, size_t errlen)
 {
     EVP_PKEY *pkey = k->pkey;
@@ -149,11 +202,12 @@ static int ks_keys_describe(ks_key *k, char *err, size_t errlen)
     k->desc.group = NULL;
     if (EVP_PKEY_is_a(pkey, "RSA")) {
         k->desc.type = LURK__V1__KEY_TYPE__KEY_TYPE_RSA;
-        if (k->desc.bits < KS_KEYS_RSA_MIN_BITS || k->desc.bits > KS_KEYS_RSA_MAX_BITS) {
-            lurk_errf(err, errlen, "key \"%s\": RSA key of %d bits; LURK serves %d to %d bits",
-                         k->id, k->desc.bits, KS_KEYS_RSA_MIN_BITS, KS_KEYS_RSA_MAX_BITS);
+        if (ks_keys_rsa_bits(k, err, errlen) != 0)
             return -1;
-        }
+    } else if (EVP_PKEY_is_a(pkey, "RSA-PSS")) {
+        k->desc.type = LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
+        if (ks_keys_rsa_bits(k, err, errlen) != 0 || ks_keys_pss(k, err, errlen) != 0)
+            return -1;
     } else if (EVP_PKEY_is_a(pkey, "EC")) {
         k->desc.type = LURK__V1__KEY_TYPE__KEY_TYPE_EC;
         if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, k->group,
@@ -175,10 +229,8 @@ static int ks_keys_describe(ks_key *k, char *err, size_t errlen)
     } else {
         const char *t = EVP_PKEY_get0_type_name(pkey);
 
-        lurk_errf(err, errlen, "key \"%s\": key type %s is not supported (RSA, EC P-256, "
-                     "P-384, P-521 and Ed25519 are%s)", k->id, t != NULL ? t : "unknown",
-                     EVP_PKEY_is_a(pkey, "RSA-PSS")
-                     ? "; an RSA-PSS-restricted key must be converted to rsaEncryption" : "");
+        lurk_errf(err, errlen, "key \"%s\": key type %s is not supported (RSA, RSA-PSS, "
+                     "EC P-256, P-384, P-521 and Ed25519 are)", k->id, t != NULL ? t : "unknown");
         return -1;
     }
     if (EVP_PKEY_get_size(pkey) <= 0) {
@@ -207,7 +259,8 @@ static int ks_keys_public(ks_key *k, char *err, size_t errlen)
         lurk_errf(err, errlen, "key \"%s\": SHA-256 failed", k->id);
         return -1;
     }
-    if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA) {
+    if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA
+        || k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS) {
         BIGNUM *n = NULL;
 
         /* Optional: an HSM provider may keep even n to itself. */
@@ -248,6 +301,15 @@ static int ks_keys_load_one(const ks_config_key *ck, ks_key *k, char *err, size_
     if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_EC)
         ks_log(KS_LOG_INFO, "key \"%s\": EC %s (%d bits), spki sha256 %s", k->id, k->group,
                k->desc.bits, hex);
+    else if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && k->desc.pss.restricted)
+        ks_log(KS_LOG_INFO, "key \"%s\": RSA-PSS %d bits, restricted to hash %s, MGF1 %s, "
+               "salt >= %u, spki sha256 %s", k->id, k->desc.bits,
+               k->desc.pss.md[0] ? k->desc.pss.md : "(not a TLS hash)",
+               k->desc.pss.mgf1_md[0] ? k->desc.pss.mgf1_md : "(not a TLS hash)",
+               k->desc.pss.min_saltlen, hex);
+    else if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
+        ks_log(KS_LOG_INFO, "key \"%s\": RSA-PSS %d bits, unrestricted, spki sha256 %s",
+               k->id, k->desc.bits, hex);
     else
         ks_log(KS_LOG_INFO, "key \"%s\": %s %d bits, spki sha256 %s", k->id,
                lurk_key_type_name(k->desc.type), k->desc.bits, hex);

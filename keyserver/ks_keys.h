@@ -35,7 +35,7 @@ typedef struct {
     size_t spki_len;
     unsigned char spki_sha256[32];
     /*
-     * RSA: the modulus, big-endian, max_size bytes (NULL if the provider
+     * RSA, RSA-PSS: the modulus, big-endian, max_size bytes (NULL if the provider
      * would not export it). Public; it tells a ciphertext >= n, which
      * OpenSSL refuses, from a fault.
      */
@@ -55,8 +55,9 @@ typedef struct {
 /*
  * Load every key of the configuration. Refuses a key file that is not a
  * regular file, is unreadable, or is readable or writable by every user;
- * key types other than RSA (2048 to 8192 bits), EC on P-256/P-384/P-521
- * and Ed25519. Every key is tried: one info line is logged per key loaded
+ * key types other than RSA and RSA-PSS (2048 to 8192 bits), EC on
+ * P-256/P-384/P-521 and Ed25519; an RSA-PSS key's restrictions go to
+ * desc.pss. Every key is tried: one info line is logged per key loaded
  * and one error line, naming the key and the fix, per key refused; err then
  * only sums up how many failed.
  */

@@ -124,8 +124,8 @@ static void ks_usage(FILE *out)
 "                        (not starting with . or -);\n"
 "                        a PEM/DER file (must not be readable by others:\n"
 "                        chmod 600) or any OSSL_STORE URI (pkcs11:...,\n"
-"                        handle:0x81000001, ...); RSA 2048-8192 bits, EC\n"
-"                        P-256/P-384/P-521, Ed25519\n"
+"                        handle:0x81000001, ...); RSA and RSA-PSS\n"
+"                        2048-8192 bits, EC P-256/P-384/P-521, Ed25519\n"
 "\n"
 "Signals:\n"
 "  SIGTERM, SIGINT       stop taking connections and requests, answer those\n"
@@ -230,6 +230,18 @@ static int ks_parse_args(int argc, char **argv, ks_args *a, int *exit_code)
     return 0;
 }
 
+/* An RSA-PSS key's restrictions: why it lists fewer schemes than another. */
+static void ks_check_pss(const ks_pss_desc *pss)
+{
+    if (!pss->restricted) {
+        printf("      RSA-PSS parameters: unrestricted\n");
+        return;
+    }
+    printf("      RSA-PSS parameters: hash %s, MGF1 %s, salt length >= %u\n",
+           pss->md[0] ? pss->md : "(not a TLS hash)",
+           pss->mgf1_md[0] ? pss->mgf1_md : "(not a TLS hash)", pss->min_saltlen);
+}
+
 static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const ks_ops *ops)
 {
     char hex[65];
@@ -285,9 +297,12 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
         int first = 1;
 
         ks_keys_hex(k->spki_sha256, sizeof(k->spki_sha256), hex);
-        printf("    %s: %s %d bits%s%s, spki sha256 %s\n      from %s\n      schemes", k->id,
+        printf("    %s: %s %d bits%s%s, spki sha256 %s\n      from %s\n", k->id,
                lurk_key_type_name(k->desc.type), k->desc.bits, k->group[0] ? " " : "",
                k->group, hex, k->uri);
+        if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
+            ks_check_pss(&k->desc.pss);
+        printf("      schemes");
         for (size_t j = 0; (s = lurk_scheme_at(j)) != NULL; j++) {
             if (ks_policy_check_scheme(&cfg->policy, &k->desc, s).status != LURK__V1__STATUS__STATUS_OK)
                 continue;

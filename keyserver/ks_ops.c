@@ -32,6 +32,7 @@ struct ks_ops {
     Lurk__V1__KeyInfo *infos;
     Lurk__V1__KeyInfo **infop;
     uint32_t *schemes;            /* all keys' scheme lists, back to back */
+    Lurk__V1__PssRestrictions *pss; /* one per key, used by restricted RSA-PSS keys */
 };
 
 #define ST(x) LURK__V1__STATUS__STATUS_##x
@@ -703,6 +704,20 @@ static size_t ks_ops_fill_schemes(const ks_policy *pol, const ks_key *k, uint32_
     return n;
 }
 
+/*
+ * The schemes list already says what the key signs; the restrictions tell
+ * an operator why (the strings are static, see lurk_pss_restrictions_of).
+ */
+static Lurk__V1__PssRestrictions *ks_ops_pss_info(Lurk__V1__PssRestrictions *out,
+                                                  const ks_pss_desc *pss)
+{
+    lurk__v1__pss_restrictions__init(out);
+    out->hash = (char *)pss->md;
+    out->mgf1_hash = (char *)pss->mgf1_md;
+    out->min_salt_len = pss->min_saltlen;
+    return out;
+}
+
 static void ks_ops_server_id(ks_ops *ops, const char *server_id)
 {
     if (server_id != NULL && server_id[0] != '\0') {
@@ -729,7 +744,8 @@ ks_ops *ks_ops_new(const ks_keyring *keys, const ks_policy *policy, const char *
     if (keys->n > 0
         && ((ops->infos = calloc(keys->n, sizeof(*ops->infos))) == NULL
             || (ops->infop = calloc(keys->n, sizeof(*ops->infop))) == NULL
-            || (ops->schemes = calloc(keys->n * nschemes + 1, sizeof(*ops->schemes))) == NULL)) {
+            || (ops->schemes = calloc(keys->n * nschemes + 1, sizeof(*ops->schemes))) == NULL
+            || (ops->pss = calloc(keys->n, sizeof(*ops->pss))) == NULL)) {
         ks_ops_free(ops);
         return NULL;
     }
@@ -749,6 +765,8 @@ ks_ops *ks_ops_new(const ks_keyring *keys, const ks_policy *policy, const char *
         ki->decrypt = k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA && policy->allow_decrypt;
         ki->spki_sha256.data = (uint8_t *)k->spki_sha256;
         ki->spki_sha256.len = sizeof(k->spki_sha256);
+        if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && k->desc.pss.restricted)
+            ki->pss = ks_ops_pss_info(&ops->pss[i], &k->desc.pss);
         ops->infop[i] = ki;
     }
     lurk__v1__capabilities_response__init(&ops->caps);
@@ -767,5 +785,6 @@ void ks_ops_free(ks_ops *ops)
     free(ops->infos);
     free(ops->infop);
     free(ops->schemes);
+    free(ops->pss);
     free(ops);
 }

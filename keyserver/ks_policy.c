@@ -548,6 +548,10 @@ ks_verdict ks_policy_check_decrypt(const ks_policy *pol,
     if (pol == NULL || key == NULL)
         return ks_verdict_make(LURK__V1__STATUS__STATUS_INTERNAL, KS_CTX_NONE,
                                "policy check without a policy or key");
+    /* RFC 4055: an id-RSASSA-PSS key is for signatures only, as with a local key. */
+    if (key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
+        return ks_bad_scheme("RSA key exchange needs an rsaEncryption key; an RSA-PSS key "
+                             "only signs");
     if (key->type != LURK__V1__KEY_TYPE__KEY_TYPE_RSA)
         return ks_bad_scheme("RSA key exchange needs an RSA key");
     if (!pol->allow_decrypt)

@@ -7,10 +7,12 @@
  */
 #include "lurk_keyref.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/asn1t.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -43,13 +45,74 @@ Lurk__V1__KeyType lurk_keyref_type_of(const EVP_PKEY *pkey)
         return LURK__V1__KEY_TYPE__KEY_TYPE_EC;
     if (EVP_PKEY_is_a(pkey, "ED25519"))
         return LURK__V1__KEY_TYPE__KEY_TYPE_ED25519;
+    if (EVP_PKEY_is_a(pkey, "RSA-PSS"))
+        return LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
     return LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED;
+}
+
+/* OpenSSL answers "SHA2-256" and the like; the scheme table says "SHA256". */
+static const char *lurk_pss_md_spelling(OSSL_LIB_CTX *libctx, const char *name)
+{
+    static const char *const tls[] = { "SHA256", "SHA384", "SHA512" };
+    EVP_MD *md = EVP_MD_fetch(libctx, name, NULL);
+    const char *out = "";
+
+    for (size_t i = 0; md != NULL && i < sizeof(tls) / sizeof(tls[0]); i++)
+        if (EVP_MD_is_a(md, tls[i]))
+            out = tls[i];
+    EVP_MD_free(md);
+    return out;
+}
+
+/*
+ * OpenSSL 3.0 reports a restricted key's hash as mandatory-digest, but
+ * leaves out of rsa-digest and rsa-mgf1-digest a value equal to the
+ * RFC 4055 default (SHA-1): read absent ones as that default, or a key
+ * restricted to SHA-1 would pass for an unrestricted one.
+ */
+#define LURK_PSS_DEFAULT_MD      "SHA1"
+#define LURK_PSS_DEFAULT_SALTLEN 20
+
+static void lurk_pss_param(const EVP_PKEY *pkey, const char *name, char *buf, size_t len)
+{
+    if (EVP_PKEY_get_utf8_string_param(pkey, name, buf, len, NULL) != 1)
+        snprintf(buf, len, "%s", LURK_PSS_DEFAULT_MD);
+}
+
+int lurk_pss_restrictions_of(const EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
+                             lurk_pss_restrictions *out)
+{
+    char md[64], mgf1[64];
+    int salt = LURK_PSS_DEFAULT_SALTLEN;
+
+    memset(out, 0, sizeof(*out));
+    out->md = out->mgf1_md = "";
+    ERR_set_mark();
+    /* Only a restricted key has a mandatory digest: else any scheme fits. */
+    if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_MANDATORY_DIGEST, md, sizeof(md),
+                                       NULL) != 1) {
+        ERR_pop_to_mark();
+        return 1;
+    }
+    out->restricted = 1;
+    lurk_pss_param(pkey, OSSL_PKEY_PARAM_RSA_DIGEST, md, sizeof(md));
+    lurk_pss_param(pkey, OSSL_PKEY_PARAM_RSA_MGF1_DIGEST, mgf1, sizeof(mgf1));
+    if (EVP_PKEY_get_int_param(pkey, OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, &salt) != 1)
+        salt = LURK_PSS_DEFAULT_SALTLEN;
+    ERR_pop_to_mark();
+    if (salt < 0)
+        return 0;
+    out->md = lurk_pss_md_spelling(libctx, md);
+    out->mgf1_md = lurk_pss_md_spelling(libctx, mgf1);
+    out->min_saltlen = (unsigned int)salt;
+    return 1;
 }
 
 static int lurk_keyref_type_known(long long type)
 {
     return type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA || type == LURK__V1__KEY_TYPE__KEY_TYPE_EC
-           || type == LURK__V1__KEY_TYPE__KEY_TYPE_ED25519;
+           || type == LURK__V1__KEY_TYPE__KEY_TYPE_ED25519
+           || type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
 }
 
 /* Printable ASCII: the hint ends up in logs and on terminals. */

@@ -7,7 +7,7 @@
  *   LurkKeyReference ::= SEQUENCE {
  *       version    INTEGER,                      -- 1
  *       keyId      UTF8String,                   -- lurk_key_id_valid()
- *       keyType    INTEGER,                      -- 1 RSA, 2 EC, 3 ED25519
+ *       keyType    INTEGER,                      -- 1 RSA, 2 EC, 3 ED25519, 4 RSA-PSS
  *       publicKey  OCTET STRING,                 -- DER SubjectPublicKeyInfo
  *       servers    [0] EXPLICIT UTF8String OPTIONAL  -- key server URLs, a hint
  *   }
@@ -20,6 +20,9 @@
  * never recurses into OpenSSL's key decoders; it is parsed separately.
  *
  * A file holds no secret: it names a key and carries its public half.
+ * An RSA-PSS key (id-RSASSA-PSS) keeps its parameter restrictions, if any,
+ * inside its SubjectPublicKeyInfo, so type 4 needed no new field and the
+ * version stays 1 (a provider older than type 4 reports "unknown key type").
  */
 #ifndef LURK_KEYREF_H
 #define LURK_KEYREF_H
@@ -74,7 +77,30 @@ int lurk_keyref_decode(const unsigned char *der, size_t der_len, OSSL_LIB_CTX *l
 
 void lurk_keyref_free(lurk_keyref *ref);
 
-/* KEY_TYPE_UNSPECIFIED for anything but RSA, EC and Ed25519. */
+/* KEY_TYPE_UNSPECIFIED for anything but RSA, RSA-PSS, EC and Ed25519. */
 Lurk__V1__KeyType lurk_keyref_type_of(const EVP_PKEY *pkey);
+
+/*
+ * An RSA-PSS key's parameter restrictions (RFC 4055), in the scheme
+ * table's spelling: md and mgf1_md are "SHA256", "SHA384", "SHA512", or ""
+ * for a digest no TLS scheme signs with (which then matches no scheme).
+ * The strings are static.
+ */
+typedef struct {
+    int restricted;            /* 0: the key signs with any rsa_pss_pss_* */
+    const char *md;
+    const char *mgf1_md;
+    unsigned int min_saltlen;
+} lurk_pss_restrictions;
+
+/*
+ * Reads them from a key (private or public) of type RSA-PSS: OpenSSL 3.0
+ * reports OSSL_PKEY_PARAM_MANDATORY_DIGEST only for a restricted key, and
+ * omits a hash or MGF1 hash equal to the RFC 4055 default (SHA-1), which is
+ * then taken as that default. libctx may be NULL. Returns 1, or 0 when a
+ * restricted key's parameters make no sense.
+ */
+int lurk_pss_restrictions_of(const EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
+                             lurk_pss_restrictions *out);
 
 #endif

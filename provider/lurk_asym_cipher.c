@@ -57,6 +57,12 @@ static int lurk_rsa_decrypt_init(void *vctx, void *keydata, const OSSL_PARAM par
     LURK_RSA_CTX *ctx = vctx;
     LURK_KEY *key = keydata;
 
+    /* Unreachable through EVP (RSA-PSS keys name no cipher), but say why if called. */
+    if (key != NULL && key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS) {
+        lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
+                   "an RSA-PSS key only signs: no RSA key exchange or decryption with it");
+        return 0;
+    }
     if (key == NULL || key->type != LURK__V1__KEY_TYPE__KEY_TYPE_RSA || key->key_id == NULL) {
         lurk_raise(ctx->prov, LURK_R_BAD_KEY, "not a lurk RSA private key");
         return 0;

@@ -205,6 +205,7 @@ static int lurk_dec_ref_decode(void *vctx, Lurk__V1__KeyType type, OSSL_CORE_BIO
     }
 
 LURK_DEC_TYPE(rsa, RSA);
+LURK_DEC_TYPE(rsa_pss, RSA_PSS);
 LURK_DEC_TYPE(ec, EC);
 LURK_DEC_TYPE(ed25519, ED25519);
 

@@ -3,7 +3,8 @@
  *
  * The public half is an ordinary key of the default provider, so that every
  * public question (size, group, comparison with the certificate, export of
- * the public key) gets OpenSSL's own answer without an RPC.
+ * the public key, an RSA-PSS key's restrictions) gets OpenSSL's own answer
+ * without an RPC.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ const char *lurk_key_type_data_name(Lurk__V1__KeyType type)
 {
     switch (type) {
     case LURK__V1__KEY_TYPE__KEY_TYPE_RSA: return "RSA";
+    case LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS: return "RSA-PSS";
     case LURK__V1__KEY_TYPE__KEY_TYPE_EC: return "EC";
     case LURK__V1__KEY_TYPE__KEY_TYPE_ED25519: return "ED25519";
     default: return NULL;
@@ -50,6 +52,7 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__
                              const unsigned char *spki, size_t spki_len)
 {
     const unsigned char *p = spki;
+    lurk_pss_restrictions pss = { 0, "", "", 0 };
     EVP_PKEY *pub;
     LURK_KEY *key;
 
@@ -70,6 +73,13 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__
                    lurk_key_type_name(type));
         return NULL;
     }
+    if (type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS
+        && lurk_pss_restrictions_of(pub, prov->libctx, &pss) != 1) {
+        EVP_PKEY_free(pub);
+        lurk_raise(prov, LURK_R_BAD_KEY, "key \"%s\": the RSA-PSS public key's parameter "
+                   "restrictions cannot be read", key_id);
+        return NULL;
+    }
     if ((key = lurk_key_new(prov, type)) == NULL || (key->key_id = strdup(key_id)) == NULL) {
         lurk_key_free(key);
         EVP_PKEY_free(pub);
@@ -77,6 +87,7 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__
         return NULL;
     }
     key->pub = pub;
+    key->pss = pss;
     return key;
 }
 

@@ -1,5 +1,5 @@
 /*
- * Key management for lurk keys: RSA, EC and Ed25519.
+ * Key management for lurk keys: RSA, RSA-PSS, EC and Ed25519.
  *
  * Every public question is answered locally from the public half, so key
  * loading, certificate matching and libssl's per-handshake capability
@@ -28,6 +28,11 @@ static void *lurk_km_new(void *provctx, Lurk__V1__KeyType type)
 static void *lurk_km_rsa_new(void *provctx)
 {
     return lurk_km_new(provctx, LURK__V1__KEY_TYPE__KEY_TYPE_RSA);
+}
+
+static void *lurk_km_rsa_pss_new(void *provctx)
+{
+    return lurk_km_new(provctx, LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS);
 }
 
 static void *lurk_km_ec_new(void *provctx)
@@ -138,6 +143,22 @@ static const OSSL_PARAM lurk_rsa_public[] = {
     OSSL_PARAM_END
 };
 
+/*
+ * As OpenSSL's RSA-PSS keymgmt: the restrictions (RFC 4055 parameters)
+ * travel with the public key, so an id-RSASSA-PSS certificate's key
+ * imported here keeps them and compares as OpenSSL compares it.
+ */
+static const OSSL_PARAM lurk_rsa_pss_public[] = {
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_DIGEST_PROPS, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_MASKGENFUNC, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, NULL),
+    OSSL_PARAM_END
+};
+
 static const OSSL_PARAM lurk_ec_public[] = {
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_ENCODING, NULL, 0),
@@ -155,6 +176,12 @@ static const OSSL_PARAM *lurk_km_rsa_types(int selection)
 {
     (void)selection;
     return lurk_rsa_public;
+}
+
+static const OSSL_PARAM *lurk_km_rsa_pss_types(int selection)
+{
+    (void)selection;
+    return lurk_rsa_pss_public;
 }
 
 static const OSSL_PARAM *lurk_km_ec_types(int selection)
@@ -176,6 +203,26 @@ static const OSSL_PARAM lurk_rsa_gettable[] = {
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
     OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
     OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+    OSSL_PARAM_END
+};
+
+/*
+ * A restricted key answers mandatory-digest (its one hash) and no
+ * default-digest, an unrestricted one the reverse: libssl reads them to
+ * skip sigalgs, exactly as with a local key (the public half answers).
+ */
+static const OSSL_PARAM lurk_rsa_pss_gettable[] = {
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_MANDATORY_DIGEST, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_MASKGENFUNC, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_RSA_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_RSA_PSS_SALTLEN, NULL),
     OSSL_PARAM_END
 };
 
@@ -206,6 +253,12 @@ static const OSSL_PARAM *lurk_km_rsa_gettable(void *provctx)
     return lurk_rsa_gettable;
 }
 
+static const OSSL_PARAM *lurk_km_rsa_pss_gettable(void *provctx)
+{
+    (void)provctx;
+    return lurk_rsa_pss_gettable;
+}
+
 static const OSSL_PARAM *lurk_km_ec_gettable(void *provctx)
 {
     (void)provctx;
@@ -221,6 +274,15 @@ static const OSSL_PARAM *lurk_km_ed25519_gettable(void *provctx)
 static const char *lurk_km_rsa_opname(int operation_id)
 {
     return operation_id == OSSL_OP_SIGNATURE || operation_id == OSSL_OP_ASYM_CIPHER ? "RSA" : NULL;
+}
+
+/*
+ * Our RSA signature serves RSA-PSS keys too (PSS only, within their
+ * restrictions), as OpenSSL's does; there is no RSA-PSS key exchange.
+ */
+static const char *lurk_km_rsa_pss_opname(int operation_id)
+{
+    return operation_id == OSSL_OP_SIGNATURE ? "RSA" : NULL;
 }
 
 /* libssl fetches the signature by this name: EC keys sign with "ECDSA". */
@@ -252,5 +314,6 @@ static const char *lurk_km_ed25519_opname(int operation_id)
     }
 
 LURK_KEYMGMT_FUNCTIONS(rsa);
+LURK_KEYMGMT_FUNCTIONS(rsa_pss);
 LURK_KEYMGMT_FUNCTIONS(ec);
 LURK_KEYMGMT_FUNCTIONS(ed25519);

@@ -24,6 +24,7 @@
 
 static const OSSL_ALGORITHM lurk_keymgmt[] = {
     LURK_KEYMGMT("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_keymgmt_functions),
+    LURK_KEYMGMT("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", lurk_rsa_pss_keymgmt_functions),
     LURK_KEYMGMT("EC:id-ecPublicKey:1.2.840.10045.2.1", lurk_ec_keymgmt_functions),
     LURK_KEYMGMT("ED25519:1.3.101.112", lurk_ed25519_keymgmt_functions),
     { NULL, NULL, NULL, NULL }
@@ -53,6 +54,7 @@ static const OSSL_ALGORITHM lurk_store[] = {
 static const OSSL_ALGORITHM lurk_decoder[] = {
     { "DER", LURK_PROPS ",input=pem", lurk_pem_decoder_functions, NULL },
     LURK_DECODER_REF("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_decoder_functions),
+    LURK_DECODER_REF("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", lurk_rsa_pss_decoder_functions),
     LURK_DECODER_REF("EC:id-ecPublicKey:1.2.840.10045.2.1", lurk_ec_decoder_functions),
     LURK_DECODER_REF("ED25519:1.3.101.112", lurk_ed25519_decoder_functions),
     { NULL, NULL, NULL, NULL }

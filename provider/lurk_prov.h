@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "lurk_keyref.h"
 #include "lurk_wire.h"
 
 #define LURK_PROV_NAME "lurk"
@@ -68,6 +69,11 @@ typedef struct lurk_key_st {
     Lurk__V1__KeyType type;
     char *key_id;      /* NULL: public only, no remote private half */
     EVP_PKEY *pub;     /* the public half, held by the default provider */
+    /*
+     * RSA-PSS keys held by the key server: the restrictions from the SPKI,
+     * read once at load so that libssl's per-handshake probes stay cheap.
+     */
+    lurk_pss_restrictions pss;
 } LURK_KEY;
 
 /* lurk_prov.c: 0 with the configuration error raised if a setting is bad. */
@@ -125,6 +131,7 @@ void lurk_caps_teardown(LURK_PROV_CTX *prov);
 
 /* Dispatch tables, one file each. */
 extern const OSSL_DISPATCH lurk_rsa_keymgmt_functions[];
+extern const OSSL_DISPATCH lurk_rsa_pss_keymgmt_functions[];
 extern const OSSL_DISPATCH lurk_ec_keymgmt_functions[];
 extern const OSSL_DISPATCH lurk_ed25519_keymgmt_functions[];
 extern const OSSL_DISPATCH lurk_rsa_signature_functions[];
@@ -134,6 +141,7 @@ extern const OSSL_DISPATCH lurk_rsa_asym_cipher_functions[];
 extern const OSSL_DISPATCH lurk_store_functions[];
 extern const OSSL_DISPATCH lurk_pem_decoder_functions[];
 extern const OSSL_DISPATCH lurk_rsa_decoder_functions[];
+extern const OSSL_DISPATCH lurk_rsa_pss_decoder_functions[];
 extern const OSSL_DISPATCH lurk_ec_decoder_functions[];
 extern const OSSL_DISPATCH lurk_ed25519_decoder_functions[];
 

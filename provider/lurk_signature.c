@@ -1,5 +1,6 @@
 /*
- * Signatures with lurk keys: RSA (PKCS#1 v1.5 and PSS), ECDSA, Ed25519.
+ * Signatures with lurk keys: RSA (PKCS#1 v1.5 and PSS), RSA-PSS keys (PSS
+ * only, within their restrictions), ECDSA, Ed25519.
  *
  * libssl signs through EVP_DigestSign, and for a provider key libcrypto
  * hands the whole to-be-signed message to digest_sign: we ship those bytes
@@ -25,6 +26,7 @@
 typedef struct {
     LURK_PROV_CTX *prov;
     Lurk__V1__KeyType type;   /* of the algorithm this context implements */
+    Lurk__V1__KeyType key_type; /* of the key: RSA-PSS under the RSA algorithm */
     LURK_KEY *key;
     const char *md;           /* canonical name from the scheme table, or NULL */
     lurk_padding pad;
@@ -62,7 +64,7 @@ static const lurk_scheme *lurk_sig_scheme(const LURK_SIG_CTX *ctx)
     const lurk_scheme *s;
 
     for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++) {
-        if (s->key_type != ctx->type || s->padding != ctx->pad)
+        if (s->key_type != ctx->key_type || s->padding != ctx->pad)
             continue;
         if ((s->md == NULL && ctx->md == NULL)
             || (s->md != NULL && ctx->md != NULL && strcmp(s->md, ctx->md) == 0))
@@ -81,6 +83,7 @@ static void *lurk_sig_newctx(void *provctx, Lurk__V1__KeyType type)
     }
     ctx->prov = provctx;
     ctx->type = type;
+    ctx->key_type = type;
     return ctx;
 }
 
@@ -145,7 +148,7 @@ static int lurk_sig_legacy_ok(LURK_SIG_CTX *ctx, const char *mdname)
     const lurk_scheme *s;
 
     for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++)
-        if (s->legacy && s->key_type == ctx->type && strcmp(s->md, ctx->md) == 0)
+        if (s->legacy && s->key_type == ctx->key_type && strcmp(s->md, ctx->md) == 0)
             break;
     if (s != NULL && ctx->key != NULL
         && (lurk_caps_signs(ctx->prov, ctx->key->key_id, s->code)
@@ -156,6 +159,36 @@ static int lurk_sig_legacy_ok(LURK_SIG_CTX *ctx, const char *mdname)
                "digest %s: the key server does not sign with it for this key (it needs "
                "legacy_hashes = yes in the key server's configuration) or cannot be reached",
                mdname);
+    return 0;
+}
+
+/*
+ * RFC 4055: a restricted RSA-PSS key signs with its one hash, MGF1 hash and
+ * at least its minimum salt; TLS fixes MGF1 to the hash and the salt to
+ * the hash length. Failing here, at init, is what makes libssl's probe
+ * skip the other rsa_pss_pss_* schemes without an RPC.
+ */
+static int lurk_sig_pss_allows(const LURK_SIG_CTX *ctx, const char *md)
+{
+    const lurk_pss_restrictions *r = &ctx->key->pss;
+    const lurk_scheme *s;
+
+    if (ctx->key_type != LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS || !r->restricted)
+        return 1;
+    if (strcmp(md, r->md) != 0 || strcmp(md, r->mgf1_md) != 0) {
+        lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
+                   "key \"%s\": its RSA-PSS parameters restrict it to hash %s with MGF1 %s, "
+                   "not %s", ctx->key->key_id, r->md[0] ? r->md : "(not a TLS hash)",
+                   r->mgf1_md[0] ? r->mgf1_md : "(not a TLS hash)", md);
+        return 0;
+    }
+    for (size_t i = 0; (s = lurk_scheme_at(i)) != NULL; i++)
+        if (s->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && strcmp(s->md, md) == 0
+            && s->md_len >= r->min_saltlen)
+            return 1;
+    lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
+               "key \"%s\": its RSA-PSS minimum salt length %u exceeds the %s length TLS "
+               "uses as salt", ctx->key->key_id, r->min_saltlen, md);
     return 0;
 }
 
@@ -170,8 +203,12 @@ static int lurk_sig_set_md(LURK_SIG_CTX *ctx, const char *mdname)
         ctx->md = NULL;
         return 1;
     }
+    /* As OpenSSL does: a restricted RSA-PSS key's default is its own hash. */
     if (mdname == NULL || mdname[0] == '\0')
-        mdname = "SHA256";
+        mdname = ctx->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && ctx->key->pss.restricted
+                         && ctx->key->pss.md[0] != '\0'
+                     ? ctx->key->pss.md
+                     : "SHA256";
     if ((ctx->md = lurk_sig_md_canonical(mdname)) == NULL) {
         lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
                    "digest %s: lurk keys sign TLS with SHA-256, SHA-384 or SHA-512 (SHA-1 and "
@@ -180,7 +217,16 @@ static int lurk_sig_set_md(LURK_SIG_CTX *ctx, const char *mdname)
     }
     if (strcmp(ctx->md, "SHA1") == 0 || strcmp(ctx->md, "SHA224") == 0)
         return lurk_sig_legacy_ok(ctx, mdname);
-    return 1;
+    return lurk_sig_pss_allows(ctx, ctx->md);
+}
+
+/* The RSA algorithm serves both RSA key types, as OpenSSL's does. */
+static int lurk_sig_key_fits(const LURK_SIG_CTX *ctx, const LURK_KEY *key)
+{
+    if (key->type == ctx->type)
+        return 1;
+    return ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA
+           && key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
 }
 
 static int lurk_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
@@ -191,18 +237,24 @@ static int lurk_sig_init(LURK_SIG_CTX *ctx, const char *mdname, void *keydata,
     LURK_KEY *key = keydata;
 
     if (key != NULL) {
-        if (key->type != ctx->type || key->key_id == NULL) {
+        if (!lurk_sig_key_fits(ctx, key) || key->key_id == NULL) {
             lurk_raise(ctx->prov, LURK_R_BAD_KEY, "not a lurk private key of this type");
             return 0;
         }
         ctx->key = key;
+        ctx->key_type = key->type;
     }
     if (ctx->key == NULL) {
         lurk_raise(ctx->prov, LURK_R_BAD_KEY, "no key");
         return 0;
     }
-    /* libssl never sets PKCS#1 explicitly: every init starts from it. */
-    ctx->pad = ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA ? LURK_PAD_PKCS1 : LURK_PAD_NONE;
+    /*
+     * libssl never sets PKCS#1 explicitly: every init starts from it, or
+     * from PSS for an RSA-PSS key, which knows no other padding.
+     */
+    ctx->pad = ctx->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS ? LURK_PAD_PSS
+               : ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA    ? LURK_PAD_PKCS1
+                                                                   : LURK_PAD_NONE;
     ctx->len = 0;
     if (!lurk_sig_set_md(ctx, mdname))
         return 0;
@@ -237,7 +289,8 @@ static int lurk_sig_verify(LURK_SIG_CTX *ctx, const lurk_scheme *scheme, const u
                                         ctx->key->pub, NULL) > 0
              && (scheme->padding != LURK_PAD_PSS
                  || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
-                     && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0))
+                     && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0
+                     && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, scheme->md, NULL) > 0))
              && EVP_DigestVerify(m, sig, siglen, tbs, tbslen) == 1;
 
     EVP_MD_CTX_free(m);
@@ -260,7 +313,7 @@ static int lurk_sig_do_sign(LURK_SIG_CTX *ctx, unsigned char *sig, size_t *sigle
     }
     if ((scheme = lurk_sig_scheme(ctx)) == NULL) {
         lurk_raise(ctx->prov, LURK_R_UNSUPPORTED, "no TLS signature scheme for %s with %s%s",
-                   lurk_key_type_name(ctx->type), ctx->md ? ctx->md : "no digest",
+                   lurk_key_type_name(ctx->key_type), ctx->md ? ctx->md : "no digest",
                    ctx->pad == LURK_PAD_PSS ? " and PSS" : "");
         return 0;
     }
@@ -327,6 +380,10 @@ static int lurk_sig_set_pad(LURK_SIG_CTX *ctx, const OSSL_PARAM *p)
         || (mode != RSA_PKCS1_PADDING && mode != RSA_PKCS1_PSS_PADDING)) {
         lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
                    "padding: lurk RSA keys sign with PKCS#1 v1.5 or PSS only");
+        return 0;
+    }
+    if (mode != RSA_PKCS1_PSS_PADDING && ctx->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS) {
+        lurk_raise(ctx->prov, LURK_R_UNSUPPORTED, "padding: an RSA-PSS key signs with PSS only");
         return 0;
     }
     ctx->pad = mode == RSA_PKCS1_PSS_PADDING ? LURK_PAD_PSS : LURK_PAD_PKCS1;

@@ -184,6 +184,21 @@ static void lurkctl_hex(FILE *out, const uint8_t *p, size_t n)
         fprintf(out, "%02x", p[i]);
 }
 
+/* Why an RSA-PSS key lists fewer schemes: its restrictions, if any. */
+static void lurkctl_pss(FILE *out, const Lurk__V1__KeyInfo *k)
+{
+    if (k->type != LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
+        return;
+    if (k->pss == NULL) {
+        fprintf(out, "  rsa-pss: unrestricted\n");
+        return;
+    }
+    fprintf(out, "  rsa-pss: hash %s, mgf1 %s, min-salt %u\n",
+            k->pss->hash && k->pss->hash[0] ? k->pss->hash : "(not a TLS hash)",
+            k->pss->mgf1_hash && k->pss->mgf1_hash[0] ? k->pss->mgf1_hash : "(not a TLS hash)",
+            k->pss->min_salt_len);
+}
+
 static int lurkctl_capabilities(lurk_client *c, FILE *out)
 {
     Lurk__V1__Request req = LURK__V1__REQUEST__INIT;
@@ -213,6 +228,7 @@ static int lurkctl_capabilities(lurk_client *c, FILE *out)
         fprintf(out, "\n  spki-sha256: ");
         lurkctl_hex(out, k->spki_sha256.data, k->spki_sha256.len);
         fprintf(out, "\n");
+        lurkctl_pss(out, k);
     }
     lurk__v1__response__free_unpacked(resp, NULL);
     return 0;

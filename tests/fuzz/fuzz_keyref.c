@@ -37,7 +37,8 @@ static void decode_der(const unsigned char *der, size_t len)
     FUZZ_CHECK(lurk_key_id_valid(ref->key_id));
     FUZZ_CHECK(ref->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA
                || ref->type == LURK__V1__KEY_TYPE__KEY_TYPE_EC
-               || ref->type == LURK__V1__KEY_TYPE__KEY_TYPE_ED25519);
+               || ref->type == LURK__V1__KEY_TYPE__KEY_TYPE_ED25519
+               || ref->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS);
     FUZZ_CHECK(ref->spki != NULL && ref->spki_len > 0 && ref->spki_len <= LURK_KEYREF_MAX_SPKI);
     FUZZ_CHECK(ref->servers == NULL || strlen(ref->servers) <= LURK_KEYREF_MAX_SERVERS);
     /* Canonical: one key, one file. */

@@ -25,6 +25,8 @@ static const ks_key_desc fuzz_keys[] = {
     { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "secp384r1", 384, { 0 } },
     { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "P-521", 521, { 0 } },
     { LURK__V1__KEY_TYPE__KEY_TYPE_ED25519, NULL, 253, { 0 } },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS, NULL, 2048, { 0 } },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS, NULL, 3072, { 1, "SHA384", "SHA384", 48 } },
 };
 #define FUZZ_N_KEYS (sizeof(fuzz_keys) / sizeof(fuzz_keys[0]))
 
@@ -32,7 +34,7 @@ static const ks_key_desc fuzz_keys[] = {
 static const uint32_t fuzz_natural_scheme[FUZZ_N_KEYS] = {
     LURK_SCHEME_RSA_PSS_RSAE_SHA256, LURK_SCHEME_ECDSA_SECP256R1_SHA256,
     LURK_SCHEME_ECDSA_SECP384R1_SHA384, LURK_SCHEME_ECDSA_SECP521R1_SHA512,
-    LURK_SCHEME_ED25519,
+    LURK_SCHEME_ED25519, LURK_SCHEME_RSA_PSS_PSS_SHA256, LURK_SCHEME_RSA_PSS_PSS_SHA384,
 };
 
 static uint16_t be16(const uint8_t *p)
@@ -131,6 +133,9 @@ static void check_sign(const ks_policy *pol, size_t k, uint32_t scheme_code,
     scheme = lurk_scheme_find(scheme_code);
     FUZZ_CHECK(scheme != NULL);
     FUZZ_CHECK(scheme->key_type == key->type);
+    /* ...within an RSA-PSS key's restrictions... */
+    FUZZ_CHECK(!key->pss.restricted
+               || (strcmp(scheme->md, key->pss.md) == 0 && scheme->md_len >= key->pss.min_saltlen));
     /* ...and the bytes are exactly one handshake form the policy allows. */
     switch (v.kind) {
     case KS_CTX_TLS13_SERVER_CV:

@@ -371,12 +371,25 @@ static void response_seeds(void)
 
 /* ---- key references ---------------------------------------------------- */
 
+/* EVP_PKEY_Q_keygen() does not know RSA-PSS: unrestricted, 2048 bits. */
+static EVP_PKEY *pss_keygen(void)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA-PSS", NULL);
+    EVP_PKEY *k = NULL;
+
+    if (ctx == NULL || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_keygen(ctx, &k) != 1)
+        k = NULL;
+    EVP_PKEY_CTX_free(ctx);
+    return k;
+}
+
 static void keyref_seed(const char *name, const char *alg, const char *curve, const char *id,
                         const char *servers)
 {
     EVP_PKEY *k = curve != NULL ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve)
                   : strcmp(alg, "RSA") == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
-                                            : EVP_PKEY_Q_keygen(NULL, NULL, alg);
+                  : strcmp(alg, "RSA-PSS") == 0 ? pss_keygen()
+                                                : EVP_PKEY_Q_keygen(NULL, NULL, alg);
     unsigned char *spki = NULL, *der = NULL;
     int spki_len;
     size_t der_len;
@@ -424,6 +437,8 @@ static void keyref_seeds(void)
     keyref_seed("p384", NULL, "P-384", "p384", NULL);
     keyref_seed("p521", NULL, "P-521", "p521", NULL);
     keyref_seed("ed25519", "ED25519", NULL, "ed25519", "ipc:///run/lurk/ks.sock");
+    /* id-RSASSA-PSS, unrestricted: key type 4. */
+    keyref_seed("rsa-pss", "RSA-PSS", NULL, "pss", NULL);
 }
 
 /* ---- configurations ---------------------------------------------------- */

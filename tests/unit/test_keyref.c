@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "lurk_keyref.h"
@@ -22,6 +23,7 @@
 #define T_RSA     LURK__V1__KEY_TYPE__KEY_TYPE_RSA
 #define T_EC      LURK__V1__KEY_TYPE__KEY_TYPE_EC
 #define T_ED25519 LURK__V1__KEY_TYPE__KEY_TYPE_ED25519
+#define T_RSA_PSS LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS
 
 /* ------------------------------------------------------------------ */
 /* Fixtures                                                           */
@@ -34,6 +36,7 @@ typedef struct {
 
 static struct {
     blob rsa, ec, ed25519;
+    blob pss, pss384; /* id-RSASSA-PSS: unrestricted; SHA-384, MGF1 SHA-384, salt >= 48 */
 } spki;
 
 static blob spki_of(EVP_PKEY *pkey)
@@ -49,9 +52,29 @@ static blob spki_of(EVP_PKEY *pkey)
     return b;
 }
 
+static EVP_PKEY *pss_keygen(const char *md, int saltlen)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA-PSS", NULL);
+    EVP_PKEY *pk = NULL;
+
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_true(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048) > 0);
+    if (md != NULL) {
+        assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(ctx, md, NULL) > 0);
+        assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name(ctx, md) > 0);
+        assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_saltlen(ctx, saltlen) > 0);
+    }
+    assert_int_equal(EVP_PKEY_keygen(ctx, &pk), 1);
+    EVP_PKEY_CTX_free(ctx);
+    return pk;
+}
+
 static int setup(void **state)
 {
     (void)state;
+    spki.pss = spki_of(pss_keygen(NULL, 0));
+    spki.pss384 = spki_of(pss_keygen("SHA384", 48));
     spki.rsa = spki_of(EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048));
     spki.ec = spki_of(EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"));
     spki.ed25519 = spki_of(EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"));
@@ -64,6 +87,8 @@ static int teardown(void **state)
     OPENSSL_free(spki.rsa.der);
     OPENSSL_free(spki.ec.der);
     OPENSSL_free(spki.ed25519.der);
+    OPENSSL_free(spki.pss.der);
+    OPENSSL_free(spki.pss384.der);
     return 0;
 }
 
@@ -146,10 +171,20 @@ static blob build(const ref_fields *f)
     return b;
 }
 
+static ref_fields good_with(int type, const blob *s)
+{
+    ref_fields f = { 1, "web-rsa.2024_a", 0, type, NULL, 0, NULL };
+
+    f.spki = s->der;
+    f.spki_len = s->len;
+    return f;
+}
+
 static ref_fields good(int type)
 {
     ref_fields f = { 1, "web-rsa.2024_a", 0, type, NULL, 0, NULL };
-    const blob *s = type == T_RSA ? &spki.rsa : type == T_EC ? &spki.ec : &spki.ed25519;
+    const blob *s = type == T_RSA ? &spki.rsa : type == T_EC ? &spki.ec
+                    : type == T_RSA_PSS ? &spki.pss : &spki.ed25519;
 
     f.spki = s->der;
     f.spki_len = s->len;
@@ -179,9 +214,9 @@ static void refused_fields(const ref_fields *f)
 /* Round trips                                                        */
 /* ------------------------------------------------------------------ */
 
-static void round_trip(int type, const char *servers)
+static void round_trip_with(int type, const blob *s, const char *servers)
 {
-    ref_fields f = good(type);
+    ref_fields f = good_with(type, s);
     lurk_keyref in = { (Lurk__V1__KeyType)type, f.key_id, f.spki, f.spki_len, servers };
     lurk_keyref *out = NULL;
     unsigned char *der = NULL;
@@ -210,6 +245,47 @@ static void round_trip(int type, const char *servers)
         assert_string_equal(out->servers, servers);
     lurk_keyref_free(out);
     OPENSSL_free(der);
+}
+
+static void round_trip(int type, const char *servers)
+{
+    ref_fields f = good(type);
+    blob s = { (unsigned char *)f.spki, f.spki_len };
+
+    round_trip_with(type, &s, servers);
+}
+
+/* The restrictions an RSA-PSS reference's SPKI carries, read back. */
+static lurk_pss_restrictions pss_of(const blob *s)
+{
+    const unsigned char *p = s->der;
+    EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long)s->len);
+    lurk_pss_restrictions r;
+
+    assert_non_null(pub);
+    assert_int_equal(lurk_keyref_type_of(pub), T_RSA_PSS);
+    assert_int_equal(lurk_pss_restrictions_of(pub, NULL, &r), 1);
+    EVP_PKEY_free(pub);
+    return r;
+}
+
+/* Type 4, version 1: the restrictions ride in the SPKI, no new field. */
+static void test_round_trip_rsa_pss(void **state)
+{
+    lurk_pss_restrictions r;
+
+    (void)state;
+    round_trip_with(T_RSA_PSS, &spki.pss, NULL);
+    round_trip_with(T_RSA_PSS, &spki.pss, "tls+tcp://ks1.example:7443");
+    r = pss_of(&spki.pss);
+    assert_int_equal(r.restricted, 0);
+    round_trip_with(T_RSA_PSS, &spki.pss384, NULL);
+    round_trip_with(T_RSA_PSS, &spki.pss384, "ipc:///run/lurk/ks.sock");
+    r = pss_of(&spki.pss384);
+    assert_int_equal(r.restricted, 1);
+    assert_string_equal(r.md, "SHA384");
+    assert_string_equal(r.mgf1_md, "SHA384");
+    assert_int_equal(r.min_saltlen, 48);
 }
 
 static void test_round_trip_rsa(void **state)
@@ -281,6 +357,52 @@ static void test_limits_fit(void **state)
     assert_int_equal(lurk_keyref_decode(b.der, b.len, NULL, &out, &why), 1);
     lurk_keyref_free(out);
     free(b.der);
+}
+
+/*
+ * OpenSSL 3.0 leaves a hash equal to the RFC 4055 default (SHA-1) out of
+ * the key's parameters: such a key is still restricted, to SHA-1 (which
+ * no TLS scheme uses, ""), not unrestricted.
+ */
+static void test_pss_restrictions_with_defaults(void **state)
+{
+    EVP_PKEY_CTX *ctx;
+    EVP_PKEY *pk = NULL;
+    lurk_pss_restrictions r;
+    blob b;
+
+    (void)state;
+    /* rsa_pss_keygen_md:sha1 alone: every parameter is the default. */
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA-PSS", NULL);
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_true(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048) > 0);
+    assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(ctx, "SHA1", NULL) > 0);
+    assert_int_equal(EVP_PKEY_keygen(ctx, &pk), 1);
+    EVP_PKEY_CTX_free(ctx);
+    b = spki_of(pk);
+    r = pss_of(&b);
+    assert_int_equal(r.restricted, 1);
+    assert_string_equal(r.md, "");
+    assert_string_equal(r.mgf1_md, "");
+    assert_int_equal(r.min_saltlen, 20);
+    OPENSSL_free(b.der);
+
+    /* rsa_pss_keygen_md:sha256 alone: MGF1 stays the default SHA-1. */
+    pk = NULL;
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA-PSS", NULL);
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_true(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048) > 0);
+    assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(ctx, "SHA256", NULL) > 0);
+    assert_int_equal(EVP_PKEY_keygen(ctx, &pk), 1);
+    EVP_PKEY_CTX_free(ctx);
+    b = spki_of(pk);
+    r = pss_of(&b);
+    assert_int_equal(r.restricted, 1);
+    assert_string_equal(r.md, "SHA256");
+    assert_string_equal(r.mgf1_md, "");
+    OPENSSL_free(b.der);
 }
 
 /* ------------------------------------------------------------------ */
@@ -357,12 +479,18 @@ static void test_type_and_spki_disagree(void **state)
     f = good(T_ED25519);
     f.type = T_RSA;
     refused_fields(&f);
+    /* rsaEncryption and id-RSASSA-PSS are two types, in both directions. */
+    f = good(T_RSA);
+    f.type = T_RSA_PSS;
+    refused_fields(&f);
+    f = good_with(T_RSA, &spki.pss384);
+    refused_fields(&f);
 }
 
 static void test_unknown_type(void **state)
 {
     ref_fields f = good(T_RSA);
-    int types[] = { 0, 4, -1, 100 };
+    int types[] = { 0, 5, -1, 100 };
 
     (void)state;
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
@@ -488,6 +616,8 @@ int main(void)
         cmocka_unit_test(test_round_trip_rsa),
         cmocka_unit_test(test_round_trip_ec),
         cmocka_unit_test(test_round_trip_ed25519),
+        cmocka_unit_test(test_round_trip_rsa_pss),
+        cmocka_unit_test(test_pss_restrictions_with_defaults),
         cmocka_unit_test(test_pem_round_trip),
         cmocka_unit_test(test_limits_fit),
         cmocka_unit_test(test_truncated),

@@ -58,6 +58,32 @@ static void write_key(const char *id, const char *alg, const char *arg)
     EVP_PKEY_free(pk);
 }
 
+/* An id-RSASSA-PSS key, restricted to md (hash, MGF1, salt = hash length) unless md is NULL. */
+static void write_pss_key(const char *id, const char *md, int saltlen)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA-PSS", NULL);
+    EVP_PKEY *pk = NULL;
+    char path[128];
+    FILE *fp;
+
+    assert_non_null(ctx);
+    assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+    assert_true(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, 2048) > 0);
+    if (md != NULL) {
+        assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_md_name(ctx, md, NULL) > 0);
+        assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_mgf1_md_name(ctx, md) > 0);
+        assert_true(EVP_PKEY_CTX_set_rsa_pss_keygen_saltlen(ctx, saltlen) > 0);
+    }
+    assert_int_equal(EVP_PKEY_keygen(ctx, &pk), 1);
+    EVP_PKEY_CTX_free(ctx);
+    snprintf(path, sizeof(path), "%s/%s.pem", dir, id);
+    assert_non_null(fp = fopen(path, "w"));
+    chmod(path, 0600);
+    assert_int_equal(PEM_write_PrivateKey(fp, pk, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(fp);
+    EVP_PKEY_free(pk);
+}
+
 /* A keyring of the keys <id>.pem in dir, for the ids given. */
 static void ring_load(ring *r, const char *const *ids, size_t n)
 {
@@ -285,6 +311,90 @@ static void test_every_scheme_verifies(void **state)
     ring_free(&r);
 }
 
+static const Lurk__V1__KeyInfo *caps_key(const ring *r, const char *id, ks_ops_answer *ans)
+{
+    Lurk__V1__Request req;
+    Lurk__V1__CapabilitiesRequest cr;
+
+    lurk__v1__request__init(&req);
+    lurk__v1__capabilities_request__init(&cr);
+    req.version = LURK_PROTOCOL_VERSION;
+    req.op_case = LURK__V1__REQUEST__OP_CAPABILITIES;
+    req.capabilities = &cr;
+    ks_ops_handle(r->ops, &req, "test", ans);
+    assert_int_equal(ans->resp.status, LURK__V1__STATUS__STATUS_OK);
+    for (size_t i = 0; i < ans->resp.capabilities->n_keys; i++)
+        if (strcmp(ans->resp.capabilities->keys[i]->key_id, id) == 0)
+            return ans->resp.capabilities->keys[i];
+    fail_msg("key %s not in Capabilities", id);
+    return NULL;
+}
+
+/*
+ * id-RSASSA-PSS keys sign rsa_pss_pss_* (verified as a TLS peer verifies:
+ * PSS, MGF1 = the scheme's hash, salt = hash length) within their
+ * restrictions, never rsae or PKCS#1, and Capabilities says why.
+ */
+static void test_rsa_pss_keys(void **state)
+{
+    static const char *const ids[] = { "pss", "pss384" };
+    Lurk__V1__Request req;
+    Lurk__V1__DecryptRequest dr;
+    const Lurk__V1__KeyInfo *ki;
+    ks_ops_answer ans;
+    uint8_t ct[256];
+    ring r;
+
+    (void)state;
+    write_pss_key("pss", NULL, 0);
+    write_pss_key("pss384", "SHA384", 48);
+    ring_load(&r, ids, 2);
+    assert_int_equal(ks_keys_find(r.kr, "pss")->desc.type, LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS);
+    assert_int_equal(sign_all_schemes(&r, "pss", 500), 3 * 3);
+    assert_int_equal(sign_all_schemes(&r, "pss384", 600), 3);
+    assert_int_equal(sign_check(r.ops, "pss384", LURK_SCHEME_RSA_PSS_PSS_SHA384, 7,
+                                key_of(&r, "pss384")), 1);
+    assert_int_equal(sign_check(r.ops, "pss384", LURK_SCHEME_RSA_PSS_PSS_SHA256, 7,
+                                key_of(&r, "pss384")), 0);
+    assert_int_equal(sign_check(r.ops, "pss", LURK_SCHEME_RSA_PSS_RSAE_SHA256, 7,
+                                key_of(&r, "pss")), 0);
+    assert_int_equal(sign_check(r.ops, "pss", LURK_SCHEME_RSA_PKCS1_SHA256, 7,
+                                key_of(&r, "pss")), 0);
+
+    ki = caps_key(&r, "pss", &ans);
+    assert_int_equal(ki->type, LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS);
+    assert_int_equal(ki->n_schemes, 3);
+    assert_null(ki->pss);
+    assert_false(ki->decrypt);
+    ks_ops_answer_clear(&ans);
+    ki = caps_key(&r, "pss384", &ans);
+    assert_int_equal(ki->n_schemes, 1);
+    assert_int_equal(ki->schemes[0], LURK_SCHEME_RSA_PSS_PSS_SHA384);
+    assert_non_null(ki->pss);
+    assert_string_equal(ki->pss->hash, "SHA384");
+    assert_string_equal(ki->pss->mgf1_hash, "SHA384");
+    assert_int_equal(ki->pss->min_salt_len, 48);
+    ks_ops_answer_clear(&ans);
+
+    /* RSA key exchange: refused with a reason an operator understands. */
+    lurk__v1__request__init(&req);
+    lurk__v1__decrypt_request__init(&dr);
+    req.version = LURK_PROTOCOL_VERSION;
+    req.id = 9;
+    req.op_case = LURK__V1__REQUEST__OP_DECRYPT;
+    req.decrypt = &dr;
+    memset(ct, 0x01, sizeof(ct));
+    dr.key_id = "pss";
+    dr.ciphertext.data = ct;
+    dr.ciphertext.len = sizeof(ct);
+    dr.client_version = 0x0303;
+    ks_ops_handle(r.ops, &req, "test", &ans);
+    assert_int_not_equal(ans.resp.status, LURK__V1__STATUS__STATUS_OK);
+    assert_non_null(strstr(ans.resp.detail, "RSA-PSS key only signs"));
+    ks_ops_answer_clear(&ans);
+    ring_free(&r);
+}
+
 /* More (key, scheme) pairs than slots, in turn: every one evicts another. */
 static void test_more_pairs_than_slots(void **state)
 {
@@ -440,6 +550,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ed25519_context_copies),
         cmocka_unit_test(test_every_scheme_verifies),
+        cmocka_unit_test(test_rsa_pss_keys),
         cmocka_unit_test(test_more_pairs_than_slots),
         cmocka_unit_test(test_reload_uses_the_new_keys),
         cmocka_unit_test(test_copy_failure_falls_back),

@@ -30,6 +30,7 @@
 #define KT_RSA     LURK__V1__KEY_TYPE__KEY_TYPE_RSA
 #define KT_EC      LURK__V1__KEY_TYPE__KEY_TYPE_EC
 #define KT_ED25519 LURK__V1__KEY_TYPE__KEY_TYPE_ED25519
+#define KT_RSA_PSS LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS
 
 #define BUF_MAX 4096u
 
@@ -340,6 +341,113 @@ static void test_scheme_fits_key_type(void **state)
             assert_int_equal(ks_policy_check_scheme(&pol, &none, lurk_scheme_at(i)).status,
                              ST_SCHEME);
     }
+}
+
+/* ks_key_desc of an RSA-PSS key; md NULL: unrestricted. */
+static ks_key_desc pss_key(const char *md, const char *mgf1_md, unsigned int min_saltlen)
+{
+    ks_key_desc k = { KT_RSA_PSS, NULL, 2048, { 0 } };
+
+    if (md != NULL) {
+        k.pss.restricted = 1;
+        k.pss.md = md;
+        k.pss.mgf1_md = mgf1_md;
+        k.pss.min_saltlen = min_saltlen;
+    }
+    return k;
+}
+
+/* Exactly the scheme `only` (0: none) passes for `key`; the rest say `why`. */
+static void pss_only(int line, const ks_key_desc *key, uint32_t only, const char *why)
+{
+    ks_policy pol = ks_policy_default();
+
+    pol.allow_legacy_hashes = 1;
+    for (size_t i = 0; lurk_scheme_at(i) != NULL; i++) {
+        const lurk_scheme *s = lurk_scheme_at(i);
+        ks_verdict v = ks_policy_check_scheme(&pol, key, s);
+
+        if (v.status != (s->code == only ? ST_OK : ST_SCHEME)) {
+            print_error("line %d: scheme %s: got %s (%s)\n", line, s->name,
+                        lurk_status_name(v.status), v.reason);
+            fail();
+        }
+        if (s->key_type == KT_RSA_PSS && s->code != only && strstr(v.reason, why) == NULL) {
+            print_error("line %d: scheme %s refused for \"%s\", want \"%s\"\n", line, s->name,
+                        v.reason, why);
+            fail();
+        }
+    }
+}
+
+/*
+ * RSA-PSS keys (RFC 8446 4.2.3): rsa_pss_pss_* only, never rsae or PKCS#1,
+ * and within the key's RFC 4055 restrictions, which TLS meets only with
+ * hash = MGF1 hash and salt = hash length.
+ */
+static void test_rsa_pss_restrictions(void **state)
+{
+    ks_policy pol = ks_policy_default();
+    ks_key_desc any = pss_key(NULL, NULL, 0);
+    ks_key_desc k;
+    uint8_t buf[BUF_MAX];
+    size_t n;
+
+    (void)state;
+    pol.allow_legacy_hashes = 1;
+    for (size_t i = 0; lurk_scheme_at(i) != NULL; i++) {
+        const lurk_scheme *s = lurk_scheme_at(i);
+        int pss = s->code == LURK_SCHEME_RSA_PSS_PSS_SHA256 || s->code == LURK_SCHEME_RSA_PSS_PSS_SHA384
+                  || s->code == LURK_SCHEME_RSA_PSS_PSS_SHA512;
+
+        assert_int_equal(ks_policy_check_scheme(&pol, &any, s).status, pss ? ST_OK : ST_SCHEME);
+        /* And an rsaEncryption key never takes rsa_pss_pss_*. */
+        if (pss)
+            assert_int_equal(ks_policy_check_scheme(&pol, &k_rsa, s).status, ST_SCHEME);
+    }
+    k = pss_key("SHA384", "SHA384", 48);
+    pss_only(__LINE__, &k, LURK_SCHEME_RSA_PSS_PSS_SHA384, "restrict it to another hash");
+    k = pss_key("SHA256", "SHA256", 0);
+    pss_only(__LINE__, &k, LURK_SCHEME_RSA_PSS_PSS_SHA256, "restrict it to another hash");
+    /* MGF1 with another hash than the signature's: no TLS scheme fits. */
+    k = pss_key("SHA256", "SHA384", 32);
+    assert_int_equal(ks_policy_check_scheme(&pol, &k,
+                                            lurk_scheme_find(LURK_SCHEME_RSA_PSS_PSS_SHA256)).status,
+                     ST_SCHEME);
+    assert_non_null(strstr(ks_policy_check_scheme(&pol, &k, lurk_scheme_find(
+                                                      LURK_SCHEME_RSA_PSS_PSS_SHA256)).reason,
+                           "MGF1"));
+    pss_only(__LINE__, &k, 0, "restrict it to another");
+    /* Minimum salt 64: more than SHA-256's 32 and SHA-384's 48 bytes, SHA-512's 64 fits. */
+    k = pss_key("SHA256", "SHA256", 64);
+    pss_only(__LINE__, &k, 0, "");
+    assert_non_null(strstr(ks_policy_check_scheme(&pol, &k, lurk_scheme_find(
+                                                      LURK_SCHEME_RSA_PSS_PSS_SHA256)).reason,
+                           "salt"));
+    k = pss_key("SHA384", "SHA384", 64);
+    pss_only(__LINE__, &k, 0, "");
+    assert_non_null(strstr(ks_policy_check_scheme(&pol, &k, lurk_scheme_find(
+                                                      LURK_SCHEME_RSA_PSS_PSS_SHA384)).reason,
+                           "salt"));
+    k = pss_key("SHA512", "SHA512", 64);
+    pss_only(__LINE__, &k, LURK_SCHEME_RSA_PSS_PSS_SHA512, "restrict it to another hash");
+    k = pss_key("SHA512", "SHA512", 65);
+    pss_only(__LINE__, &k, 0, "");
+    /* Restricted to a hash no TLS scheme uses (e.g. SHA-1): "" matches nothing. */
+    k = pss_key("", "", 20);
+    pss_only(__LINE__, &k, 0, "restrict it to another hash");
+
+    /* The whole sign check: TLS 1.3 and TLS 1.2 contexts, as for rsaEncryption. */
+    k = pss_key("SHA384", "SHA384", 48);
+    n = build_tls13(buf, SERVER_CTX, 32);
+    EXPECT_OK(&pol, &any, LURK_SCHEME_RSA_PSS_PSS_SHA512, buf, n, KS_CTX_TLS13_SERVER_CV);
+    EXPECT_OK(&pol, &k, LURK_SCHEME_RSA_PSS_PSS_SHA384, buf, n, KS_CTX_TLS13_SERVER_CV);
+    EXPECT_REFUSED(&pol, &k, LURK_SCHEME_RSA_PSS_PSS_SHA256, buf, n, ST_SCHEME);
+    EXPECT_REFUSED(&pol, &any, LURK_SCHEME_RSA_PSS_RSAE_SHA256, buf, n, ST_SCHEME);
+    EXPECT_REFUSED(&pol, &any, LURK_SCHEME_RSA_PKCS1_SHA256, buf, n, ST_SCHEME);
+    n = build_ecdhe(buf, &shares[0]);
+    EXPECT_OK(&pol, &k, LURK_SCHEME_RSA_PSS_PSS_SHA384, buf, n, KS_CTX_TLS12_SKE_ECDHE);
+    EXPECT_REFUSED(&pol, &k, LURK_SCHEME_RSA_PSS_PSS_SHA512, buf, n, ST_SCHEME);
 }
 
 static void test_unknown_and_wrong_schemes(void **state)
@@ -1161,6 +1269,14 @@ static void test_decrypt(void **state)
     EXPECT_DECRYPT(&off, &k_rsa, 255, 256, 0x0200, ST_PERMITTED);
     EXPECT_DECRYPT(&pol, &k_rsa, 255, 256, 0x0200, ST_MALFORMED);
     EXPECT_DECRYPT(&pol, &k_p256, 255, 256, 0x0200, ST_SCHEME);
+    /* RSA-PSS keys only sign (RFC 4055), restricted or not. */
+    {
+        ks_key_desc pss = pss_key(NULL, NULL, 0);
+
+        EXPECT_DECRYPT(&pol, &pss, 256, 256, 0x0303, ST_SCHEME);
+        assert_non_null(strstr(ks_policy_check_decrypt(&pol, &pss, 256, 256, 0x0303).reason,
+                               "RSA-PSS key only signs"));
+    }
 }
 
 int main(void)
@@ -1169,6 +1285,7 @@ int main(void)
         cmocka_unit_test(test_default_policy),
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_scheme_fits_key_type),
+        cmocka_unit_test(test_rsa_pss_restrictions),
         cmocka_unit_test(test_unknown_and_wrong_schemes),
         cmocka_unit_test(test_legacy_hashes),
         cmocka_unit_test(test_tls13_accepted),
