@@ -154,7 +154,7 @@ static void ks_ops_fault(ks_ops_answer *ans, const Lurk__V1__Request *req, const
 
 /* A go-ahead from the gate that says to answer random bytes, and why. */
 typedef struct {
-    int random;
+    int random;                 /* 0, KS_OPS_RANDOM_WARN or KS_OPS_RANDOM_QUIET */
     const char *reason;
     char detail[192];
 } ks_ops_gated;
@@ -184,7 +184,8 @@ static int ks_ops_gate(const ks_ops_call *call, const Lurk__V1__Request *req, co
     }
     if (st == ST(OK)) {
         if (out != NULL && random) {
-            out->random = 1;
+            out->random = random == KS_OPS_RANDOM_QUIET ? KS_OPS_RANDOM_QUIET
+                                                        : KS_OPS_RANDOM_WARN;
             out->reason = reason != NULL ? reason : "replay";
             snprintf(out->detail, sizeof(out->detail), "%s", detail);
         }
@@ -570,12 +571,17 @@ static int ks_ops_out_of_range(const ks_key *k, const uint8_t *ct, size_t len)
  * and shape of any other; the reason reaches the audit log and metrics
  * only, the response carries no detail, as no successful one does.
  */
-static int ks_ops_random_premaster(ks_ops_answer *ans, const ks_ops_gated *g)
+static int ks_ops_random_premaster(ks_ops_answer *ans, const ks_ops_gated *g,
+                                   const Lurk__V1__Request *req, const ks_key *k,
+                                   const char *peer)
 {
     if (RAND_priv_bytes(ans->premaster, LURK_PREMASTER_LEN) != 1)
         return 0;
     ans->reason = g->reason;
     snprintf(ans->detail, sizeof(ans->detail), "%s", g->detail);
+    if (g->random == KS_OPS_RANDOM_WARN)
+        ks_log(KS_LOG_WARN, "%s key \"%s\" from %s: %s", ks_ops_name(req), k->id, peer,
+               g->detail);
     return 1;
 }
 
@@ -642,7 +648,7 @@ static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
         ks_ops_fault(ans, req, k, peer, "decryption (wrong premaster length)");
         goto out;
     }
-    if (gated.random && !ks_ops_random_premaster(ans, &gated)) {
+    if (gated.random && !ks_ops_random_premaster(ans, &gated, req, k, peer)) {
         OPENSSL_cleanse(ans->premaster, sizeof(ans->premaster));
         ks_ops_fault(ans, req, k, peer, "random premaster for a replay");
         goto out;

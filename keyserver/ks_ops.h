@@ -53,8 +53,14 @@ typedef struct {
  * daemon's limits and replay window. Anything but STATUS_OK refuses with
  * that status, `*reason` (a static token) and `detail`. STATUS_OK with
  * `*answer_random` set (Decrypt only): decrypt as usual, then answer 48
- * fresh random bytes instead of the result, recording `*reason`.
+ * fresh random bytes instead of the result, recording `*reason`; with
+ * KS_OPS_RANDOM_WARN the operation logs `detail` at warn once it has so
+ * answered (a failed decryption is refused as usual and logs that
+ * instead), with KS_OPS_RANDOM_QUIET the gate has logged it (rate-limited).
  */
+#define KS_OPS_RANDOM_WARN 1
+#define KS_OPS_RANDOM_QUIET 2
+
 typedef Lurk__V1__Status (*ks_ops_gate_fn)(void *arg, const Lurk__V1__Request *req,
                                            const ks_key *key, const char **reason,
                                            char *detail, size_t detail_len,

@@ -708,17 +708,17 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
         ks_metrics_refusal(srv->metrics, "retry_answered");
         return ST(OK);
     case KS_REPLAY_ANSWER_RANDOM:
-        /* Counted and audited through *reason, as the refusal it replaces. */
-        *answer_random = 1;
+        /* Counted and audited through *reason, as the refusal it replaces;
+         * a replay is logged by ks_ops once answered, a full cache here. */
         if (v == KS_REPLAY_REPLAY) {
+            *answer_random = KS_OPS_RANDOM_WARN;
             *reason = "replay";
             snprintf(detail, detail_len, "replay: this ciphertext was already decrypted within "
                      "the replay window (%u s): answered with random bytes",
                      rt->cfg->replay_window);
-            ks_log(KS_LOG_WARN, "decrypt key \"%s\" from %s [%s]: %s", key->id, gc->slot->peer,
-                   gc->gs->g->name, detail);
             return ST(OK);
         }
+        *answer_random = KS_OPS_RANDOM_QUIET;
         *reason = "replay_cache_full";
         snprintf(detail, detail_len, "replay cache full: answered with random bytes");
         ks_server_random_log(&srv->rlog_replay_full_random, &srv->lim_lock, now, "replay cache "

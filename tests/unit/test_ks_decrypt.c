@@ -62,7 +62,7 @@ static Lurk__V1__Status replay_gate(void *arg, const Lurk__V1__Request *req,
     case KS_REPLAY_ANSWER:
         return ST(OK);
     case KS_REPLAY_ANSWER_RANDOM:
-        *answer_random = 1;
+        *answer_random = v == KS_REPLAY_REPLAY ? KS_OPS_RANDOM_WARN : KS_OPS_RANDOM_QUIET;
         *reason = v == KS_REPLAY_REPLAY ? "replay" : "replay_cache_full";
         snprintf(detail, detail_len, "%s: answered with random bytes", *reason);
         return ST(OK);
