@@ -652,7 +652,7 @@ static void ks_server_random_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t
     va_list ap;
 
     va_start(ap, fmt);
-    ks_server_ratelog_v(rl, lock, now, "decryptions answered with random bytes", fmt, ap);
+    ks_server_ratelog_v(rl, lock, now, "answered with random bytes", fmt, ap);
     va_end(ap);
 }
 
@@ -722,7 +722,8 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
         *reason = "replay_cache_full";
         snprintf(detail, detail_len, "replay cache full: answered with random bytes");
         ks_server_random_log(&srv->rlog_replay_full_random, &srv->lim_lock, now, "replay cache "
-                             "full (replay_cache = %zu entries within replay_window = %u s)",
+                             "full for decrypt (replay_cache = %zu entries within "
+                             "replay_window = %u s)",
                              rt->cfg->replay_cache, rt->cfg->replay_window);
         return ST(OK);
     case KS_REPLAY_REFUSE:

@@ -5,7 +5,8 @@
 #  1. Key server level (lurk-rawclient): one real premaster ciphertext
 #     under two request ids: the first answer is the premaster, the second
 #     48 other bytes, both STATUS_OK; a retry of the first id gets the
-#     premaster again. A replayed Sign is still refused.
+#     premaster again. A replayed Sign is still refused. With a full
+#     replay cache a Decrypt gets random bytes, a Sign OVERLOADED.
 #  2. TLS level (tests/tools/tls12_rsa_cke.py, a raw TLS 1.2 client that
 #     sends a chosen ClientKeyExchange and a garbage Finished): against
 #     `openssl s_server` with the local key and with lurk://rsa, each
@@ -27,6 +28,7 @@ URL="tls+tcp://127.0.0.1:$KS_PORT"
 lurk_keyserver_conf "$LURK_T/ks.cnf" "$URL" "audit_log = $LURK_T/audit.log" \
     "metrics_listen = http://127.0.0.1:$MPORT" "replay_window = 60"
 lurk_keyserver_start ks "$LURK_T/ks.cnf" || { lurk_fail "key server starts"; lurk_done; }
+KS=$LURK_KS_PID
 lurk_openssl_cnf "$LURK_T/openssl.cnf" "$URL"
 R=("$RAW" --server "$URL" --ca "$P/ca.crt" --server-name localhost --cert "$P/edge.crt"
    --key "$P/edge.key" --timeout-ms 5000)
@@ -100,6 +102,37 @@ lurk_grep "sign: the first request is signed" '^status=0 ok .*result=signature' 
 lurk_grep "sign: the same context under another id is refused as a replay" \
     '^status=2 not permitted .*result=none .*replay: these TLS handshake bytes were already signed' \
     "$LURK_T/sign-8.log"
+
+# A full replay cache: a new ciphertext cannot be told from a replay, so a
+# Decrypt gets random bytes (STATUS_OK), a Sign is refused OVERLOADED.
+KS2_PORT=$(lurk_port)
+URL2="tls+tcp://127.0.0.1:$KS2_PORT"
+lurk_keyserver_conf "$LURK_T/ks2.cnf" "$URL2" "audit_log = $LURK_T/audit2.log" \
+    "replay_cache = 16"
+lurk_keyserver_start ks2 "$LURK_T/ks2.cnf" || lurk_fail "a key server with replay_cache = 16 starts"
+R2=("$RAW" --server "$URL2" --ca "$P/ca.crt" --server-name localhost --cert "$P/edge.crt"
+    --key "$P/edge.key" --timeout-ms 5000)
+for i in $(seq 16); do
+    { printf '\0'; head -c 255 /dev/urandom; } > "$LURK_T/fill.ct"
+    "${R2[@]}" --id "$i" decrypt rsa "@$LURK_T/fill.ct"
+done > "$LURK_T/fill.log" 2>&1
+lurk_check "16 ciphertexts fill the cache, each answered" \
+    test "$(grep -c '^status=0 ok .*result=premaster:48' "$LURK_T/fill.log")" -eq 16
+premaster full
+"${R2[@]}" --id 100 decrypt rsa "@$LURK_T/full.ct" > "$LURK_T/full-decrypt.log" 2>&1
+lurk_grep "full cache: a new Decrypt is answered STATUS_OK with 48 bytes, no detail" \
+    '^status=0 ok id=echoed result=premaster:48 premaster=[0-9a-f]{96} detail=""$' \
+    "$LURK_T/full-decrypt.log"
+lurk_check "full cache: but not with the premaster" \
+    test "$(premaster_of "$LURK_T/full-decrypt.log")" != "$(hex < "$LURK_T/full.pms")"
+"${R2[@]}" --id 101 sign rsa rsa_pss_rsae_sha256 "$tbs" > "$LURK_T/full-sign.log" 2>&1
+lurk_grep "full cache: a Sign is refused OVERLOADED" '^status=6 .*result=none .*replay cache full' \
+    "$LURK_T/full-sign.log"
+lurk_check "full cache: audited as replay_cache_full, result OK" lurk_wait_log "$LURK_T/audit2.log" \
+    'op=decrypt .*result=OK .*reason=replay_cache_full' 10
+lurk_grep "full cache: one warn line per interval says so" \
+    'warn: replay cache full for decrypt .*: 1 answered with random bytes' "$LURK_T/ks2.log"
+lurk_stop "$LURK_KS_PID"
 
 # --- 2. what a TLS client sees: the same alerts as with the local key -------------
 
@@ -176,5 +209,5 @@ lurk_grep "the replay warning names the key and the edge group" \
 lurk_check_fails "no decryption refused as a replay (NOT_PERMITTED) anywhere" \
     grep -q 'op=decrypt .*result=NOT_PERMITTED' "$LURK_T/audit.log"
 lurk_check "the key server and both s_servers are still running" \
-    kill -0 "$LURK_KS_PID" "$SL" "$SR"
+    kill -0 "$KS" "$SL" "$SR"
 lurk_done
