@@ -132,7 +132,7 @@ static void put_vec16(uint8_t *buf, size_t *off, const uint8_t *v, size_t n)
 /*
  * randoms || p || g || Ys of an RFC 7919 group, Ys padded to p's length as
  * OpenSSL does; ys_delta -1 writes Ys one byte short (its first byte
- * zeroed and dropped), +1 one zero byte longer: what libssl never sends.
+ * dropped), +1 with one more leading zero byte: what libssl never sends.
  */
 static size_t ffdhe_ctx_ys(uint8_t *buf, const char *group, int ys_delta)
 {
