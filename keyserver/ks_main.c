@@ -95,7 +95,7 @@ static void ks_usage(FILE *out)
 "  replay_cache = 2097152\n"
 "                        entries the replay window holds (size it to peak\n"
 "                        signatures per second x replay_window); when full,\n"
-"                        refuse\n"
+"                        refuse Sign, answer Decrypt with random bytes\n"
 "  max_message = 65536   largest request in bytes (larger: connection closed)\n"
 "  max_inflight = 2 x workers\n"
 "                        requests received and not answered, all edges;\n"

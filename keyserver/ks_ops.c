@@ -20,6 +20,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/provider.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 
 #include "ks_log.h"
@@ -152,19 +153,45 @@ static void ks_ops_fault(ks_ops_answer *ans, const Lurk__V1__Request *req, const
                   "says why");
 }
 
-/* The daemon's gate; 1 when the operation may go ahead. */
+/* A go-ahead from the gate that says to answer random bytes, and why. */
+typedef struct {
+    int random;                 /* 0, KS_OPS_RANDOM_WARN or KS_OPS_RANDOM_QUIET */
+    const char *reason;
+    char detail[192];
+} ks_ops_gated;
+
+/*
+ * The daemon's gate; 1 when the operation may go ahead. `out` NULL: a Sign,
+ * which is never answered with random bytes (they would not verify, and
+ * the policy has no such rule for signatures), so a gate asking for it is
+ * a bug, refused as internal.
+ */
 static int ks_ops_gate(const ks_ops_call *call, const Lurk__V1__Request *req, const ks_key *k,
-                       ks_ops_answer *ans)
+                       ks_ops_answer *ans, ks_ops_gated *out)
 {
     const char *reason = NULL;
     char detail[192] = "";
+    int random = 0;
     Lurk__V1__Status st;
 
     if (call->gate == NULL)
         return 1;
-    st = call->gate(call->gate_arg, req, k, &reason, detail, sizeof(detail));
-    if (st == ST(OK))
+    st = call->gate(call->gate_arg, req, k, &reason, detail, sizeof(detail), &random);
+    if (st == ST(OK) && random && out == NULL) {
+        ks_log(KS_LOG_ERROR, "%s key \"%s\" from %s: the gate asked for a random answer, "
+               "which only a decryption can have", ks_ops_name(req), k->id, call->peer);
+        ks_ops_refuse(ans, req->id, ST(INTERNAL), "internal error; the key server log says why");
+        return 0;
+    }
+    if (st == ST(OK)) {
+        if (out != NULL && random) {
+            out->random = random == KS_OPS_RANDOM_QUIET ? KS_OPS_RANDOM_QUIET
+                                                        : KS_OPS_RANDOM_WARN;
+            out->reason = reason != NULL ? reason : "replay";
+            snprintf(out->detail, sizeof(out->detail), "%s", detail);
+        }
         return 1;
+    }
     ks_ops_refuse(ans, req->id, st, detail[0] != '\0' ? detail : NULL);
     if (reason != NULL)
         ans->reason = reason;
@@ -508,7 +535,7 @@ static void ks_ops_sign(const ks_ops *ops, const ks_ops_call *call,
         ks_ops_deny(ans, req, k->id, peer, ST(UNSUPPORTED_SCHEME), "unknown signature scheme");
         return;
     }
-    if (!ks_ops_gate(call, req, k, ans))
+    if (!ks_ops_gate(call, req, k, ans, NULL))
         return;
     ks_ops_answer_init(ans, req->id);
     if (!ks_ops_sign_bytes(k, scheme, s->tbs.data, s->tbs.len, &ans->sig, &len)) {
@@ -538,6 +565,27 @@ static int ks_ops_out_of_range(const ks_key *k, const uint8_t *ct, size_t len)
     return len != k->max_size || memcmp(ct, k->modulus, len) >= 0;
 }
 
+/*
+ * The gate said to answer random bytes (a replayed ciphertext): the real
+ * premaster has been computed, so that the time taken does not tell, and
+ * is overwritten here, never sent. The answer then has the status, size
+ * and shape of any other; the reason reaches the audit log and metrics
+ * only, the response carries no detail, as no successful one does.
+ */
+static int ks_ops_random_premaster(ks_ops_answer *ans, const ks_ops_gated *g,
+                                   const Lurk__V1__Request *req, const ks_key *k,
+                                   const char *peer)
+{
+    if (RAND_priv_bytes(ans->premaster, LURK_PREMASTER_LEN) != 1)
+        return 0;
+    ans->reason = g->reason;
+    snprintf(ans->detail, sizeof(ans->detail), "%s", g->detail);
+    if (g->random == KS_OPS_RANDOM_WARN)
+        ks_log(KS_LOG_WARN, "%s key \"%s\" from %s: %s", ks_ops_name(req), k->id, peer,
+               g->detail);
+    return 1;
+}
+
 static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
                            const Lurk__V1__Request *req, ks_ops_answer *ans)
 {
@@ -550,6 +598,7 @@ static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
     unsigned int client_version, negotiated_version;
     size_t outlen = LURK_PREMASTER_LEN;
     ks_verdict v;
+    ks_ops_gated gated;
     char propq[96];
 
     if (k == NULL)
@@ -560,7 +609,8 @@ static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
         ks_ops_deny(ans, req, k->id, peer, v.status, v.reason);
         return;
     }
-    if (!ks_ops_gate(call, req, k, ans))
+    memset(&gated, 0, sizeof(gated));
+    if (!ks_ops_gate(call, req, k, ans, &gated))
         return;
     ks_ops_answer_init(ans, req->id);
     client_version = d->client_version;
@@ -599,13 +649,19 @@ static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
         ks_ops_fault(ans, req, k, peer, "decryption (wrong premaster length)");
         goto out;
     }
+    if (gated.random && !ks_ops_random_premaster(ans, &gated, req, k, peer)) {
+        OPENSSL_cleanse(ans->premaster, sizeof(ans->premaster));
+        ks_ops_fault(ans, req, k, peer, "random premaster for a replay");
+        goto out;
+    }
     lurk__v1__decrypt_response__init(&ans->r.decrypt);
     ans->r.decrypt.premaster.data = ans->premaster;
     ans->r.decrypt.premaster.len = LURK_PREMASTER_LEN;
     ans->resp.result_case = LURK__V1__RESPONSE__RESULT_DECRYPT;
     ans->resp.decrypt = &ans->r.decrypt;
     if (ks_log_enabled(KS_LOG_DEBUG))
-        ks_log(KS_LOG_DEBUG, "decrypted a premaster with key \"%s\" for %s", k->id, peer);
+        ks_log(KS_LOG_DEBUG, "decrypted a premaster with key \"%s\" for %s%s", k->id, peer,
+               gated.random ? " (answered with random bytes)" : "");
 out:
     EVP_PKEY_CTX_free(ctx);
 }

@@ -40,7 +40,9 @@ typedef struct {
     /*
      * Why a request was refused, as a short token for metrics and the
      * audit log (not_permitted, not_tls_context, replay, rate_key, ...);
-     * NULL when answered with STATUS_OK.
+     * NULL when answered with STATUS_OK, except for a Decrypt answered
+     * with random bytes (replay, replay_cache_full), whose `detail` then
+     * says why for the audit log only: the response carries no detail.
      */
     const char *reason;
 } ks_ops_answer;
@@ -49,11 +51,20 @@ typedef struct {
  * Called for Sign and Decrypt once the key is found, permitted and the
  * request passed the policy, right before the private-key operation: the
  * daemon's limits and replay window. Anything but STATUS_OK refuses with
- * that status, `*reason` (a static token) and `detail`.
+ * that status, `*reason` (a static token) and `detail`. STATUS_OK with
+ * `*answer_random` set (Decrypt only): decrypt as usual, then answer 48
+ * fresh random bytes instead of the result, recording `*reason`; with
+ * KS_OPS_RANDOM_WARN the operation logs `detail` at warn once it has so
+ * answered (a failed decryption is refused as usual and logs that
+ * instead), with KS_OPS_RANDOM_QUIET the gate has logged it (rate-limited).
  */
+#define KS_OPS_RANDOM_WARN 1
+#define KS_OPS_RANDOM_QUIET 2
+
 typedef Lurk__V1__Status (*ks_ops_gate_fn)(void *arg, const Lurk__V1__Request *req,
                                            const ks_key *key, const char **reason,
-                                           char *detail, size_t detail_len);
+                                           char *detail, size_t detail_len,
+                                           int *answer_random);
 
 /* Who asks, and what applies to them. */
 typedef struct {

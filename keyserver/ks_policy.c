@@ -232,9 +232,11 @@ static int ks_same_curve(const char *a, const char *b)
 /* TLS 1.3 CertificateVerify                                          */
 /* ------------------------------------------------------------------ */
 
+/* The transcript hash follows the cipher suite: SHA-256 or SHA-384. No
+ * TLS 1.3 suite hashes with SHA-512, so libssl never asks for 64 bytes. */
 static int ks_tls13_hash_len_ok(size_t n)
 {
-    return n == 32 || n == 48 || n == 64;
+    return n == 32 || n == 48;
 }
 
 /* Only called once the 64-space prefix is there: an ordinary TLS 1.2
@@ -261,7 +263,10 @@ static ks_verdict ks_tls13_parse(const uint8_t *tbs, size_t len)
     if (!ks_tls13_hash_len_ok(rest)) {
         if (rest == 0)
             return ks_not_ctx("TLS 1.3 context: no transcript hash");
-        return ks_not_ctx("TLS 1.3 context: hash length is not 32, 48 or 64");
+        if (rest == 64)
+            return ks_not_ctx("TLS 1.3 context: a 64-byte transcript hash, which no TLS 1.3 "
+                              "cipher suite produces (SHA-256 or SHA-384 only)");
+        return ks_not_ctx("TLS 1.3 context: hash length is not 32 or 48");
     }
     return ks_ok(KS_CTX_TLS13_SERVER_CV);
 }
@@ -435,8 +440,11 @@ static ks_verdict ks_ffdhe_parse(const ks_policy *pol, const uint8_t *params,
         return ks_not_ctx("TLS 1.2 DHE: g is 0, 1 or not below p - 1");
     if (!ks_take_vec16(&cur, &left, &ys))
         return ks_not_ctx("TLS 1.2 DHE: truncated Ys");
-    if (ys.len == 0 || ys.len > p.len)
-        return ks_not_ctx("TLS 1.2 DHE: Ys length out of range");
+    /* libssl left-pads Ys to the length of p (for old Microsoft stacks),
+     * so any other length is not a ServerKeyExchange it wrote. */
+    if (ys.len != p.len)
+        return ks_not_ctx("TLS 1.2 DHE: Ys is not exactly as long as p (libssl pads it "
+                          "to the length of p)");
     if (!ks_dh_value_ok(&ys, &p))
         return ks_not_ctx("TLS 1.2 DHE: Ys is 0, 1 or not below p - 1");
     if (left != 0)
@@ -448,14 +456,22 @@ static ks_verdict ks_ffdhe_parse(const ks_policy *pol, const uint8_t *params,
 /* TLS 1.2 dispatch                                                   */
 /* ------------------------------------------------------------------ */
 
+/* DHE_RSA is the only DHE key exchange with a signed ServerKeyExchange
+ * that libssl offers: there are no DHE-ECDSA or DHE-EdDSA cipher suites. */
+static int ks_dhe_key_ok(const ks_key_desc *key)
+{
+    return key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA
+           || key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
+}
+
 /*
  * A 6144-bit DH prime length (0x0300) also starts with 0x03, so a failed
  * ECDHE parse still gets its chance as DHE; the ECDHE reason is kept
  * because it is the likelier intent. Likewise 0x01/0x02 open both the
  * explicit curve types and 2048/4096-bit primes.
  */
-static ks_verdict ks_tls12_parse(const ks_policy *pol, const uint8_t *tbs,
-                                 size_t len)
+static ks_verdict ks_tls12_parse(const ks_policy *pol, const ks_key_desc *key,
+                                 const uint8_t *tbs, size_t len)
 {
     const uint8_t *params = tbs + KS_RANDOMS_LEN;
     size_t plen = len - KS_RANDOMS_LEN;
@@ -472,6 +488,9 @@ static ks_verdict ks_tls12_parse(const ks_policy *pol, const uint8_t *tbs,
             return ec.reason != NULL
                    ? ec : ks_not_ctx("TLS 1.2 DHE: DHE not allowed by policy");
         dh = ks_ffdhe_parse(pol, params, plen);
+        if (dh.status == LURK__V1__STATUS__STATUS_OK && !ks_dhe_key_ok(key))
+            return ks_not_ctx("TLS 1.2 DHE: parameters are signed only with an RSA key "
+                              "(no DHE cipher suite uses an EC or EdDSA key)");
         return dh.status == LURK__V1__STATUS__STATUS_OK || ec.reason == NULL ? dh : ec;
     }
     if (ec.reason != NULL)
@@ -486,8 +505,8 @@ static ks_verdict ks_tls12_parse(const ks_policy *pol, const uint8_t *tbs,
 /* The whole decision                                                 */
 /* ------------------------------------------------------------------ */
 
-static ks_verdict ks_structure(const ks_policy *pol, const uint8_t *tbs,
-                               size_t len)
+static ks_verdict ks_structure(const ks_policy *pol, const ks_key_desc *key,
+                               const uint8_t *tbs, size_t len)
 {
     if (tbs == NULL || len == 0)
         return ks_not_ctx("empty to-be-signed data");
@@ -497,7 +516,7 @@ static ks_verdict ks_structure(const ks_policy *pol, const uint8_t *tbs,
      * ECDHE with its 4-byte header. */
     if (len < KS_RANDOMS_LEN + 4u)
         return ks_not_ctx("too short for a TLS 1.3 or TLS 1.2 handshake context");
-    return ks_tls12_parse(pol, tbs, len);
+    return ks_tls12_parse(pol, key, tbs, len);
 }
 
 static ks_verdict ks_permitted(const ks_policy *pol, ks_ctx_kind kind)
@@ -525,7 +544,7 @@ ks_verdict ks_policy_check_sign(const ks_policy *pol, const ks_key_desc *key,
     v = ks_policy_check_scheme(pol, key, scheme);
     if (v.status != LURK__V1__STATUS__STATUS_OK)
         return v;
-    v = ks_structure(pol, tbs, tbs_len);
+    v = ks_structure(pol, key, tbs, tbs_len);
     if (v.status != LURK__V1__STATUS__STATUS_OK)
         return v;
     v = ks_permitted(pol, v.kind);

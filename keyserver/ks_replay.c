@@ -152,6 +152,23 @@ size_t ks_replay_count(ks_replay *r, uint64_t now_us)
     return r->count;
 }
 
+ks_replay_action ks_replay_action_of(ks_replay_verdict v, ks_replay_op op)
+{
+    switch (v) {
+    case KS_REPLAY_FRESH:
+    case KS_REPLAY_RETRY:
+        /* A retry decrypts again, which gives the same premaster for a
+         * well-formed ciphertext: the edge gets the answer it asked for. */
+        return KS_REPLAY_ANSWER;
+    case KS_REPLAY_REPLAY:
+        return op == KS_REPLAY_OP_DECRYPT ? KS_REPLAY_ANSWER_RANDOM : KS_REPLAY_REFUSE;
+    case KS_REPLAY_FULL:
+        break;
+    }
+    /* Unknown verdicts fail closed like a full cache. */
+    return op == KS_REPLAY_OP_DECRYPT ? KS_REPLAY_ANSWER_RANDOM : KS_REPLAY_REFUSE_FULL;
+}
+
 const char *ks_replay_verdict_name(ks_replay_verdict v)
 {
     switch (v) {

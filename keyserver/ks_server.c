@@ -254,7 +254,7 @@ struct ks_server {
     atomic_int closed;
 
     pthread_mutex_t lim_lock;   /* server-wide refusal log limiters */
-    ks_ratelog rlog_total, rlog_conn, rlog_replay_full;
+    ks_ratelog rlog_total, rlog_conn, rlog_replay_full, rlog_replay_full_random;
 
     pthread_mutex_t replay_lock;
     ks_replay *replay;
@@ -550,6 +550,11 @@ static void ks_server_record(ks_server *srv, const ks_runtime *rt, const ks_slot
     if (ans->resp.status != ST(OK)) {
         rec.reason = ans->reason != NULL ? ans->reason : ks_ops_reason_of(ans->resp.status);
         rec.detail = ans->resp.detail;
+    } else if (ans->reason != NULL) {
+        /* A Decrypt answered with random bytes: recorded as the replay it is,
+         * with the detail the response leaves out. */
+        rec.reason = ans->reason;
+        rec.detail = ans->detail;
     }
     ks_audit_write(srv->audit, &rec);
     /* Only configured key ids become label values: a client cannot add series. */
@@ -603,32 +608,57 @@ static void ks_server_replay_digest(const ks_server *srv, const Lurk__V1__Reques
     EVP_MD_CTX_free(md);
 }
 
-static void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
-                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* One warn line per interval: "<msg>: N <outcome>[ since the last such line]". */
+static void ks_server_ratelog_v(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                                const char *outcome, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
 
-static void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
-                                   const char *fmt, ...)
+static void ks_server_ratelog_v(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                                const char *outcome, const char *fmt, va_list ap)
 {
     uint64_t count = 0;
     int say;
     char msg[512];
-    va_list ap;
 
     pthread_mutex_lock(lock);
     say = ks_ratelog_hit(rl, now, &count);
     pthread_mutex_unlock(lock);
     if (!say)
         return;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    ks_log(KS_LOG_WARN, "%s: %llu refused as overloaded%s", msg, (unsigned long long)count,
+    ks_log(KS_LOG_WARN, "%s: %llu %s%s", msg, (unsigned long long)count, outcome,
            count > 1 ? " since the last such line" : "");
+}
+
+static void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                                   const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    ks_server_ratelog_v(rl, lock, now, "refused as overloaded", fmt, ap);
+    va_end(ap);
+}
+
+static void ks_server_random_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void ks_server_random_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                                 const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    ks_server_ratelog_v(rl, lock, now, "answered with random bytes", fmt, ap);
+    va_end(ap);
 }
 
 static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
                                        const ks_key *key, const char **reason, char *detail,
-                                       size_t detail_len)
+                                       size_t detail_len, int *answer_random)
 {
     ks_gate_ctx *gc = arg;
     ks_server *srv = gc->srv;
@@ -637,6 +667,7 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
     uint64_t now = ks_now_us();
     uint8_t digest[KS_REPLAY_DIGEST_LEN];
     ks_replay_verdict v;
+    int decrypt = req->op_case == LURK__V1__REQUEST__OP_DECRYPT;
     int ok_group, ok_key = 1;
 
     pthread_mutex_lock(&rt->lock);
@@ -667,23 +698,40 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
     v = ks_replay_check(srv->replay, digest, gc->gs->tag, req->id, now,
                         (uint64_t)rt->cfg->replay_window * 1000000u);
     pthread_mutex_unlock(&srv->replay_lock);
-    switch (v) {
-    case KS_REPLAY_FRESH:
-        return ST(OK);
-    case KS_REPLAY_RETRY:
+    switch (ks_replay_action_of(v, decrypt ? KS_REPLAY_OP_DECRYPT : KS_REPLAY_OP_SIGN)) {
+    case KS_REPLAY_ANSWER:
+        if (v != KS_REPLAY_RETRY)
+            return ST(OK);
         ks_log(KS_LOG_INFO, "%s key \"%s\" from %s [%s]: retry of request %016llx (same "
                "group, id and bytes): answered again", ks_ops_name(req), key->id,
                gc->slot->peer, gc->gs->g->name, (unsigned long long)req->id);
         ks_metrics_refusal(srv->metrics, "retry_answered");
         return ST(OK);
-    case KS_REPLAY_REPLAY:
+    case KS_REPLAY_ANSWER_RANDOM:
+        /* Counted and audited through *reason, as the refusal it replaces;
+         * a replay is logged by ks_ops once answered, a full cache here. */
+        if (v == KS_REPLAY_REPLAY) {
+            *answer_random = KS_OPS_RANDOM_WARN;
+            *reason = "replay";
+            snprintf(detail, detail_len, "replay: this ciphertext was already decrypted within "
+                     "the replay window (%u s): answered with random bytes",
+                     rt->cfg->replay_window);
+            return ST(OK);
+        }
+        *answer_random = KS_OPS_RANDOM_QUIET;
+        *reason = "replay_cache_full";
+        snprintf(detail, detail_len, "replay cache full: answered with random bytes");
+        ks_server_random_log(&srv->rlog_replay_full_random, &srv->lim_lock, now, "replay cache "
+                             "full for decrypt (replay_cache = %zu entries within "
+                             "replay_window = %u s)",
+                             rt->cfg->replay_cache, rt->cfg->replay_window);
+        return ST(OK);
+    case KS_REPLAY_REFUSE:
         *reason = "replay";
-        snprintf(detail, detail_len, "replay: these TLS handshake bytes were already %s within "
-                 "the replay window (%u s)",
-                 req->op_case == LURK__V1__REQUEST__OP_SIGN ? "signed" : "decrypted",
-                 rt->cfg->replay_window);
+        snprintf(detail, detail_len, "replay: these TLS handshake bytes were already signed "
+                 "within the replay window (%u s)", rt->cfg->replay_window);
         return ST(NOT_PERMITTED);
-    case KS_REPLAY_FULL:
+    case KS_REPLAY_REFUSE_FULL:
     default:
         *reason = "replay_cache_full";
         snprintf(detail, detail_len, "replay cache full: too many operations within the "
@@ -1573,6 +1621,7 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
     ks_ratelog_init(&srv->rlog_total, KS_SERVER_LOG_INTERVAL_US);
     ks_ratelog_init(&srv->rlog_conn, KS_SERVER_LOG_INTERVAL_US);
     ks_ratelog_init(&srv->rlog_replay_full, KS_SERVER_LOG_INTERVAL_US);
+    ks_ratelog_init(&srv->rlog_replay_full_random, KS_SERVER_LOG_INTERVAL_US);
     if ((srv->rt = ks_runtime_new(cfg, kr, ops)) == NULL
         || (srv->metrics = ks_metrics_new()) == NULL
         || (srv->replay = ks_replay_new(cfg->replay_cache)) == NULL

@@ -57,7 +57,8 @@ static int ref_tls13(const uint8_t *t, size_t n)
     static const char ctx[] = "TLS 1.3, server CertificateVerify";
     size_t head = 64 + sizeof(ctx); /* with the 0x00 separator */
 
-    return (n == head + 32 || n == head + 48 || n == head + 64) && all_bytes(t, 64, 0x20)
+    /* SHA-256 or SHA-384 transcripts: no TLS 1.3 suite hashes with SHA-512. */
+    return (n == head + 32 || n == head + 48) && all_bytes(t, 64, 0x20)
            && memcmp(t + 64, ctx, sizeof(ctx)) == 0;
 }
 
@@ -93,10 +94,14 @@ static int ref_ecdhe(const ks_policy *pol, const uint8_t *t, size_t n)
            && n == 68 + share && (!nist || t[68] == 0x04) && !all_bytes(t + 68, share, 0);
 }
 
-static int ref_ffdhe(const ks_policy *pol, const uint8_t *t, size_t n)
+/* Only RSA keys sign DHE parameters: there are no DHE-ECDSA/EdDSA suites. */
+static int ref_ffdhe(const ks_policy *pol, const ks_key_desc *key, const uint8_t *t, size_t n)
 {
     size_t off = 64, p, g, y;
 
+    if (key->type != LURK__V1__KEY_TYPE__KEY_TYPE_RSA
+        && key->type != LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
+        return 0;
     if (!pol->allow_ffdhe || n < off + 2)
         return 0;
     p = be16(t + off);
@@ -111,8 +116,9 @@ static int ref_ffdhe(const ks_policy *pol, const uint8_t *t, size_t n)
         return 0;
     y = be16(t + off);
     off += 2 + y;
-    /* p odd with its top bit set; g and Ys no longer than p. */
-    return n == off && g >= 1 && g <= p && y >= 1 && y <= p && (t[66] & 0x80) != 0
+    /* p odd with its top bit set; g no longer than p, Ys exactly as long
+     * (libssl pads it to the length of p). */
+    return n == off && g >= 1 && g <= p && y == p && (t[66] & 0x80) != 0
            && (t[66 + p - 1] & 1) != 0;
 }
 
@@ -150,7 +156,7 @@ static void check_sign(const ks_policy *pol, size_t k, uint32_t scheme_code,
         break;
     case KS_CTX_TLS12_SKE_FFDHE:
         FUZZ_CHECK(pol->allow_tls12);
-        FUZZ_CHECK(ref_ffdhe(pol, tbs, len));
+        FUZZ_CHECK(ref_ffdhe(pol, key, tbs, len));
         FUZZ_CHECK(!ref_tls13(tbs, len));
         break;
     default:

@@ -129,14 +129,18 @@ static void put_vec16(uint8_t *buf, size_t *off, const uint8_t *v, size_t n)
     *off += n;
 }
 
-/* randoms || p || g || Ys of an RFC 7919 group, each padded to p's length as OpenSSL does */
-static size_t ffdhe_ctx(uint8_t *buf, const char *group)
+/*
+ * randoms || p || g || Ys of an RFC 7919 group, Ys padded to p's length as
+ * OpenSSL does; ys_delta -1 writes Ys one byte short (its first byte
+ * dropped), +1 with one more leading zero byte: what libssl never sends.
+ */
+static size_t ffdhe_ctx_ys(uint8_t *buf, const char *group, int ys_delta)
 {
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
     EVP_PKEY *k = NULL;
     BIGNUM *p = NULL, *g = NULL, *y = NULL;
     OSSL_PARAM params[2];
-    uint8_t tmp[1024];
+    uint8_t tmp[1024 + 2]; /* Ys with a leading zero byte */
     size_t off = 64, plen;
 
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0);
@@ -152,14 +156,25 @@ static size_t ffdhe_ctx(uint8_t *buf, const char *group)
     BN_bn2bin(p, tmp);
     put_vec16(buf, &off, tmp, plen);
     put_vec16(buf, &off, tmp, (size_t)BN_bn2bin(g, tmp));
-    BN_bn2binpad(y, tmp, (int)plen);
-    put_vec16(buf, &off, tmp, plen);
+    tmp[0] = 0;
+    BN_bn2binpad(y, tmp + 1, (int)plen);
+    if (ys_delta < 0)
+        put_vec16(buf, &off, tmp + 2, plen - 1);
+    else if (ys_delta > 0)
+        put_vec16(buf, &off, tmp, plen + 1);
+    else
+        put_vec16(buf, &off, tmp + 1, plen);
     BN_free(p);
     BN_free(g);
     BN_free(y);
     EVP_PKEY_free(k);
     EVP_PKEY_CTX_free(ctx);
     return off;
+}
+
+static size_t ffdhe_ctx(uint8_t *buf, const char *group)
+{
+    return ffdhe_ctx_ys(buf, group, 0);
 }
 
 static void request_seeds(void)
@@ -244,8 +259,11 @@ static void request_seeds(void)
     sign_seed("sign-tls13-p384-sha384-transcript", "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384,
               tbs, n);
     sign_seed("sign-tls13-trailing", "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, tbs, n + 1);
-    n = tls13_ctx(tbs, server, 64);
+    n = tls13_ctx(tbs, server, 32);
     sign_seed("sign-tls13-p521", "p521", LURK_SCHEME_ECDSA_SECP521R1_SHA512, tbs, n);
+    /* No TLS 1.3 suite has a SHA-512 transcript: refused even for a SHA-512 scheme. */
+    n = tls13_ctx(tbs, server, 64);
+    sign_seed("sign-tls13-hash-64", "rsa", LURK_SCHEME_RSA_PSS_RSAE_SHA512, tbs, n);
     n = tls13_ctx(tbs, client, 32);
     sign_seed("sign-tls13-client-context", "rsa", LURK_SCHEME_RSA_PSS_RSAE_SHA256, tbs, n);
     n = tls13_ctx(tbs, server, 20);
@@ -268,7 +286,15 @@ static void request_seeds(void)
     n = ffdhe_ctx(tbs, "ffdhe2048");
     sign_seed("sign-tls12-ffdhe2048", "rsa", LURK_SCHEME_RSA_PKCS1_SHA256, tbs, n);
     n = ffdhe_ctx(tbs, "ffdhe3072");
-    sign_seed("sign-tls12-ffdhe3072", "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256, tbs, n);
+    sign_seed("sign-tls12-ffdhe3072", "rsa", LURK_SCHEME_RSA_PSS_RSAE_SHA256, tbs, n);
+    /* DHE with an EC or EdDSA key: no such cipher suite, refused. */
+    sign_seed("sign-tls12-ffdhe3072-ec-key", "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256, tbs, n);
+    sign_seed("sign-tls12-ffdhe3072-ed25519-key", "ed25519", LURK_SCHEME_ED25519, tbs, n);
+    /* Ys not padded to the length of p, or longer than p: refused. */
+    n = ffdhe_ctx_ys(tbs, "ffdhe2048", -1);
+    sign_seed("sign-tls12-ffdhe2048-ys-short", "rsa", LURK_SCHEME_RSA_PKCS1_SHA256, tbs, n);
+    n = ffdhe_ctx_ys(tbs, "ffdhe2048", 1);
+    sign_seed("sign-tls12-ffdhe2048-ys-long", "rsa", LURK_SCHEME_RSA_PKCS1_SHA256, tbs, n);
 
     RAND_bytes(tbs, 32);
     sign_seed("sign-digest-32", "rsa", LURK_SCHEME_RSA_PKCS1_SHA256, tbs, 32);

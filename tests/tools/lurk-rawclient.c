@@ -14,7 +14,9 @@
  * Options: --server URL --cert FILE --key FILE --ca FILE --server-name NAME
  * --timeout-ms N --allow-insecure, as lurkctl; --out FILE writes the
  * result bytes (signature, premaster, public key) to FILE; --repeat N sends
- * the request N times and prints one line each.
+ * the request N times and prints one line each; --id N gives the request
+ * that id instead of the fixed one (a replay is the same bytes under
+ * another id, a retry the same bytes under the same id).
  *
  * Output, one line per answer:
  *   status=<n> <name> id=<echoed|other|none> result=<none|kind:bytes> detail="..."
@@ -34,6 +36,8 @@
 #define EXIT_BAD_ANSWER 4
 #define RAW_ID 0x5241570000000001ull /* "RAW": the id of every request built here */
 
+static uint64_t raw_id = RAW_ID;        /* --id */
+
 typedef struct {
     uint8_t *p;
     size_t len;
@@ -49,7 +53,7 @@ static void usage(FILE *f)
 "       lurk-rawclient [OPTIONS] ping\n"
 "       lurk-rawclient cases\n"
 "Options: --server URL --cert FILE --key FILE --ca FILE --server-name NAME\n"
-"         --timeout-ms N --allow-insecure --out FILE --repeat N\n");
+"         --timeout-ms N --allow-insecure --out FILE --repeat N --id N\n");
 }
 
 static void *xmalloc(size_t n)
@@ -135,7 +139,7 @@ static void init_request(Lurk__V1__Request *req)
 {
     lurk__v1__request__init(req);
     req->version = LURK_PROTOCOL_VERSION;
-    req->id = RAW_ID;
+    req->id = raw_id;
 }
 
 static buf sign_request(const char *key_id, uint32_t scheme, const uint8_t *tbs, size_t len)
@@ -404,7 +408,7 @@ static int report(const uint8_t *ans, size_t len, const char *out)
         n = bytes->len;
     printf("status=%d %s id=%s result=%s", (int)r->status,
            lurk_status_name(r->status),
-           r->id == RAW_ID ? "echoed" : r->id == 0 ? "none" : "other", kind);
+           r->id == raw_id ? "echoed" : r->id == 0 ? "none" : "other", kind);
     if (strcmp(kind, "none") != 0)
         printf(":%zu", n);
     if (bytes != NULL && strcmp(kind, "premaster") == 0) {
@@ -435,6 +439,7 @@ int main(int argc, char **argv)
         { "allow-insecure", no_argument, NULL, 'I' },
         { "out", required_argument, NULL, 'o' },
         { "repeat", required_argument, NULL, 'r' },
+        { "id", required_argument, NULL, 'i' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -457,6 +462,7 @@ int main(int argc, char **argv)
         case 'I': allow_insecure = 1; break;
         case 'o': out = optarg; break;
         case 'r': repeat = atoi(optarg); break;
+        case 'i': raw_id = strtoull(optarg, NULL, 0); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

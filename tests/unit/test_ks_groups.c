@@ -231,11 +231,13 @@ static int gate_calls;
 static Lurk__V1__Status gate_status;
 
 static Lurk__V1__Status test_gate(void *arg, const Lurk__V1__Request *req, const ks_key *key,
-                                  const char **reason, char *detail, size_t detail_len)
+                                  const char **reason, char *detail, size_t detail_len,
+                                  int *answer_random)
 {
     (void)arg;
     (void)req;
     (void)key;
+    (void)answer_random;
     gate_calls++;
     if (gate_status != LURK__V1__STATUS__STATUS_OK) {
         *reason = "replay";

@@ -96,6 +96,66 @@ static void test_bad_sizes(void **state)
     assert_string_equal(ks_replay_verdict_name(KS_REPLAY_RETRY), "retry");
 }
 
+/*
+ * What each verdict means for each operation. A Decrypt is answered like a
+ * local key answers every ClientKeyExchange: a replay or a full cache gets
+ * random bytes, never a refusal the TLS client could see; a Sign is refused.
+ */
+static void test_action_table(void **state)
+{
+    static const struct {
+        ks_replay_verdict v;
+        ks_replay_op op;
+        ks_replay_action want;
+    } rows[] = {
+        { KS_REPLAY_FRESH, KS_REPLAY_OP_SIGN, KS_REPLAY_ANSWER },
+        { KS_REPLAY_FRESH, KS_REPLAY_OP_DECRYPT, KS_REPLAY_ANSWER },
+        { KS_REPLAY_RETRY, KS_REPLAY_OP_SIGN, KS_REPLAY_ANSWER },
+        { KS_REPLAY_RETRY, KS_REPLAY_OP_DECRYPT, KS_REPLAY_ANSWER },
+        { KS_REPLAY_REPLAY, KS_REPLAY_OP_SIGN, KS_REPLAY_REFUSE },
+        { KS_REPLAY_REPLAY, KS_REPLAY_OP_DECRYPT, KS_REPLAY_ANSWER_RANDOM },
+        { KS_REPLAY_FULL, KS_REPLAY_OP_SIGN, KS_REPLAY_REFUSE_FULL },
+        { KS_REPLAY_FULL, KS_REPLAY_OP_DECRYPT, KS_REPLAY_ANSWER_RANDOM },
+        /* An unknown verdict fails closed, as a full cache. */
+        { (ks_replay_verdict)99, KS_REPLAY_OP_SIGN, KS_REPLAY_REFUSE_FULL },
+        { (ks_replay_verdict)99, KS_REPLAY_OP_DECRYPT, KS_REPLAY_ANSWER_RANDOM },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        ks_replay_action got = ks_replay_action_of(rows[i].v, rows[i].op);
+        if (got != rows[i].want) {
+            print_error("row %zu (%s, %s): got %d, want %d\n", i,
+                        ks_replay_verdict_name(rows[i].v),
+                        rows[i].op == KS_REPLAY_OP_SIGN ? "sign" : "decrypt", (int)got,
+                        (int)rows[i].want);
+            fail();
+        }
+    }
+}
+
+/* The same ciphertext under two request ids: the first recorded, the second a replay. */
+static void test_decrypt_two_ids(void **state)
+{
+    ks_replay *r = ks_replay_new(8);
+    uint8_t ct[32];
+
+    (void)state;
+    digest_of(5, ct);
+    assert_int_equal(ks_replay_action_of(ks_replay_check(r, ct, 1, 500, 0, 60 * SEC),
+                                         KS_REPLAY_OP_DECRYPT), KS_REPLAY_ANSWER);
+    assert_int_equal(ks_replay_action_of(ks_replay_check(r, ct, 1, 501, 1, 60 * SEC),
+                                         KS_REPLAY_OP_DECRYPT), KS_REPLAY_ANSWER_RANDOM);
+    /* The first request again (an nng resend): decrypted again. */
+    assert_int_equal(ks_replay_action_of(ks_replay_check(r, ct, 1, 500, 2, 60 * SEC),
+                                         KS_REPLAY_OP_DECRYPT), KS_REPLAY_ANSWER);
+    /* The replay left no entry of its own: its retry is a replay too. */
+    assert_int_equal(ks_replay_action_of(ks_replay_check(r, ct, 1, 501, 3, 60 * SEC),
+                                         KS_REPLAY_OP_DECRYPT), KS_REPLAY_ANSWER_RANDOM);
+    assert_int_equal(ks_replay_count(r, 3), 1);
+    ks_replay_free(r);
+}
+
 /* Churn: insert and expire many entries; every live one must stay findable. */
 static void test_churn_against_model(void **state)
 {
@@ -139,6 +199,8 @@ int main(void)
         cmocka_unit_test(test_full_fails_closed),
         cmocka_unit_test(test_bad_sizes),
         cmocka_unit_test(test_churn_against_model),
+        cmocka_unit_test(test_action_table),
+        cmocka_unit_test(test_decrypt_two_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,8 @@ static const ks_key_desc k_p256 = { KT_EC, "prime256v1", 256, { 0 } };
 static const ks_key_desc k_p384 = { KT_EC, "secp384r1", 384, { 0 } };
 static const ks_key_desc k_p521 = { KT_EC, "secp521r1", 521, { 0 } };
 static const ks_key_desc k_ed = { KT_ED25519, NULL, 256, { 0 } };
+/* Unrestricted id-RSASSA-PSS: only for the DHE rule, not in all_keys. */
+static const ks_key_desc k_rsa_pss = { KT_RSA_PSS, NULL, 2048, { 0 } };
 static const ks_key_desc *const all_keys[] = { &k_rsa, &k_p256, &k_p384, &k_p521, &k_ed };
 #define N_KEYS (sizeof(all_keys) / sizeof(all_keys[0]))
 
@@ -520,7 +522,7 @@ static void test_tls13_accepted(void **state)
 {
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX];
-    static const size_t hashes[] = { 32, 48, 64 };
+    static const size_t hashes[] = { 32, 48 };
     static const struct { const ks_key_desc *key; uint32_t scheme; } ok[] = {
         { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256 },
         { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA384 },
@@ -532,7 +534,7 @@ static void test_tls13_accepted(void **state)
     };
 
     (void)state;
-    for (size_t h = 0; h < 3; h++) {
+    for (size_t h = 0; h < 2; h++) {
         size_t n = build_tls13(buf, SERVER_CTX, hashes[h]);
         assert_int_equal(n, 98 + hashes[h]);
         /* The hash follows the cipher suite, not the scheme: every pair. */
@@ -548,7 +550,7 @@ static void test_tls13_scheme_rules(void **state)
 {
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX];
-    static const size_t hashes[] = { 32, 48, 64 };
+    static const size_t hashes[] = { 32, 48 };
     static const uint32_t pkcs1[] = { LURK_SCHEME_RSA_PKCS1_SHA256,
                                       LURK_SCHEME_RSA_PKCS1_SHA384,
                                       LURK_SCHEME_RSA_PKCS1_SHA512 };
@@ -558,7 +560,7 @@ static void test_tls13_scheme_rules(void **state)
                                            LURK_SCHEME_ECDSA_SECP521R1_SHA512 };
 
     (void)state;
-    for (size_t h = 0; h < 3; h++) {
+    for (size_t h = 0; h < 2; h++) {
         size_t n = build_tls13(buf, SERVER_CTX, hashes[h]);
         for (size_t i = 0; i < 3; i++)
             EXPECT_REFUSED(&pol, &k_rsa, pkcs1[i], buf, n, ST_SCHEME);
@@ -608,9 +610,9 @@ static void test_tls13_refusals(void **state)
         v = EXPECT_REFUSED(&pol, &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, buf, n, ST_NOT_TLS);
         assert_non_null(strstr(v.reason, "client"));
     }
-    /* Hash lengths other than 32, 48 and 64. */
+    /* Hash lengths other than 32 and 48 (64: see test_tls13_hash_64). */
     {
-        static const size_t bad[] = { 0, 1, 16, 20, 28, 31, 33, 47, 49, 63, 65, 96, 128 };
+        static const size_t bad[] = { 0, 1, 16, 20, 28, 31, 33, 47, 49, 63, 64, 65, 96, 128 };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
             n = build_tls13(buf, SERVER_CTX, bad[i]);
             NOT_TLS(&pol, buf, n);
@@ -663,10 +665,10 @@ static void test_tls13_truncated_and_padded(void **state)
     uint8_t buf[BUF_MAX];
 
     (void)state;
-    for (size_t h = 32; h <= 64; h += 16) {
+    for (size_t h = 32; h <= 48; h += 16) {
         size_t n = build_tls13(buf, SERVER_CTX, h);
         for (size_t cut = 0; cut < n; cut++) {
-            if (cut == 98 + 32 || cut == 98 + 48)
+            if (cut == 98 + 32)
                 continue; /* a shorter valid context */
             NOT_TLS(&pol, buf, cut);
         }
@@ -692,6 +694,37 @@ static void test_tls13_bit_flips(void **state)
         }
     }
     EXPECT_OK(&pol, &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, buf, n, KS_CTX_TLS13_SERVER_CV);
+}
+
+/*
+ * No TLS 1.3 cipher suite hashes its transcript with SHA-512, so libssl
+ * never hands over 64 bytes, whatever the scheme's own hash: refused for
+ * every key and scheme, SHA-512 schemes included, naming the length.
+ */
+static void test_tls13_hash_64(void **state)
+{
+    ks_policy pol = ks_policy_default();
+    uint8_t buf[BUF_MAX];
+    size_t n = build_tls13(buf, SERVER_CTX, 64);
+    static const struct { const ks_key_desc *key; uint32_t scheme; } rows[] = {
+        { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256 },
+        { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA512 },
+        { &k_p256, LURK_SCHEME_ECDSA_SECP256R1_SHA256 },
+        { &k_p384, LURK_SCHEME_ECDSA_SECP384R1_SHA384 },
+        { &k_p521, LURK_SCHEME_ECDSA_SECP521R1_SHA512 },
+        { &k_ed, LURK_SCHEME_ED25519 },
+        { &k_rsa_pss, LURK_SCHEME_RSA_PSS_PSS_SHA512 },
+    };
+
+    (void)state;
+    assert_int_equal(n, 98 + 64);
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        ks_verdict v = EXPECT_REFUSED(&pol, rows[i].key, rows[i].scheme, buf, n, ST_NOT_TLS);
+        assert_non_null(strstr(v.reason, "64-byte transcript hash"));
+    }
+    /* The same key and scheme sign the 48-byte form: only the length is at fault. */
+    EXPECT_OK(&pol, &k_p521, LURK_SCHEME_ECDSA_SECP521R1_SHA512, buf,
+              build_tls13(buf, SERVER_CTX, 48), KS_CTX_TLS13_SERVER_CV);
 }
 
 /* ------------------------------------------------------------------ */
@@ -919,25 +952,89 @@ static void test_tls12_ffdhe_accepted(void **state)
     for (size_t d = 0; d < N_DH; d++) {
         size_t n = build_dhe(buf, &dh[d]);
         assert_true(n <= LURK_MAX_TBS);
-        for (size_t k = 0; k < N_KEYS; k++)
-            for (size_t i = 0; lurk_scheme_at(i) != NULL; i++)
-                if (lurk_scheme_at(i)->key_type == all_keys[k]->type && !lurk_scheme_at(i)->legacy)
-                    EXPECT_OK(&pol, all_keys[k], lurk_scheme_at(i)->code, buf, n,
-                              KS_CTX_TLS12_SKE_FFDHE);
+        /* Every scheme of the RSA key types; other keys: test_tls12_ffdhe_rules. */
+        for (size_t i = 0; lurk_scheme_at(i) != NULL; i++) {
+            const lurk_scheme *sc = lurk_scheme_at(i);
+            if (sc->legacy)
+                continue;
+            if (sc->key_type == KT_RSA)
+                EXPECT_OK(&pol, &k_rsa, sc->code, buf, n, KS_CTX_TLS12_SKE_FFDHE);
+            if (sc->key_type == KT_RSA_PSS)
+                EXPECT_OK(&pol, &k_rsa_pss, sc->code, buf, n, KS_CTX_TLS12_SKE_FFDHE);
+        }
     }
-    /* Ys without the padding to |p| and g with a leading zero. */
+    /* g with a leading zero: only Ys has a fixed length. */
     {
         const dh_params *d = &dh[0];
-        size_t z = 0;
         uint8_t g2[2] = { 0x00, d->g[0] };
-        while (d->ys[z] == 0)
-            z++;
-        EXPECT_OK(&pol, &k_rsa, LURK_SCHEME_RSA_PKCS1_SHA256, buf,
-                  build_dhe_raw(buf, d->p, d->plen, d->g, d->glen, d->ys + z, d->yslen - z),
-                  KS_CTX_TLS12_SKE_FFDHE);
         EXPECT_OK(&pol, &k_rsa, LURK_SCHEME_RSA_PKCS1_SHA256, buf,
                   build_dhe_raw(buf, d->p, d->plen, g2, 2, d->ys, d->yslen),
                   KS_CTX_TLS12_SKE_FFDHE);
+    }
+}
+
+/*
+ * The two rules that follow what libssl writes: DHE parameters are signed
+ * only by RSA keys (there are no DHE-ECDSA or DHE-EdDSA suites), and Ys is
+ * exactly as long as p (libssl left-pads it). One row per rule and side.
+ */
+static void test_tls12_ffdhe_rules(void **state)
+{
+    ks_policy pol = ks_policy_default();
+    const dh_params *d = &dh[0];
+    uint8_t buf[BUF_MAX], ys[1100];
+    size_t z = 0;
+    static const struct {
+        const char *what;
+        const ks_key_desc *key;
+        uint32_t scheme;
+        int ys_form;            /* 0: padded to |p|, 1: leading zeros cut, 2: one zero more */
+        Lurk__V1__Status want;
+        const char *reason;     /* a part of the refusal's reason */
+    } rows[] = {
+        { "rsaEncryption key", &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, 0, ST_OK, NULL },
+        { "rsaEncryption key, PKCS#1", &k_rsa, LURK_SCHEME_RSA_PKCS1_SHA384, 0, ST_OK, NULL },
+        { "RSA-PSS key", &k_rsa_pss, LURK_SCHEME_RSA_PSS_PSS_SHA256, 0, ST_OK, NULL },
+        { "P-256 key", &k_p256, LURK_SCHEME_ECDSA_SECP256R1_SHA256, 0, ST_NOT_TLS, "RSA key" },
+        { "P-384 key", &k_p384, LURK_SCHEME_ECDSA_SECP384R1_SHA384, 0, ST_NOT_TLS, "RSA key" },
+        { "P-521 key", &k_p521, LURK_SCHEME_ECDSA_SECP521R1_SHA512, 0, ST_NOT_TLS, "RSA key" },
+        { "Ed25519 key", &k_ed, LURK_SCHEME_ED25519, 0, ST_NOT_TLS, "RSA key" },
+        { "Ys shorter than p", &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, 1, ST_NOT_TLS,
+          "as long as p" },
+        { "Ys longer than p", &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, 2, ST_NOT_TLS,
+          "as long as p" },
+        { "Ys shorter than p, EC key", &k_p256, LURK_SCHEME_ECDSA_SECP256R1_SHA256, 1,
+          ST_NOT_TLS, "as long as p" },
+    };
+
+    (void)state;
+    /* A Ys with a leading zero byte, so that cutting it keeps the value. */
+    memcpy(ys, d->ys, d->yslen);
+    ys[0] = 0x00;
+    while (z < d->yslen && ys[z] == 0)
+        z++;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        size_t n;
+        ks_verdict v;
+
+        if (rows[i].ys_form == 0) {
+            n = build_dhe_raw(buf, d->p, d->plen, d->g, d->glen, ys, d->yslen);
+        } else if (rows[i].ys_form == 1) {
+            n = build_dhe_raw(buf, d->p, d->plen, d->g, d->glen, ys + z, d->yslen - z);
+        } else {
+            uint8_t longer[1100];
+            longer[0] = 0x00;
+            memcpy(longer + 1, ys, d->yslen);
+            n = build_dhe_raw(buf, d->p, d->plen, d->g, d->glen, longer, d->yslen + 1);
+        }
+        v = ks_policy_check_sign(&pol, rows[i].key, rows[i].scheme, buf, n);
+        if (v.status != rows[i].want
+            || (rows[i].want == ST_OK && v.kind != KS_CTX_TLS12_SKE_FFDHE)
+            || (rows[i].reason != NULL && strstr(v.reason, rows[i].reason) == NULL)) {
+            print_error("row \"%s\": got %s (%s)\n", rows[i].what, lurk_status_name(v.status),
+                        v.reason);
+            fail();
+        }
     }
 }
 
@@ -1194,7 +1291,7 @@ static void test_protocol_switches(void **state)
         none.allow_tls12 = 0;
         none.allow_tls13 = 0;
         EXPECT_REFUSED(&none, &k_ed, LURK_SCHEME_ED25519, buf,
-                       build_tls13(buf, SERVER_CTX, 64), ST_PERMITTED);
+                       build_tls13(buf, SERVER_CTX, 48), ST_PERMITTED);
         EXPECT_REFUSED(&none, &k_ed, LURK_SCHEME_ED25519, buf,
                        build_ecdhe(buf, &shares[3]), ST_PERMITTED);
     }
@@ -1294,6 +1391,7 @@ int main(void)
         cmocka_unit_test(test_tls13_refusals),
         cmocka_unit_test(test_tls13_truncated_and_padded),
         cmocka_unit_test(test_tls13_bit_flips),
+        cmocka_unit_test(test_tls13_hash_64),
         cmocka_unit_test(test_tls12_ecdhe_accepted),
         cmocka_unit_test(test_tls12_ecdhe_fresh_points),
         cmocka_unit_test(test_tls12_ecdhe_curve_type),
@@ -1302,6 +1400,7 @@ int main(void)
         cmocka_unit_test(test_tls12_ecdhe_point_encoding),
         cmocka_unit_test(test_tls12_ecdhe_truncated_and_padded),
         cmocka_unit_test(test_tls12_ffdhe_accepted),
+        cmocka_unit_test(test_tls12_ffdhe_rules),
         cmocka_unit_test(test_tls12_ffdhe_policy),
         cmocka_unit_test(test_tls12_ffdhe_refusals),
         cmocka_unit_test(test_not_a_context),
