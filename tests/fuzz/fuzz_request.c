@@ -142,6 +142,8 @@ static void check_sign(const ks_policy *pol, size_t k, uint32_t scheme_code,
     /* ...within an RSA-PSS key's restrictions... */
     FUZZ_CHECK(!key->pss.restricted
                || (strcmp(scheme->md, key->pss.md) == 0 && scheme->md_len >= key->pss.min_saltlen));
+    /* ...with SHA-1 or SHA-224 only where the policy allows them, in TLS 1.2... */
+    FUZZ_CHECK(!scheme->legacy || (pol->allow_legacy_hashes && v.kind != KS_CTX_TLS13_SERVER_CV));
     /* ...and the bytes are exactly one handshake form the policy allows. */
     switch (v.kind) {
     case KS_CTX_TLS13_SERVER_CV:
@@ -194,6 +196,7 @@ static void check_request(const Lurk__V1__Request *req)
     pols[2].allow_tls13 = 0;
     pols[2].min_ffdhe_bits = 3072;
     pols[2].groups = ks_policy_group_bit(29) | ks_policy_group_bit(24);
+    pols[2].allow_legacy_hashes = 1;
 
     for (size_t p = 0; p < 3; p++) {
         if (req->op_case == LURK__V1__REQUEST__OP_SIGN) {

@@ -255,6 +255,7 @@ static void request_seeds(void)
     sign_seed("sign-tls13-ed25519", "ed25519", LURK_SCHEME_ED25519, tbs, n);
     sign_seed("sign-tls13-unknown-scheme", "rsa", 0x0809, tbs, n);
     sign_seed("sign-tls13-scheme-32-bits", "rsa", 0x10804, tbs, n);
+    sign_seed("sign-tls13-ecdsa-sha1", "p256", LURK_SCHEME_ECDSA_SHA1, tbs, n);
     n = tls13_ctx(tbs, server, 48);
     sign_seed("sign-tls13-p384-sha384-transcript", "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384,
               tbs, n);
@@ -272,6 +273,9 @@ static void request_seeds(void)
     n = ecdhe_ctx(tbs, 23, NULL, "P-256");
     sign_seed("sign-tls12-ecdhe-p256", "rsa", LURK_SCHEME_RSA_PKCS1_SHA256, tbs, n);
     sign_seed("sign-tls12-ecdhe-p256-trailing", "rsa", LURK_SCHEME_RSA_PKCS1_SHA256, tbs, n + 1);
+    /* SHA-1 and SHA-224: TLS 1.2 only, and only with legacy_hashes = yes. */
+    sign_seed("sign-tls12-rsa-sha1", "rsa", LURK_SCHEME_RSA_PKCS1_SHA1, tbs, n);
+    sign_seed("sign-tls12-ecdsa-sha224", "p256", LURK_SCHEME_ECDSA_SHA224, tbs, n);
     tbs[n - 1] ^= 1;
     sign_seed("sign-tls12-ecdhe-p256-off-curve", "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256,
               tbs, n);
