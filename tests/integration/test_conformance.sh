@@ -140,25 +140,48 @@ done
 outcome lurk-rsa -tls1_2 -cipher 'AES128-GCM-SHA256:@SECLEVEL=0' > "$LURK_T/kx.log"
 lurk_grep "RSA key exchange completes through LURK" 'ok Cipher is AES128-GCM-SHA256' "$LURK_T/kx.log"
 
-# The default: legacy_hashes = no (and no RSA key exchange). The provider
-# learns from Capabilities that SHA-1 and SHA-224 are off, so a client that
-# prefers them but offers SHA-256 too gets SHA-256 through LURK, and one
-# that offers nothing else fails before any request reaches the key server.
+# A TLS 1.2 client that sends no signature_algorithms (SHA-1 implied) and
+# does RSA key exchange: libssl checks that the key could sign
+# rsa_pkcs1_sha1 even though nothing is signed. Both keys must then take the
+# ClientKeyExchange and fail only at the garbage Finished.
+CKE=$(cd "$(dirname "$0")/../tools" && pwd)/tls12_rsa_cke.py
+ZEROS=$(printf '%0512d' 0)
+for where in local lurk; do
+    python3 "$CKE" --no-sigalgs 127.0.0.1 "${PORT[$where-rsa]}" "$ZEROS" \
+        > "$LURK_T/nosigalgs-$where.log" 2>&1
+done
+lurk_grep "no signature_algorithms, RSA key exchange, local key: fails at Finished" \
+    '^alert fatal bad_record_mac' "$LURK_T/nosigalgs-local.log"
+lurk_grep "no signature_algorithms, RSA key exchange, LURK: fails at Finished" \
+    '^alert fatal bad_record_mac' "$LURK_T/nosigalgs-lurk.log"
+
+# The default: legacy_hashes = no. The provider learns from Capabilities
+# that SHA-1 and SHA-224 are off, so a client that prefers them but offers
+# SHA-256 too gets SHA-256 through LURK, and one that offers nothing else
+# fails before any request reaches the key server. RSA key exchange still
+# works for a client that implies SHA-1.
 KS2_PORT=$(lurk_port)
-lurk_keyserver_conf "$LURK_T/ks2.cnf" "tls+tcp://127.0.0.1:$KS2_PORT" "rsa_decrypt = no"
+lurk_keyserver_conf "$LURK_T/ks2.cnf" "tls+tcp://127.0.0.1:$KS2_PORT"
 lurk_keyserver_start ks2 "$LURK_T/ks2.cnf" || { lurk_fail "second key server starts"; lurk_done; }
 lurk_openssl_cnf "$LURK_T/openssl2.cnf" "tls+tcp://127.0.0.1:$KS2_PORT"
-PORT[nolegacy]=$(lurk_port)
-OPENSSL_CONF=$LURK_T/openssl2.cnf lurk_bg_stdin s_server-nolegacy \
-    openssl s_server -accept "${PORT[nolegacy]}" -naccept 1000 -cert "$LURK_T/pki/web-rsa.crt" \
-    -key "$LURK_T/ref/rsa.pem" -cipher "$CIPHERS"
-lurk_wait_log "$LURK_T/s_server-nolegacy.log" '^ACCEPT' 15
-outcome nolegacy -tls1_2 -sigalgs RSA+SHA1:RSA+SHA224:RSA+SHA256 > "$LURK_T/nolegacy-prefer.log"
+for k in p256 rsa; do
+    PORT[nolegacy-$k]=$(lurk_port)
+    OPENSSL_CONF=$LURK_T/openssl2.cnf lurk_bg_stdin "s_server-nolegacy-$k" \
+        openssl s_server -accept "${PORT[nolegacy-$k]}" -naccept 1000 \
+        -cert "$LURK_T/pki/web-$k.crt" -key "$LURK_T/ref/$k.pem" -cipher "$CIPHERS"
+    lurk_wait_log "$LURK_T/s_server-nolegacy-$k.log" '^ACCEPT' 15
+done
+outcome nolegacy-p256 -tls1_2 -sigalgs ECDSA+SHA1:ECDSA+SHA224:ECDSA+SHA256 \
+    > "$LURK_T/nolegacy-prefer.log"
 lurk_grep "legacy_hashes = no: a client preferring SHA-1 and SHA-224 gets SHA-256" \
     'Peer signing digest: SHA256' "$LURK_T/nolegacy-prefer.log"
-outcome nolegacy -tls1_2 -sigalgs RSA+SHA1 > "$LURK_T/nolegacy-sha1.log"
+outcome nolegacy-p256 -tls1_2 -sigalgs ECDSA+SHA1 > "$LURK_T/nolegacy-sha1.log"
 lurk_grep "legacy_hashes = no: a client offering only SHA-1 is refused" '^failed' \
     "$LURK_T/nolegacy-sha1.log"
-lurk_check_fails "legacy_hashes = no: no SHA-1 request reached the key server" \
-    grep -q 'rsa_pkcs1_sha1' "$LURK_T/ks2.log"
+lurk_check_fails "legacy_hashes = no: no SHA-1 or SHA-224 request reached the key server" \
+    grep -Eq 'ecdsa_sha1|ecdsa_sha224' "$LURK_T/ks2.log"
+python3 "$CKE" --no-sigalgs 127.0.0.1 "${PORT[nolegacy-rsa]}" "$ZEROS" \
+    > "$LURK_T/nosigalgs-nolegacy.log" 2>&1
+lurk_grep "legacy_hashes = no: no signature_algorithms, RSA key exchange: fails at Finished" \
+    '^alert fatal bad_record_mac' "$LURK_T/nosigalgs-nolegacy.log"
 lurk_done

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tls12_rsa_cke.py: a raw TLS 1.2 client that sends a chosen ClientKeyExchange.
 
-    tls12_rsa_cke.py [--timeout S] HOST PORT CIPHERTEXT
+    tls12_rsa_cke.py [--timeout S] [--no-sigalgs] HOST PORT CIPHERTEXT
 
 CIPHERTEXT is hex or @FILE: the bytes of the RSA-encrypted premaster, sent
 as they are (no padding to the modulus length, no check). The client offers
@@ -14,6 +14,10 @@ CBC: IV and three blocks), then prints what the server answered, one line:
     alert fatal bad_record_mac    an alert (level, description)
     closed                        the server closed without an alert
     timeout                       no answer within the timeout
+
+--no-sigalgs leaves the signature_algorithms extension out, as TLS 1.2
+clients may: the server then assumes SHA-1 (RFC 5246 7.4.1.4.1) and libssl
+checks that its key could sign rsa_pkcs1_sha1, even for RSA key exchange.
 
 An alert before ServerHelloDone is printed the same way, prefixed with
 "early ". The garbage Finished never verifies, so a server that accepted
@@ -77,10 +81,12 @@ def ext(etype, body):
     return struct.pack("!HH", etype, len(body)) + body
 
 
-def client_hello():
+def client_hello(with_sigalgs=True):
     sigalgs = [0x0401, 0x0501, 0x0601, 0x0804, 0x0805, 0x0806, 0x0201]
     sa = struct.pack("!H", 2 * len(sigalgs)) + b"".join(struct.pack("!H", s) for s in sigalgs)
-    exts = ext(0x000D, sa) + ext(0xFF01, b"\x00")  # signature_algorithms, renegotiation_info
+    exts = ext(0xFF01, b"\x00")  # renegotiation_info
+    if with_sigalgs:
+        exts = ext(0x000D, sa) + exts
     suites = b"".join(struct.pack("!H", s) for s in SUITES)
     body = (struct.pack("!H", 0x0303) + os.urandom(32) + b"\x00"
             + struct.pack("!H", len(suites)) + suites + b"\x01\x00"
@@ -145,9 +151,16 @@ def parse_ciphertext(arg):
 def main(argv):
     timeout = 10.0
     args = list(argv[1:])
-    if len(args) >= 2 and args[0] == "--timeout":
-        timeout = float(args[1])
-        args = args[2:]
+    with_sigalgs = True
+    while args and args[0].startswith("--"):
+        if args[0] == "--timeout" and len(args) >= 2:
+            timeout = float(args[1])
+            args = args[2:]
+        elif args[0] == "--no-sigalgs":
+            with_sigalgs = False
+            args = args[1:]
+        else:
+            break
     if len(args) != 3:
         sys.stderr.write(__doc__.split("\n\n")[1] + "\n")
         return 2
@@ -155,7 +168,7 @@ def main(argv):
     sock = socket.create_connection((host, port), timeout=timeout)
     reader = Reader(sock)
     try:
-        sock.sendall(record(CT_HANDSHAKE, client_hello()))
+        sock.sendall(record(CT_HANDSHAKE, client_hello(with_sigalgs)))
         try:
             suite = server_flight(reader)
         except Alert as a:
