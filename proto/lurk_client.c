@@ -11,7 +11,8 @@
  * is told, what a late answer or an abandoned call becomes) is decided by
  * the state machine in lurk_attempt.c. This file is its adapter: nng
  * callbacks and blocking waits become events, and the machine's actions
- * become nng calls. Health probes and keep-alive are in lurk_health.c.
+ * become nng calls. Each key server's socket, connection and health are in
+ * lurk_server.c.
  *
  * Locks: a call's machine is stepped under the call's lock, and its actions
  * are carried out under it too; they take a server's lock inside it, never
@@ -25,7 +26,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 
 #include "lurk_attempt.h"
@@ -57,41 +57,7 @@ struct lurk_pending {
     struct lurk_pending *next, *prev; /* in server->attempts */
 };
 
-/* ---- reused nng objects ------------------------------------------------ */
-
-/*
- * Opening and closing a context per request costs locks and a reaper
- * thread wake-up each; a context whose request was answered carries no
- * state into the next one (a new send replaces the old request id), so it
- * goes back to its server. Any other context is closed: after a timeout or
- * a lost connection, a fresh one is the simple way to be sure.
- */
-static int lurk_ctx_get(lurk_server *s, nng_ctx *ctx)
-{
-    int found = 0;
-
-    pthread_mutex_lock(&s->lock);
-    if (s->nidle > 0) {
-        *ctx = s->idle[--s->nidle];
-        found = 1;
-    }
-    pthread_mutex_unlock(&s->lock);
-    return found ? 0 : nng_ctx_open(ctx, s->sock);
-}
-
-static void lurk_ctx_put(lurk_server *s, nng_ctx ctx, int reusable)
-{
-    if (reusable && !s->client->closing) {
-        pthread_mutex_lock(&s->lock);
-        if (s->nidle < LURK_CTX_CACHE) {
-            s->idle[s->nidle++] = ctx;
-            reusable = 2;
-        }
-        pthread_mutex_unlock(&s->lock);
-    }
-    if (reusable != 2)
-        nng_ctx_close(ctx);
-}
+/* ---- reused aios of blocking calls -------------------------------------- */
 
 static int lurk_aio_get(lurk_client *c, nng_aio **aio)
 {
@@ -162,37 +128,17 @@ static void lurk_server_detach(lurk_server *s, lurk_pending *p)
     pthread_mutex_unlock(&s->lock);
 }
 
-static void lurk_view(lurk_client *c, lurk_balance_view *v)
+/*
+ * The server lost its last connection (lurk_server.c, under s->lock):
+ * every attempt waiting on it moves on now (DISCONNECT). Under that lock
+ * each listed attempt is still on this server, so the abort cannot hit the
+ * call's next attempt elsewhere, and nng_aio_abort only schedules the
+ * completion: no cap on how many, no references to take.
+ */
+void lurk_client_server_lost(lurk_server *s)
 {
-    for (unsigned int i = 0; i < c->n; i++) {
-        pthread_mutex_lock(&c->servers[i].lock);
-        v[i].connected = c->servers[i].pipes > 0;
-        v[i].down = c->servers[i].down;
-        v[i].inflight = c->servers[i].inflight;
-        pthread_mutex_unlock(&c->servers[i].lock);
-    }
-}
-
-static void lurk_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
-{
-    lurk_server *s = arg;
-
-    (void)pipe;
-    pthread_mutex_lock(&s->lock);
-    s->pipes += ev == NNG_PIPE_EV_ADD_POST ? 1 : -1;
-    /* Back after a restart: probe at the next tick, not after the backoff. */
-    if (ev == NNG_PIPE_EV_ADD_POST && s->down)
-        s->next_probe = lurk_now_ms();
-    /*
-     * Lost its last connection: every attempt waiting on it moves on now
-     * (DISCONNECT). Under the server's lock each listed attempt is still on
-     * this server, so the abort cannot hit its next attempt elsewhere, and
-     * nng_aio_abort only schedules the completion: no cap, no references.
-     */
-    if (ev == NNG_PIPE_EV_REM_POST && s->pipes == 0)
-        for (lurk_pending *p = s->attempts; p != NULL; p = p->next)
-            nng_aio_abort(p->aio, NNG_ECONNSHUT);
-    pthread_mutex_unlock(&s->lock);
+    for (lurk_pending *p = s->attempts; p != NULL; p = p->next)
+        nng_aio_abort(p->aio, NNG_ECONNSHUT);
 }
 
 /* ---- the adapter: events in, actions out -------------------------------- */
@@ -214,7 +160,7 @@ static int lurk_pending_send(lurk_pending *p, unsigned int i)
 
     if ((rv = nng_msg_dup(&msg, p->request)) != 0)
         return rv;
-    if ((rv = lurk_ctx_get(s, &p->ctx)) != 0) {
+    if ((rv = lurk_server_ctx_get(s, &p->ctx)) != 0) {
         nng_msg_free(msg);
         return rv;
     }
@@ -228,7 +174,7 @@ static int lurk_pending_send(lurk_pending *p, unsigned int i)
 static void lurk_pending_leave(lurk_pending *p, int reusable)
 {
     lurk_server_detach(p->server, p);
-    lurk_ctx_put(p->server, p->ctx, reusable);
+    lurk_server_ctx_put(p->server, p->ctx, reusable);
 }
 
 static void lurk_pending_release_io(lurk_pending *p)
@@ -308,8 +254,9 @@ static int lurk_pending_feed(lurk_pending *p, lurk_attempt_event *ev, nng_msg *a
     lurk_run run = { answer, 0, 0 };
 
     for (;;) {
-        if (p->client != NULL && lurk_attempt_needs_view(ev->type, ev->overloaded)) {
-            lurk_view(p->client, view);
+        if (p->client != NULL && p->sm.fixed < 0
+            && lurk_attempt_needs_view(ev->type, ev->overloaded)) {
+            lurk_server_view(p->client, view);
             ev->view = view;
             ev->rr = atomic_fetch_add(&p->client->rr, 1);
         }
@@ -364,7 +311,7 @@ static lurk_attempt_event_type lurk_event_of(int rv, int sending)
         return sending ? LURK_ATTEMPT_EV_SENT : LURK_ATTEMPT_EV_ANSWER;
     case NNG_ETIMEDOUT:
         return LURK_ATTEMPT_EV_TIMEOUT;
-    case NNG_ECONNSHUT: /* only ever from lurk_pipe_event */
+    case NNG_ECONNSHUT: /* only ever from lurk_client_server_lost */
         return LURK_ATTEMPT_EV_DISCONNECT;
     case NNG_ECANCELED:
         return LURK_ATTEMPT_EV_CANCELED;
@@ -469,69 +416,6 @@ int lurk_client_probe(lurk_client *c, unsigned int server, nng_msg *msg, int tim
 }
 
 /* ---- client ------------------------------------------------------------ */
-
-/* The host part of tls+tcp://host:port, used as the expected server name. */
-static char *lurk_url_host(const char *url)
-{
-    const char *h = strstr(url, "://"), *end;
-
-    if (h == NULL)
-        return NULL;
-    h += 3;
-    if (*h == '[') {
-        end = strchr(h, ']');
-        return end != NULL ? strndup(h + 1, (size_t)(end - h - 1)) : NULL;
-    }
-    end = strrchr(h, ':');
-    return end != NULL ? strndup(h, (size_t)(end - h)) : NULL;
-}
-
-static int lurk_server_open(lurk_server *s, const lurk_client_conf *conf, char *err,
-                            size_t errlen)
-{
-    nng_dialer d;
-    nng_tls_config *tls = NULL;
-    char *host = NULL;
-    int rv;
-
-    if ((rv = nng_req0_open(&s->sock)) != 0) {
-        lurk_errf(err, errlen, "cannot open nng socket: %s", nng_strerror(rv));
-        return -1;
-    }
-    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, LURK_MAX_MESSAGE + 64);
-    /* Resending is our decision (another server), not nng's (the same one). */
-    nng_socket_set_ms(s->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, 100);
-    nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, 2000);
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, lurk_pipe_event, s);
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, lurk_pipe_event, s);
-    if ((rv = nng_dialer_create(&d, s->sock, s->url)) != 0) {
-        lurk_errf(err, errlen, "key server URL %s: %s", s->url, nng_strerror(rv));
-        return -1;
-    }
-    if (lurk_url_classify(s->url) == LURK_URL_TLS) {
-        lurk_tls_files f = conf->tls;
-
-        if (f.server_name == NULL)
-            f.server_name = host = lurk_url_host(s->url);
-        rv = lurk_tls_config_make(0, &f, &tls, err, errlen);
-        free(host);
-        if (rv != 0)
-            return -1;
-        rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
-        nng_tls_config_free(tls); /* the dialer holds its own reference */
-        if (rv != 0) {
-            lurk_errf(err, errlen, "key server URL %s: %s", s->url, nng_strerror(rv));
-            return -1;
-        }
-    }
-    /* Non-blocking: a key server that is down now must not fail the client. */
-    if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
-        lurk_errf(err, errlen, "key server URL %s: %s", s->url, nng_strerror(rv));
-        return -1;
-    }
-    return 0;
-}
 
 /*
  * Clients that could not be freed (a socket that would not close, a call
@@ -684,7 +568,7 @@ int lurk_client_new(const lurk_client_conf *conf, lurk_client **out, char *err, 
     for (unsigned int i = 0; i < n; i++)
         if (lurk_server_open(&c->servers[i], conf, err, errlen) != 0)
             goto fail;
-    if ((rv = nng_aio_alloc(&c->tick, lurk_health_tick, c)) != 0) {
+    if ((rv = nng_aio_alloc(&c->tick, lurk_server_tick, c)) != 0) {
         lurk_errf(err, errlen, "nng: %s", nng_strerror(rv));
         goto fail;
     }

@@ -1,7 +1,6 @@
 /*
- * What the client (lurk_client.c) and its health checks (lurk_health.c)
- * share: the per-server and per-client state. Not an API: nothing outside
- * proto/ includes this.
+ * What the client's calls (lurk_client.c) and its view of each key server
+ * (lurk_server.c) share. Not an API: nothing outside proto/ includes this.
  */
 #ifndef LURK_CLIENT_INT_H
 #define LURK_CLIENT_INT_H
@@ -60,9 +59,23 @@ int64_t lurk_now_ms(void);
 /* An attempt or probe on s ended: ok, it answered; else it failed. */
 void lurk_server_mark(lurk_server *s, int ok);
 
+/* Opens s's socket and starts dialing (without waiting for a connection). */
+int lurk_server_open(lurk_server *s, const lurk_client_conf *conf, char *err, size_t errlen);
+
+/* Contexts: a cached one whose last request was answered, else a new one. */
+int lurk_server_ctx_get(lurk_server *s, nng_ctx *ctx);
+/* reusable: its last request was answered, so it may serve another. */
+void lurk_server_ctx_put(lurk_server *s, nng_ctx ctx, int reusable);
+
+/* A snapshot of every server for lurk_balance_pick. */
+void lurk_server_view(lurk_client *c, lurk_balance_view *v);
+
 /* The health tick (nng aio callback, arg: the client), every LURK_TICK_MS. */
 #define LURK_TICK_MS 200
-void lurk_health_tick(void *arg);
+void lurk_server_tick(void *arg);
+
+/* s lost its last connection: abort the attempts on it. Called with s->lock held. */
+void lurk_client_server_lost(lurk_server *s);
 
 /*
  * A call nobody waits for, on server `server` only (a probe): consumes msg;
