@@ -6,15 +6,24 @@
  * to another key server and what the caller is told live here, where they
  * can be read and table-tested without sockets (tests/unit/test_attempt.c).
  *
- *   NEW ──START──▶ SENDING ──SENT──▶ WAITING ──ANSWER──▶ DONE ──FINISH──▶ FREED
- *                    ▲   │              │                 ▲
- *                    │   └──────────────┴─ TIMEOUT, DISCONNECT, *_FAILED,
- *                    └──── another server  OVERLOADED answer
- *                          if one is left  ──────────────────┘ (none left, or too late)
+ *   NEW      START            -> SENDING to the server lurk_balance_pick chooses
+ *   SENDING  SENT             -> WAITING
+ *   WAITING  ANSWER           -> DONE; if it says OVERLOADED and a server not
+ *                                yet tried and time are left: SENDING there
+ *   SENDING, WAITING  TIMEOUT, DISCONNECT, SEND_FAILED, RECV_FAILED
+ *                             -> server marked down; SENDING to another if
+ *                                one and time are left, else DONE
+ *   DONE     FINISH, ABANDON  -> FREED
+ *   SENDING, WAITING  ABANDON -> ABANDONED: the I/O is aborted, and whatever
+ *                                it then brings (a late answer) is dropped
+ *                                and the call FREED
+ *   SENDING, WAITING  CANCELED -> DONE, the server not blamed
+ *   any      CLIENT_FREE      -> no new attempt; the I/O is aborted and the
+ *                                call ends as CLOSED (an answer that makes it
+ *                                is still the answer)
  *
- * ABANDON (or FINISH) while I/O is in flight leads to ABANDONED: whatever
- * the I/O brings then is dropped, and the call is freed. CLIENT_FREE stops
- * retries and aborts the I/O; the call then ends as CLOSED.
+ * Events for an attempt that is over (another server, another state) are
+ * stale and change nothing; a stale answer is dropped.
  *
  * Invariants (tested): every call gets exactly one RELEASE_IO and one FREE,
  * FREE last; COMPLETE at most once, never after ABANDON; an answer event
