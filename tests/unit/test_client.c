@@ -371,6 +371,46 @@ static void test_free_with_call_outstanding(void **state)
     fake_stop(&f[0]);
 }
 
+typedef struct {
+    lurk_client *c;
+    lurk_call_result res;
+    char err[256];
+} blocked_call;
+
+static void *call_blocked(void *arg)
+{
+    blocked_call *b = arg;
+    Lurk__V1__Response *resp;
+
+    b->res = sign(b->c, &resp, b->err, sizeof(b->err));
+    if (resp != NULL)
+        lurk__v1__response__free_unpacked(resp, NULL);
+    return NULL;
+}
+
+/* The same for a thread blocked in lurk_client_call: it returns, the free does not hang. */
+static void test_free_with_blocking_call(void **state)
+{
+    fake_server f[1];
+    blocked_call b;
+    pthread_t t;
+    int64_t start;
+
+    (void)state;
+    fake_start(&f[0], 0, FAKE_SILENT);
+    memset(&b, 0, sizeof(b));
+    b.c = client_of(f, 1, 5000, 0);
+    assert_int_equal(pthread_create(&t, NULL, call_blocked, &b), 0);
+    nng_msleep(50);
+    start = now_ms();
+    lurk_client_free(b.c);
+    pthread_join(t, NULL);
+    assert_true(now_ms() - start < 1000);
+    assert_int_equal(b.res, LURK_CALL_TRANSPORT);
+    assert_non_null(strstr(b.err, "shut down"));
+    fake_stop(&f[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_overloaded_everywhere),
         cmocka_unit_test(test_abandon_then_late_answer),
         cmocka_unit_test(test_free_with_call_outstanding),
+        cmocka_unit_test(test_free_with_blocking_call),
     };
     int rv;
 
