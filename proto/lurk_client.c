@@ -5,133 +5,59 @@
  * decides where a request goes: nng's own round robin keeps feeding a key
  * server that is connected but hung (FIELD-NOTES 10). Per server we track
  * whether it is connected (pipe events), whether it is down (it failed an
- * attempt or a probe) and how many attempts wait on it; lurk_balance.c
- * picks. An attempt that times out or loses its connection marks the server
- * down and moves the request to another server within the same deadline.
- * A health tick probes down servers with Ping (backing off) and pings idle
- * ones, so a hung key server is noticed even without traffic.
+ * attempt or a probe) and how many attempts wait on it.
+ *
+ * What happens to a call (which server, when it moves on, what the caller
+ * is told, what a late answer or an abandoned call becomes) is decided by
+ * the state machine in lurk_attempt.c. This file is its adapter: nng
+ * callbacks and blocking waits become events, and the machine's actions
+ * become nng calls. Each key server's socket, connection and health are in
+ * lurk_server.c.
+ *
+ * Locks: a call's machine is stepped under the call's lock, and its actions
+ * are carried out under it too; they take a server's lock inside it, never
+ * the other way round. nng never runs an aio callback inline, so sending
+ * under the call's lock is safe.
  */
-#include "lurk_transport.h"
+#include "lurk_client_int.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 
-#include "lurk_balance.h"
+#include "lurk_attempt.h"
 
-#define LURK_TICK_MS 200
-#define LURK_PROBE_TIMEOUT_MS 1000
-#define LURK_MIN_ATTEMPT_MS 20
 #define LURK_CLOSE_WAIT_MS 2000
-/* Idle nng contexts kept per server, and idle aios of blocking calls per client. */
-#define LURK_CTX_CACHE 32
-#define LURK_AIO_CACHE 32
-
-typedef struct lurk_server {
-    lurk_client *client;
-    unsigned int index;
-    char *url;
-    nng_socket sock;
-    pthread_mutex_t lock;      /* the fields below */
-    int pipes;
-    int down;
-    int backoff_ms;
-    nng_time next_probe;
-    nng_time last_ok;
-    int probing;
-    int inflight;
-    struct lurk_pending *attempts; /* on this server now, for abort on disconnect */
-    nng_ctx idle[LURK_CTX_CACHE]; /* contexts whose last request was answered */
-    unsigned int nidle;
-} lurk_server;
-
-struct lurk_client {
-    lurk_server *servers;
-    unsigned int n;
-    int timeout_ms;
-    int attempt_ms;
-    int keepalive_ms;
-    _Atomic unsigned int rr;
-    _Atomic int live;          /* pendings not yet freed */
-    _Atomic int closing;
-    _Atomic int closed;        /* every socket closed */
-    nng_aio *tick;
-    pthread_mutex_t aio_lock;  /* idle_aio */
-    nng_aio *idle_aio[LURK_AIO_CACHE]; /* callback-less, for blocking calls */
-    unsigned int nidle_aio;
-};
 
 /*
- * A call in flight. References: the caller's (dropped by finish or
- * abandon) and the callback chain's (dropped when the answer, an error or
- * the deadline arrives), so that a caller may walk away, as an ASYNC job
- * freed by SSL_free does, without a late answer touching freed memory.
+ * A call in flight. Two parties hold it: its I/O (until RELEASE_IO) and
+ * its caller (until FINISH or ABANDON); the machine says when both are
+ * gone (FREE), so that a caller may walk away, as an ASYNC job freed by
+ * SSL_free does, without a late answer touching freed memory. After
+ * RELEASE_IO it no longer refers to the client, which may then be freed.
  */
 struct lurk_pending {
-    lurk_client *client;
-    _Atomic int refs;
-    _Atomic int done;
-    pthread_mutex_t lock;      /* done_fn, done_arg, abandoned */
-    lurk_done_fn done_fn;      /* NULL once abandoned */
+    lurk_client *client;       /* NULL after RELEASE_IO */
+    pthread_mutex_t lock;      /* everything below */
+    lurk_attempt sm;
+    lurk_done_fn done_fn;
     void *done_arg;
-    int abandoned;
+    _Atomic int done;          /* COMPLETE was carried out */
     int sync;                  /* driven by the caller's thread, aio without callback */
-    int rv;
+    int sending;               /* the aio holds our copy of the request */
     uint64_t id;
-    nng_time deadline;
     nng_msg *request;          /* kept to resend on another server */
     nng_msg *reply;
     nng_aio *aio;
     nng_ctx ctx;
-    int ctx_reusable;          /* its last request was answered */
     lurk_server *server;       /* of the current attempt, and of ctx */
-    int fixed;                 /* a probe: this server only */
-    int sending;
-    uint32_t tried;
     struct lurk_pending *next, *prev; /* in server->attempts */
 };
 
-static void lurk_pending_cb(void *arg);
-
-/* ---- reused nng objects ------------------------------------------------ */
-
-/*
- * Opening and closing a context per request costs locks and a reaper
- * thread wake-up each; a context whose request was answered carries no
- * state into the next one (a new send replaces the old request id), so it
- * goes back to its server. Any other context is closed: after a timeout or
- * a lost connection, a fresh one is the simple way to be sure.
- */
-static int lurk_ctx_get(lurk_server *s, nng_ctx *ctx)
-{
-    int found = 0;
-
-    pthread_mutex_lock(&s->lock);
-    if (s->nidle > 0) {
-        *ctx = s->idle[--s->nidle];
-        found = 1;
-    }
-    pthread_mutex_unlock(&s->lock);
-    return found ? 0 : nng_ctx_open(ctx, s->sock);
-}
-
-static void lurk_ctx_put(lurk_server *s, nng_ctx ctx, int reusable)
-{
-    if (reusable && !s->client->closing) {
-        pthread_mutex_lock(&s->lock);
-        if (s->nidle < LURK_CTX_CACHE) {
-            s->idle[s->nidle++] = ctx;
-            reusable = 2;
-        }
-        pthread_mutex_unlock(&s->lock);
-    }
-    if (reusable != 2)
-        nng_ctx_close(ctx);
-}
+/* ---- reused aios of blocking calls -------------------------------------- */
 
 static int lurk_aio_get(lurk_client *c, nng_aio **aio)
 {
@@ -156,36 +82,21 @@ static void lurk_aio_put(lurk_client *c, nng_aio *aio)
         nng_aio_free(aio);
 }
 
-/* ---- pending lifetime ------------------------------------------------ */
+/* ---- the client's count of calls with I/O, waited for by lurk_client_free */
 
-static void lurk_pending_release(lurk_pending *p)
+static void lurk_client_enter(lurk_client *c)
 {
-    if (atomic_fetch_sub(&p->refs, 1) != 1)
-        return;
-    nng_msg_free(p->reply);
-    nng_msg_free(p->request);
-    if (p->ctx.id != 0)
-        lurk_ctx_put(p->server, p->ctx, p->ctx_reusable);
-    if (p->aio != NULL) {
-        if (p->sync)
-            lurk_aio_put(p->client, p->aio);
-        else
-            nng_aio_reap(p->aio); /* reap, not free: this may run inside its own callback */
-    }
-    pthread_mutex_destroy(&p->lock);
-    atomic_fetch_sub(&p->client->live, 1);
-    free(p);
+    pthread_mutex_lock(&c->lock);
+    c->live++;
+    pthread_mutex_unlock(&c->lock);
 }
 
-static void lurk_pending_complete(lurk_pending *p, int rv)
+static void lurk_client_leave(lurk_client *c)
 {
-    pthread_mutex_lock(&p->lock);
-    p->rv = rv;
-    p->done = 1;
-    if (p->done_fn != NULL)
-        p->done_fn(p->done_arg);
-    pthread_mutex_unlock(&p->lock);
-    lurk_pending_release(p);
+    pthread_mutex_lock(&c->lock);
+    if (--c->live == 0)
+        pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- server state ---------------------------------------------------- */
@@ -217,378 +128,325 @@ static void lurk_server_detach(lurk_server *s, lurk_pending *p)
     pthread_mutex_unlock(&s->lock);
 }
 
-static void lurk_server_mark(lurk_server *s, int ok)
+/*
+ * The server lost its last connection (lurk_server.c, under s->lock):
+ * every attempt waiting on it moves on now (DISCONNECT). Under that lock
+ * each listed attempt is still on this server, so the abort cannot hit the
+ * call's next attempt elsewhere, and nng_aio_abort only schedules the
+ * completion: no cap on how many, no references to take.
+ */
+void lurk_client_server_lost(lurk_server *s)
 {
-    nng_time now = nng_clock();
-
-    pthread_mutex_lock(&s->lock);
-    if (ok) {
-        s->down = 0;
-        s->backoff_ms = 0;
-        s->last_ok = now;
-    } else {
-        s->backoff_ms = s->down ? lurk_balance_backoff(s->backoff_ms) : LURK_BALANCE_BACKOFF_MIN_MS;
-        s->down = 1;
-        s->next_probe = now + (nng_time)s->backoff_ms;
-    }
-    pthread_mutex_unlock(&s->lock);
+    for (lurk_pending *p = s->attempts; p != NULL; p = p->next)
+        nng_aio_abort(p->aio, NNG_ECONNSHUT);
 }
 
-static int lurk_pick(lurk_client *c, uint32_t tried)
-{
-    lurk_balance_view v[LURK_BALANCE_MAX_SERVERS];
+/* ---- the adapter: events in, actions out -------------------------------- */
 
-    for (unsigned int i = 0; i < c->n; i++) {
-        pthread_mutex_lock(&c->servers[i].lock);
-        v[i].connected = c->servers[i].pipes > 0;
-        v[i].down = c->servers[i].down;
-        v[i].inflight = c->servers[i].inflight;
-        pthread_mutex_unlock(&c->servers[i].lock);
-    }
-    return lurk_balance_pick(v, c->n, tried, atomic_fetch_add(&c->rr, 1));
+static void lurk_pending_destroy(lurk_pending *p)
+{
+    nng_msg_free(p->reply);
+    nng_msg_free(p->request);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
 }
 
-/* A server lost its last connection: its waiting attempts move on now. */
-static void lurk_server_abort_all(lurk_server *s)
-{
-    lurk_pending *batch[64];
-    size_t n = 0;
-
-    pthread_mutex_lock(&s->lock);
-    for (lurk_pending *p = s->attempts; p != NULL && n < 64; p = p->next) {
-        atomic_fetch_add(&p->refs, 1);
-        batch[n++] = p;
-    }
-    pthread_mutex_unlock(&s->lock);
-    for (size_t i = 0; i < n; i++) {
-        nng_aio_abort(batch[i]->aio, NNG_ECONNSHUT);
-        lurk_pending_release(batch[i]);
-    }
-}
-
-static void lurk_pipe_event(nng_pipe pipe, nng_pipe_ev ev, void *arg)
-{
-    lurk_server *s = arg;
-    int gone;
-
-    (void)pipe;
-    pthread_mutex_lock(&s->lock);
-    s->pipes += ev == NNG_PIPE_EV_ADD_POST ? 1 : -1;
-    gone = ev == NNG_PIPE_EV_REM_POST && s->pipes == 0;
-    /* Back after a restart: probe at the next tick, not after the backoff. */
-    if (ev == NNG_PIPE_EV_ADD_POST && s->down)
-        s->next_probe = nng_clock();
-    pthread_mutex_unlock(&s->lock);
-    if (gone)
-        lurk_server_abort_all(s);
-}
-
-/* ---- attempts --------------------------------------------------------- */
-
-static int lurk_attempt_timeout(const lurk_pending *p, nng_time now)
-{
-    const lurk_client *c = p->client;
-    int left = p->deadline > now ? (int)(p->deadline - now) : 0;
-
-    if (p->fixed || c->n == 1)
-        return left;
-    return left < c->attempt_ms ? left : c->attempt_ms;
-}
-
-/* Sends the kept request on server `i`; returns nng's error, 0 on success. */
-static int lurk_attempt_start(lurk_pending *p, unsigned int i)
+/* SEND: 0, or the error that kept the request from reaching nng (NOT_SENT). */
+static int lurk_pending_send(lurk_pending *p, unsigned int i)
 {
     lurk_server *s = &p->client->servers[i];
     nng_msg *msg;
     int rv;
 
-    if (p->ctx.id != 0) {
-        lurk_ctx_put(p->server, p->ctx, p->ctx_reusable);
-        p->ctx.id = 0;
-    }
-    p->ctx_reusable = 0;
     if ((rv = nng_msg_dup(&msg, p->request)) != 0)
         return rv;
-    if ((rv = lurk_ctx_get(s, &p->ctx)) != 0) {
-        p->ctx.id = 0;
+    if ((rv = lurk_server_ctx_get(s, &p->ctx)) != 0) {
         nng_msg_free(msg);
         return rv;
     }
-    p->tried |= 1u << i;
-    p->sending = 1;
     lurk_server_attach(s, p);
+    p->sending = 1;
     nng_aio_set_msg(p->aio, msg);
-    nng_aio_set_timeout(p->aio, lurk_attempt_timeout(p, nng_clock()));
     nng_ctx_send(p->ctx, p->aio);
     return 0;
 }
 
-/* After a failed attempt: another server if one is left and time is too. */
-static int lurk_attempt_retry(lurk_pending *p)
+static void lurk_pending_leave(lurk_pending *p, int reusable)
 {
-    nng_time now = nng_clock();
-    int i;
-
-    if (p->fixed || p->client->closing || p->deadline <= now + LURK_MIN_ATTEMPT_MS)
-        return 0;
-    pthread_mutex_lock(&p->lock);
-    i = !p->abandoned; /* abandoned: stop here */
-    pthread_mutex_unlock(&p->lock);
-    if (!i || (i = lurk_pick(p->client, p->tried)) < 0)
-        return 0;
-    return lurk_attempt_start(p, (unsigned int)i) == 0;
+    lurk_server_detach(p->server, p);
+    lurk_server_ctx_put(p->server, p->ctx, reusable);
 }
 
-static int lurk_reply_overloaded(nng_msg *reply)
+static void lurk_pending_release_io(lurk_pending *p)
 {
-    Lurk__V1__Response *r = lurk__v1__response__unpack(NULL, nng_msg_len(reply),
-                                                       nng_msg_body(reply));
-    int overloaded = r != NULL && r->status == LURK__V1__STATUS__STATUS_OVERLOADED;
+    lurk_client *c = p->client;
 
-    lurk__v1__response__free_unpacked(r, NULL);
-    return overloaded;
+    if (p->sync)
+        lurk_aio_put(c, p->aio);
+    else
+        nng_aio_reap(p->aio); /* reap, not free: this may run inside its own callback */
+    p->aio = NULL;
+    p->client = NULL;
+    lurk_client_leave(c); /* last: lurk_client_free may proceed from here */
+}
+
+typedef struct {
+    nng_msg *answer;   /* of the event, until KEEP_ANSWER or DROP_ANSWER */
+    int not_sent;      /* SEND failed before nng: its error, fed back as NOT_SENT */
+    int free_call;     /* FREE: after the call's lock is released */
+} lurk_run;
+
+static void lurk_pending_act(lurk_pending *p, const lurk_attempt_action *act, lurk_run *run)
+{
+    switch (act->type) {
+    case LURK_ATTEMPT_ACT_ARM_TIMER:
+        nng_aio_set_timeout(p->aio, act->ms);
+        break;
+    case LURK_ATTEMPT_ACT_SEND:
+        run->not_sent = lurk_pending_send(p, (unsigned int)act->server);
+        break;
+    case LURK_ATTEMPT_ACT_RECV:
+        nng_ctx_recv(p->ctx, p->aio);
+        break;
+    case LURK_ATTEMPT_ACT_LEAVE:
+        lurk_pending_leave(p, act->reusable);
+        break;
+    case LURK_ATTEMPT_ACT_MARK_UP:
+    case LURK_ATTEMPT_ACT_MARK_DOWN:
+        lurk_server_mark(&p->client->servers[act->server], act->type == LURK_ATTEMPT_ACT_MARK_UP);
+        break;
+    case LURK_ATTEMPT_ACT_ABORT_IO:
+        nng_aio_cancel(p->aio);
+        break;
+    case LURK_ATTEMPT_ACT_KEEP_ANSWER:
+        p->reply = run->answer;
+        run->answer = NULL;
+        break;
+    case LURK_ATTEMPT_ACT_DROP_ANSWER:
+        nng_msg_free(run->answer);
+        run->answer = NULL;
+        break;
+    case LURK_ATTEMPT_ACT_COMPLETE:
+        p->done = 1;
+        if (p->done_fn != NULL)
+            p->done_fn(p->done_arg);
+        break;
+    case LURK_ATTEMPT_ACT_RELEASE_IO:
+        lurk_pending_release_io(p);
+        break;
+    case LURK_ATTEMPT_ACT_FREE:
+        run->free_call = 1;
+        break;
+    default:
+        break;
+    }
 }
 
 /*
- * One step, after the aio finished: send done -> receive; receive done ->
- * complete or retry. On nng's thread for callers that wait their own way;
+ * Steps the machine with ev (answer: the message of an ANSWER event) and
+ * carries out the actions, under p->lock. Returns 1 when p must be
+ * destroyed once the lock is released.
+ */
+static int lurk_pending_feed(lurk_pending *p, lurk_attempt_event *ev, nng_msg *answer)
+{
+    lurk_balance_view view[LURK_BALANCE_MAX_SERVERS];
+    lurk_attempt_actions acts;
+    lurk_run run = { answer, 0, 0 };
+
+    for (;;) {
+        if (p->client != NULL && p->sm.fixed < 0
+            && lurk_attempt_needs_view(ev->type, ev->overloaded)) {
+            lurk_server_view(p->client, view);
+            ev->view = view;
+            ev->rr = atomic_fetch_add(&p->client->rr, 1);
+        }
+        lurk_attempt_step(&p->sm, ev, &acts);
+        for (size_t k = 0; k < acts.n; k++)
+            lurk_pending_act(p, &acts.a[k], &run);
+        if (run.not_sent == 0)
+            break;
+        ev->type = LURK_ATTEMPT_EV_NOT_SENT;
+        ev->server = p->sm.server;
+        ev->err = run.not_sent;
+        ev->view = NULL;
+        run.not_sent = 0;
+    }
+    nng_msg_free(run.answer); /* NULL: the machine keeps or drops every answer */
+    return run.free_call;
+}
+
+/* A step of a call once lurk_client_free has begun: CLIENT_FREE first. */
+static void lurk_pending_note_closing(lurk_pending *p)
+{
+    lurk_attempt_event ev = { .type = LURK_ATTEMPT_EV_CLIENT_FREE };
+
+    if (p->client != NULL && p->client->closing && !p->sm.closing)
+        (void)lurk_pending_feed(p, &ev, NULL); /* never FREE */
+}
+
+/*
+ * Decodes the answer only when its status matters (another server could
+ * take an OVERLOADED request), so a single-server edge decodes each answer
+ * once, in lurk_pending_finish.
+ */
+static void lurk_pending_classify(const lurk_pending *p, nng_msg *answer, lurk_attempt_event *ev)
+{
+    Lurk__V1__Response *r;
+
+    ev->type = LURK_ATTEMPT_EV_ANSWER;
+    if (!lurk_attempt_wants_status(&p->sm))
+        return;
+    r = lurk__v1__response__unpack(NULL, nng_msg_len(answer), nng_msg_body(answer));
+    if (r != NULL && p->id != 0 && r->id != p->id)
+        ev->type = LURK_ATTEMPT_EV_ANSWER_OTHER_ID;
+    else
+        ev->overloaded = r != NULL && r->status == LURK__V1__STATUS__STATUS_OVERLOADED;
+    lurk__v1__response__free_unpacked(r, NULL);
+}
+
+static lurk_attempt_event_type lurk_event_of(int rv, int sending)
+{
+    switch (rv) {
+    case 0:
+        return sending ? LURK_ATTEMPT_EV_SENT : LURK_ATTEMPT_EV_ANSWER;
+    case NNG_ETIMEDOUT:
+        return LURK_ATTEMPT_EV_TIMEOUT;
+    case NNG_ECONNSHUT: /* only ever from lurk_client_server_lost */
+        return LURK_ATTEMPT_EV_DISCONNECT;
+    case NNG_ECANCELED:
+        return LURK_ATTEMPT_EV_CANCELED;
+    default:
+        return sending ? LURK_ATTEMPT_EV_SEND_FAILED : LURK_ATTEMPT_EV_RECV_FAILED;
+    }
+}
+
+/*
+ * The aio finished: on nng's thread for callers that wait their own way;
  * on the caller's thread for blocking calls, which saves the hand-offs to
  * a callback thread and back.
  */
-static void lurk_pending_step(lurk_pending *p)
+static void lurk_pending_io_done(void *arg)
 {
-    lurk_server *s = p->server;
-    int rv = nng_aio_result(p->aio);
+    lurk_pending *p = arg;
+    lurk_attempt_event ev = { 0 };
+    nng_msg *answer = NULL;
+    int rv, free_call;
 
-    if (p->sending && rv == 0) {
-        p->sending = 0;
-        nng_aio_set_timeout(p->aio, lurk_attempt_timeout(p, nng_clock()));
-        nng_ctx_recv(p->ctx, p->aio);
-        return;
-    }
-    if (p->sending) {
+    pthread_mutex_lock(&p->lock);
+    lurk_pending_note_closing(p);
+    rv = nng_aio_result(p->aio);
+    ev.type = lurk_event_of(rv, p->sending);
+    ev.now_ms = lurk_now_ms();
+    ev.server = p->sm.server;
+    ev.err = rv;
+    if (rv == 0 && !p->sending) {
+        answer = nng_aio_get_msg(p->aio);
+        nng_aio_set_msg(p->aio, NULL);
+        lurk_pending_classify(p, answer, &ev);
+    } else if (rv != 0 && p->sending) {
         nng_msg_free(nng_aio_get_msg(p->aio));
         nng_aio_set_msg(p->aio, NULL);
     }
-    lurk_server_detach(s, p);
-    if (rv == 0) {
-        nng_msg *reply = nng_aio_get_msg(p->aio);
-
-        lurk_server_mark(s, 1);
-        /*
-         * Over its limits, that key server is alive: another may have room.
-         * Peek at the status only when another server could take it, so a
-         * single-server edge decodes each answer once.
-         */
-        if (!p->fixed && __builtin_popcount(p->tried) < (int)p->client->n
-            && lurk_reply_overloaded(reply)
-            && lurk_attempt_retry(p)) {
-            nng_msg_free(reply);
-            return;
-        }
-        p->reply = reply;
-        p->ctx_reusable = 1;
-        lurk_pending_complete(p, 0);
-        return;
-    }
-    /* The caller's own cancel says nothing about the server. */
-    if (rv != NNG_ECANCELED)
-        lurk_server_mark(s, 0);
-    if (rv != NNG_ECANCELED && lurk_attempt_retry(p))
-        return;
-    lurk_pending_complete(p, rv == NNG_ECONNSHUT ? NNG_ETIMEDOUT : rv);
+    p->sending = 0;
+    free_call = lurk_pending_feed(p, &ev, answer);
+    pthread_mutex_unlock(&p->lock);
+    if (free_call)
+        lurk_pending_destroy(p);
 }
 
-static void lurk_pending_cb(void *arg)
-{
-    lurk_pending_step(arg);
-}
-
-/* A blocking call: the caller's thread waits on the aio and takes each step. */
+/* A blocking call: the caller's thread waits on the aio and feeds each event. */
 static void lurk_pending_drive(lurk_pending *p)
 {
     while (!p->done) {
         nng_aio_wait(p->aio);
-        lurk_pending_step(p);
+        lurk_pending_io_done(p);
     }
 }
 
 /*
- * Consumes msg. server < 0: any, by lurk_pick; else that one only.
- * done == NULL: a blocking call, driven by lurk_pending_drive().
+ * Consumes msg. server < 0: any, as the machine picks; else that one only,
+ * detached (a probe: *out is not set, done runs at its end). done == NULL:
+ * a blocking call, driven by lurk_pending_drive(). Returns 0 when started;
+ * then done() is called (a probe may already be over and gone).
  */
-static lurk_pending *lurk_pending_start(lurk_client *c, nng_msg *msg, uint64_t id, int server,
-                                        int timeout_ms, lurk_done_fn done, void *arg,
-                                        char *err, size_t errlen)
+static int lurk_pending_start(lurk_client *c, nng_msg *msg, uint64_t id, int server,
+                              int timeout_ms, lurk_done_fn done, void *arg,
+                              lurk_pending **out, char *err, size_t errlen)
 {
     lurk_pending *p = calloc(1, sizeof(*p));
-    int rv, i;
+    lurk_attempt_event ev = { .type = LURK_ATTEMPT_EV_START };
+    int rv, free_call;
 
     if (p == NULL) {
         nng_msg_free(msg);
         lurk_errf(err, errlen, "out of memory");
-        return NULL;
+        return -1;
     }
     pthread_mutex_init(&p->lock, NULL);
-    atomic_fetch_add(&c->live, 1);
-    p->client = c;
-    p->refs = 1; /* the caller's; the callback chain takes one below */
     p->id = id;
     p->request = msg;
-    p->deadline = nng_clock() + (nng_time)timeout_ms;
     p->done_fn = done;
     p->done_arg = arg;
-    p->fixed = server >= 0;
     p->sync = done == NULL;
-    i = server >= 0 ? server : lurk_pick(c, 0);
-    rv = p->sync ? lurk_aio_get(c, &p->aio) : nng_aio_alloc(&p->aio, lurk_pending_cb, p);
+    lurk_attempt_init(&p->sm, c->n, timeout_ms, c->attempt_ms, server, server >= 0);
+    rv = p->sync ? lurk_aio_get(c, &p->aio) : nng_aio_alloc(&p->aio, lurk_pending_io_done, p);
     if (rv != 0) {
         lurk_errf(err, errlen, "nng: %s", nng_strerror(rv));
-        lurk_pending_release(p);
-        return NULL;
+        lurk_pending_destroy(p);
+        return -1;
     }
-    atomic_fetch_add(&p->refs, 1);
-    if ((rv = lurk_attempt_start(p, (unsigned int)i)) != 0) {
-        atomic_fetch_sub(&p->refs, 1);
-        lurk_errf(err, errlen, "nng: %s", nng_strerror(rv));
-        lurk_pending_release(p);
-        return NULL;
-    }
-    return p;
+    p->client = c;
+    lurk_client_enter(c);
+    if (out != NULL)
+        *out = p;
+    pthread_mutex_lock(&p->lock);
+    lurk_pending_note_closing(p);
+    ev.now_ms = lurk_now_ms();
+    free_call = lurk_pending_feed(p, &ev, NULL);
+    pthread_mutex_unlock(&p->lock);
+    if (free_call)
+        lurk_pending_destroy(p);
+    return 0;
 }
 
-/* ---- health: probes of down servers, keep-alive of idle ones ------------ */
-
-static void lurk_probe_done(void *arg)
+int lurk_client_probe(lurk_client *c, unsigned int server, nng_msg *msg, int timeout_ms,
+                      lurk_done_fn done, void *arg)
 {
-    lurk_server *s = arg;
-
-    pthread_mutex_lock(&s->lock);
-    s->probing = 0;
-    pthread_mutex_unlock(&s->lock);
-}
-
-static nng_msg *lurk_ping_msg(void)
-{
-    Lurk__V1__Request req = LURK__V1__REQUEST__INIT;
-    Lurk__V1__PingRequest ping = LURK__V1__PING_REQUEST__INIT;
-    nng_msg *msg;
-
-    req.version = LURK_PROTOCOL_VERSION;
-    req.op_case = LURK__V1__REQUEST__OP_PING;
-    req.ping = &ping;
-    if (nng_msg_alloc(&msg, lurk__v1__request__get_packed_size(&req)) != 0)
-        return NULL;
-    lurk__v1__request__pack(&req, nng_msg_body(msg));
-    return msg;
-}
-
-static void lurk_health_probe(lurk_server *s)
-{
-    lurk_client *c = s->client;
-    nng_time now = nng_clock();
-    int due;
-    nng_msg *msg;
-    lurk_pending *p;
-
-    pthread_mutex_lock(&s->lock);
-    due = !s->probing
-          && ((s->down && now >= s->next_probe)
-              || (!s->down && c->keepalive_ms > 0 && s->inflight == 0
-                  && now >= s->last_ok + (nng_time)c->keepalive_ms));
-    if (due)
-        s->probing = 1;
-    pthread_mutex_unlock(&s->lock);
-    if (!due)
-        return;
-    /* The probe marks the server up or down like any attempt. */
-    if ((msg = lurk_ping_msg()) == NULL
-        || (p = lurk_pending_start(c, msg, 0, (int)s->index, LURK_PROBE_TIMEOUT_MS,
-                                   lurk_probe_done, s, NULL, 0)) == NULL) {
-        lurk_probe_done(s);
-        return;
-    }
-    lurk_pending_release(p); /* nobody waits for a probe */
-}
-
-static void lurk_health_tick(void *arg)
-{
-    lurk_client *c = arg;
-
-    if (c->closing || nng_aio_result(c->tick) != 0)
-        return;
-    for (unsigned int i = 0; i < c->n; i++)
-        lurk_health_probe(&c->servers[i]);
-    nng_sleep_aio(LURK_TICK_MS, c->tick);
+    return lurk_pending_start(c, msg, 0, (int)server, timeout_ms, done, arg, NULL, NULL, 0);
 }
 
 /* ---- client ------------------------------------------------------------ */
 
-/* The host part of tls+tcp://host:port, used as the expected server name. */
-static char *lurk_url_host(const char *url)
-{
-    const char *h = strstr(url, "://"), *end;
+/*
+ * Clients that could not be freed (a socket that would not close, a call
+ * whose I/O never ended): kept reachable, never freed, however many.
+ */
+static pthread_mutex_t lurk_graveyard_lock = PTHREAD_MUTEX_INITIALIZER;
+static lurk_client *lurk_graveyard;
 
-    if (h == NULL)
-        return NULL;
-    h += 3;
-    if (*h == '[') {
-        end = strchr(h, ']');
-        return end != NULL ? strndup(h + 1, (size_t)(end - h - 1)) : NULL;
-    }
-    end = strrchr(h, ':');
-    return end != NULL ? strndup(h, (size_t)(end - h)) : NULL;
+static void lurk_client_bury(lurk_client *c)
+{
+    pthread_mutex_lock(&lurk_graveyard_lock);
+    c->grave_next = lurk_graveyard;
+    lurk_graveyard = c;
+    pthread_mutex_unlock(&lurk_graveyard_lock);
 }
 
-static int lurk_server_open(lurk_server *s, const lurk_client_conf *conf, char *err,
-                            size_t errlen)
+/* Until every socket is closed (closed) or no call has I/O left; 0 at the deadline. */
+static int lurk_client_wait(lurk_client *c, int closed, int64_t deadline_ms)
 {
-    nng_dialer d;
-    nng_tls_config *tls = NULL;
-    char *host = NULL;
-    int rv;
+    struct timespec until = { .tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (long)(deadline_ms % 1000) * 1000000 };
+    int ok;
 
-    if ((rv = nng_req0_open(&s->sock)) != 0) {
-        lurk_errf(err, errlen, "cannot open nng socket: %s", nng_strerror(rv));
-        return -1;
-    }
-    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, LURK_MAX_MESSAGE + 64);
-    /* Resending is our decision (another server), not nng's (the same one). */
-    nng_socket_set_ms(s->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-    nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, 100);
-    nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, 2000);
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, lurk_pipe_event, s);
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, lurk_pipe_event, s);
-    if ((rv = nng_dialer_create(&d, s->sock, s->url)) != 0) {
-        lurk_errf(err, errlen, "key server URL %s: %s", s->url, nng_strerror(rv));
-        return -1;
-    }
-    if (lurk_url_classify(s->url) == LURK_URL_TLS) {
-        lurk_tls_files f = conf->tls;
-
-        if (f.server_name == NULL)
-            f.server_name = host = lurk_url_host(s->url);
-        rv = lurk_tls_config_make(0, &f, &tls, err, errlen);
-        free(host);
-        if (rv != 0)
-            return -1;
-        rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
-        nng_tls_config_free(tls); /* the dialer holds its own reference */
-        if (rv != 0) {
-            lurk_errf(err, errlen, "key server URL %s: %s", s->url, nng_strerror(rv));
-            return -1;
-        }
-    }
-    /* Non-blocking: a key server that is down now must not fail the client. */
-    if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) {
-        lurk_errf(err, errlen, "key server URL %s: %s", s->url, nng_strerror(rv));
-        return -1;
-    }
-    return 0;
+    pthread_mutex_lock(&c->lock);
+    while (!(ok = closed ? c->closed : c->live == 0)
+           && pthread_cond_timedwait(&c->cond, &c->lock, &until) != ETIMEDOUT)
+        ;
+    ok = closed ? c->closed : c->live == 0;
+    pthread_mutex_unlock(&c->lock);
+    return ok;
 }
-
-/* Clients whose sockets would not close: kept reachable, never freed. */
-static lurk_client *_Atomic lurk_client_graveyard;
 
 static void *lurk_client_close_sockets(void *arg)
 {
@@ -597,14 +455,16 @@ static void *lurk_client_close_sockets(void *arg)
     for (unsigned int i = 0; i < c->n; i++)
         if (c->servers[i].sock.id != 0)
             nng_close(c->servers[i].sock);
+    pthread_mutex_lock(&c->lock);
     c->closed = 1;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
     return NULL;
 }
 
 void lurk_client_free(lurk_client *c)
 {
     pthread_t closer;
-    int waited;
 
     if (c == NULL)
         return;
@@ -620,27 +480,23 @@ void lurk_client_free(lurk_client *c)
      * would hang an nginx worker's graceful stop; bound it and leave such a
      * client to the operating system.
      */
-    if (pthread_create(&closer, NULL, lurk_client_close_sockets, c) != 0)
+    if (pthread_create(&closer, NULL, lurk_client_close_sockets, c) != 0) {
         lurk_client_close_sockets(c);
-    else {
-        for (waited = 0; !c->closed && waited < LURK_CLOSE_WAIT_MS; waited += 5)
-            nng_msleep(5);
-        if (!c->closed) {
-            pthread_detach(closer);
-            lurk_client_graveyard = c;
-            return;
-        }
+    } else if (!lurk_client_wait(c, 1, lurk_now_ms() + LURK_CLOSE_WAIT_MS)) {
+        pthread_detach(closer);
+        lurk_client_bury(c);
+        return;
+    } else {
         pthread_join(closer, NULL);
     }
     /*
-     * Closing fails every attempt; their callbacks still touch the client.
-     * Wait for them, but not forever: a pending held by a caller that never
-     * comes back (an abandoned ASYNC job) is leaked rather than crashed on.
+     * Closing ended the I/O of every call (CLIENT_FREE, then CLOSED); each
+     * leaves the client when its completion has run. A call whose caller
+     * never comes back (an abandoned or forgotten ASYNC job) no longer
+     * refers to the client after that, so it does not hold the client up.
      */
-    for (waited = 0; c->live > 0 && waited < 2 * c->timeout_ms + 1000; waited += 5)
-        nng_msleep(5);
-    if (c->live > 0) {
-        lurk_client_graveyard = c;
+    if (!lurk_client_wait(c, 0, lurk_now_ms() + 2 * c->timeout_ms + 1000)) {
+        lurk_client_bury(c);
         return;
     }
     for (unsigned int i = 0; i < c->n; i++) {
@@ -650,8 +506,36 @@ void lurk_client_free(lurk_client *c)
     while (c->nidle_aio > 0)
         nng_aio_free(c->idle_aio[--c->nidle_aio]);
     pthread_mutex_destroy(&c->aio_lock);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->lock);
     free(c->servers);
     free(c);
+}
+
+static lurk_client *lurk_client_alloc(unsigned int n)
+{
+    lurk_client *c = calloc(1, sizeof(*c));
+    pthread_condattr_t attr;
+
+    if (c == NULL || (c->servers = calloc(n, sizeof(*c->servers))) == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->n = n;
+    pthread_mutex_init(&c->aio_lock, NULL);
+    pthread_mutex_init(&c->lock, NULL);
+    /* Deadlines are on CLOCK_MONOTONIC: a wall clock step must not cut a wait short. */
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    for (unsigned int i = 0; i < n; i++) {
+        c->servers[i].client = c;
+        c->servers[i].index = i;
+        c->servers[i].last_ok = lurk_now_ms();
+        pthread_mutex_init(&c->servers[i].lock, NULL);
+    }
+    return c;
 }
 
 int lurk_client_new(const lurk_client_conf *conf, lurk_client **out, char *err, size_t errlen)
@@ -667,25 +551,16 @@ int lurk_client_new(const lurk_client_conf *conf, lurk_client **out, char *err, 
         lurk_errf(err, errlen, "give 1 to %d key server URLs", LURK_BALANCE_MAX_SERVERS);
         return -1;
     }
-    if ((c = calloc(1, sizeof(*c))) == NULL || (c->servers = calloc(n, sizeof(*c->servers))) == NULL) {
-        free(c);
+    if ((c = lurk_client_alloc(n)) == NULL) {
         lurk_errf(err, errlen, "out of memory");
         return -1;
     }
-    c->n = n;
-    pthread_mutex_init(&c->aio_lock, NULL);
     c->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 2000;
     /* Room for a second attempt on another server within the deadline. */
     c->attempt_ms = conf->attempt_timeout_ms > 0 ? conf->attempt_timeout_ms : c->timeout_ms / 2;
     c->keepalive_ms = conf->keepalive_ms == 0 ? 1000 : conf->keepalive_ms;
     for (unsigned int i = 0; i < n; i++) {
-        lurk_server *s = &c->servers[i];
-
-        s->client = c;
-        s->index = i;
-        s->last_ok = nng_clock();
-        pthread_mutex_init(&s->lock, NULL);
-        if ((s->url = strdup(conf->urls[i])) == NULL) {
+        if ((c->servers[i].url = strdup(conf->urls[i])) == NULL) {
             lurk_errf(err, errlen, "out of memory");
             goto fail;
         }
@@ -693,7 +568,7 @@ int lurk_client_new(const lurk_client_conf *conf, lurk_client **out, char *err, 
     for (unsigned int i = 0; i < n; i++)
         if (lurk_server_open(&c->servers[i], conf, err, errlen) != 0)
             goto fail;
-    if ((rv = nng_aio_alloc(&c->tick, lurk_health_tick, c)) != 0) {
+    if ((rv = nng_aio_alloc(&c->tick, lurk_server_tick, c)) != 0) {
         lurk_errf(err, errlen, "nng: %s", nng_strerror(rv));
         goto fail;
     }
@@ -719,6 +594,7 @@ static uint64_t lurk_next_id(void)
 static lurk_pending *lurk_request_start(lurk_client *c, Lurk__V1__Request *req,
                                         lurk_done_fn done, void *arg, char *err, size_t errlen)
 {
+    lurk_pending *p = NULL;
     nng_msg *msg;
 
     req->version = LURK_PROTOCOL_VERSION;
@@ -728,7 +604,8 @@ static lurk_pending *lurk_request_start(lurk_client *c, Lurk__V1__Request *req,
         return NULL;
     }
     lurk__v1__request__pack(req, nng_msg_body(msg));
-    return lurk_pending_start(c, msg, req->id, -1, c->timeout_ms, done, arg, err, errlen);
+    (void)lurk_pending_start(c, msg, req->id, -1, c->timeout_ms, done, arg, &p, err, errlen);
+    return p;
 }
 
 lurk_pending *lurk_client_start(lurk_client *c, Lurk__V1__Request *req, lurk_done_fn done,
@@ -746,36 +623,68 @@ int lurk_pending_done(const lurk_pending *p)
     return p->done;
 }
 
-void lurk_pending_abandon(lurk_pending *p)
+/* Feeds a caller's event (ABANDON, FINISH) and frees the call if that was the last hold. */
+static void lurk_pending_caller(lurk_pending *p, lurk_attempt_event_type type)
 {
+    lurk_attempt_event ev = { .type = type };
+    int free_call;
+
     pthread_mutex_lock(&p->lock);
-    p->done_fn = NULL;
-    p->abandoned = 1;
+    ev.now_ms = lurk_now_ms();
+    free_call = lurk_pending_feed(p, &ev, NULL);
     pthread_mutex_unlock(&p->lock);
-    nng_aio_cancel(p->aio);
-    lurk_pending_release(p);
+    if (free_call)
+        lurk_pending_destroy(p);
 }
 
-/* The transport outcome; on success *reply is the answer. Drops the caller's reference. */
+void lurk_pending_abandon(lurk_pending *p)
+{
+    lurk_pending_caller(p, LURK_ATTEMPT_EV_ABANDON);
+}
+
+/* The transport outcome, under p->lock; on success *reply is the answer. */
+static lurk_call_result lurk_pending_outcome(lurk_pending *p, nng_msg **reply, char *err,
+                                             size_t errlen)
+{
+    const lurk_attempt *a = &p->sm;
+
+    *reply = NULL;
+    switch (p->done ? a->result : LURK_ATTEMPT_RES_NONE) {
+    case LURK_ATTEMPT_RES_ANSWER:
+        *reply = p->reply;
+        p->reply = NULL;
+        return LURK_CALL_OK;
+    case LURK_ATTEMPT_RES_TIMEOUT:
+        lurk_errf(err, errlen, "no key server answered within %d ms (tried %d of %u; is one "
+                  "running, and does it accept this edge's certificate?)",
+                  a->timeout_ms, __builtin_popcount(a->tried), a->nservers);
+        return LURK_CALL_TIMEOUT;
+    case LURK_ATTEMPT_RES_TRANSPORT:
+        lurk_errf(err, errlen, "key server transport: %s", nng_strerror(a->err));
+        return LURK_CALL_TRANSPORT;
+    case LURK_ATTEMPT_RES_LOCAL:
+        lurk_errf(err, errlen, "nng: %s", a->err != 0 ? nng_strerror(a->err) : "no key server");
+        return LURK_CALL_TRANSPORT;
+    case LURK_ATTEMPT_RES_CLOSED:
+        lurk_errf(err, errlen, "the key server client was shut down (provider unloaded) during "
+                  "the call");
+        return LURK_CALL_TRANSPORT;
+    default:
+        lurk_errf(err, errlen, "internal: the call was finished before it was done");
+        return LURK_CALL_TRANSPORT;
+    }
+}
+
+/* The transport outcome; on success *reply is the answer. Ends the caller's hold. */
 static lurk_call_result lurk_pending_take(lurk_pending *p, nng_msg **reply, char *err,
                                           size_t errlen)
 {
-    lurk_call_result res = LURK_CALL_OK;
+    lurk_call_result res;
 
-    *reply = NULL;
-    if (p->rv == 0) {
-        *reply = p->reply;
-        p->reply = NULL;
-    } else if (p->rv == NNG_ETIMEDOUT) {
-        res = LURK_CALL_TIMEOUT;
-        lurk_errf(err, errlen, "no key server answered within %d ms (tried %d of %u; is one "
-                  "running, and does it accept this edge's certificate?)",
-                  p->client->timeout_ms, __builtin_popcount(p->tried), p->client->n);
-    } else {
-        res = LURK_CALL_TRANSPORT;
-        lurk_errf(err, errlen, "key server transport: %s", nng_strerror(p->rv));
-    }
-    lurk_pending_release(p);
+    pthread_mutex_lock(&p->lock);
+    res = lurk_pending_outcome(p, reply, err, errlen);
+    pthread_mutex_unlock(&p->lock);
+    lurk_pending_caller(p, LURK_ATTEMPT_EV_FINISH);
     return res;
 }
 
@@ -833,8 +742,7 @@ lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t le
     }
     if (len > 0)
         memcpy(nng_msg_body(msg), buf, len);
-    p = lurk_pending_start(c, msg, 0, -1, c->timeout_ms, NULL, NULL, err, errlen);
-    if (p == NULL)
+    if (lurk_pending_start(c, msg, 0, -1, c->timeout_ms, NULL, NULL, &p, err, errlen) != 0)
         return LURK_CALL_TRANSPORT;
     lurk_pending_drive(p);
     if ((res = lurk_pending_take(p, &reply, err, errlen)) != LURK_CALL_OK)

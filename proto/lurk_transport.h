@@ -52,6 +52,10 @@ typedef enum {
 
 int lurk_client_new(const lurk_client_conf *conf, lurk_client **out,
                     char *err, size_t errlen);
+/*
+ * Calls in flight end at once with LURK_CALL_TRANSPORT ("shut down"); a
+ * lurk_pending may still be finished or abandoned afterwards.
+ */
 void lurk_client_free(lurk_client *c);
 
 /*
