@@ -189,7 +189,6 @@ int ks_server_check_tls(const ks_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-
 /* Forget a listener struct that nng no longer listens with. */
 static void ks_lst_free(ks_lst *l)
 {

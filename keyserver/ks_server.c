@@ -14,6 +14,10 @@
  * A worker takes a slot, answers it with the runtime current at that
  * moment (configuration, keys, grants, buckets), sends the answer, and
  * the slot receives again. Nothing is locked around a signature.
+ *
+ * This file holds the runtime, the connections, the gate and answering;
+ * the slots (whose decisions are ks_slot's state machine) and the life
+ * cycle are in ks_lifecycle.c, the listeners in ks_listen.c.
  */
 #include "ks_server.h"
 
@@ -47,10 +51,9 @@
 #include "ks_log.h"
 #include "ks_metrics.h"
 #include "ks_replay.h"
+#include "ks_server_int.h"
 #include "lurk_transport.h"
 #include "lurk_wire.h"
-
-#include "ks_server_int.h"
 
 #define ST(x) LURK__V1__STATUS__STATUS_##x
 
