@@ -17,6 +17,13 @@
  * (WORKER_DONE); the slot stays busy until the answer is sent. Draining
  * stops new work: a request received while draining is dropped unanswered
  * and a slot that finishes rests (IDLE) instead of receiving again.
+ *
+ * The machine keeps the total in flight; a connection's own count stays
+ * in the caller's connection table (there may be a million connections):
+ * RECEIVED brings it, and CONN_ENTER / CONN_LEAVE say when to change it.
+ * Once CONN_CLOSED has said a connection is gone, its requests still in
+ * flight finish without a CONN_LEAVE, so a later connection that gets the
+ * same id is never counted down for them.
  */
 #ifndef KS_SLOT_H
 #define KS_SLOT_H
