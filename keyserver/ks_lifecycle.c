@@ -32,17 +32,15 @@ static void ks_slot_work(ks_slot *s);
 static void ks_slot_work_inline(ks_slot *s);
 static void ks_slot_refuse(ks_slot *s, const ks_slot_act *act);
 
-/* Step slot s (NULL: a set-wide event) with slot_lock held, waking the drain when due. */
+/*
+ * Step slot s (NULL: a set-wide event) with slot_lock held, waking the
+ * drain when due. An event the state does not allow comes back as
+ * KS_SLOT_A_INVALID, logged by ks_slots_carry() once the lock is released.
+ */
 static void ks_slots_step_locked(ks_server *srv, ks_slot *s, const ks_slot_ev *ev,
                                  ks_slot_act *act)
 {
-    size_t i = s != NULL ? s->index : 0;
-    ks_slot_state was = s != NULL && i < srv->sm.n ? srv->sm.slot[i].state : KS_SLOT_IDLE;
-
-    if (ks_slot_step(&srv->sm, i, ev, act) != 0)
-        /* A bug of ours, not the edge's: say so and leave the slot as it was. */
-        ks_log(KS_LOG_ERROR, "request slot %zu: event %s in state %s ignored", i,
-               ks_slot_event_name(ev->type), ks_slot_state_name(was));
+    (void)ks_slot_step(&srv->sm, s != NULL ? s->index : 0, ev, act);
     if (act->acts & KS_SLOT_A_NOTIFY)
         pthread_cond_broadcast(&srv->slot_cond);
 }
@@ -88,6 +86,12 @@ static void ks_slot_queue(ks_slot *s)
 /* Carry out the machine's actions, in the order ks_slot.h gives. `reply`: for SEND. */
 static void ks_slots_carry(ks_slot *s, const ks_slot_act *act, nng_msg *reply)
 {
+    if (act->acts & KS_SLOT_A_INVALID) {
+        /* A bug of ours, not the edge's: say so; the slot stays as it was. */
+        ks_log(KS_LOG_ERROR, "request slot %zu: an event its state does not allow was "
+               "ignored", s->index);
+        return;
+    }
     if (act->acts & KS_SLOT_A_CONN_LEAVE)
         ks_conn_leave(s->srv, act->conn);
     if ((act->acts & KS_SLOT_A_DROP) && s->msg != NULL) {
