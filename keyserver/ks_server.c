@@ -14,6 +14,10 @@
  * A worker takes a slot, answers it with the runtime current at that
  * moment (configuration, keys, grants, buckets), sends the answer, and
  * the slot receives again. Nothing is locked around a signature.
+ *
+ * This file holds the runtime, the connections, the gate and answering;
+ * the slots (whose decisions are ks_slot's state machine) and the life
+ * cycle are in ks_lifecycle.c, the listeners in ks_listen.c.
  */
 #include "ks_server.h"
 
@@ -47,23 +51,13 @@
 #include "ks_log.h"
 #include "ks_metrics.h"
 #include "ks_replay.h"
+#include "ks_server_int.h"
 #include "lurk_transport.h"
 #include "lurk_wire.h"
 
-/* nng counts the SP header (a 4-byte request id per hop) against its limit. */
-#define KS_SERVER_SP_HEADROOM 64u
-/* An edge that stops reading must not hold a slot forever. */
-#define KS_SERVER_SEND_TIMEOUT_MS 10000
-/* Slots beyond max_inflight, to answer OVERLOADED while all others work. */
-#define KS_SERVER_SPARE_SLOTS 8u
-/* Overload and refusal summaries: at most one line per reason per interval. */
-#define KS_SERVER_LOG_INTERVAL_US 10000000ull
-#define KS_SERVER_PIPE_BUCKETS 1024u
-#define KS_SERVER_GROUP_NAME 72
-
 #define ST(x) LURK__V1__STATUS__STATUS_##x
 
-static uint64_t ks_now_us(void)
+uint64_t ks_now_us(void)
 {
     struct timespec ts;
 
@@ -72,30 +66,6 @@ static uint64_t ks_now_us(void)
 }
 
 /* ---- the runtime: everything a reload replaces ------------------------- */
-
-typedef struct {
-    const ks_config_group *g;
-    ks_bucket bucket;
-    ks_ratelog rlog;
-    uint32_t tag;               /* hash of the name: a retry's group across reloads */
-} ks_gstate;
-
-typedef struct {
-    ks_bucket bucket;
-    ks_ratelog rlog;
-} ks_kstate;
-
-typedef struct ks_runtime {
-    atomic_int refs;
-    ks_config *cfg;
-    ks_keyring *kr;
-    ks_ops *ops;
-    ks_gstate *groups;
-    ks_kstate *keys;            /* same order as kr->keys */
-    int in_process;             /* every key is OpenSSL's own: answer in nng's callback */
-    pthread_mutex_t lock;       /* the buckets and their log limiters */
-    double loaded_time;
-} ks_runtime;
 
 static uint32_t ks_tag(const char *s)
 {
@@ -106,7 +76,7 @@ static uint32_t ks_tag(const char *s)
     return h;
 }
 
-static void ks_runtime_free(ks_runtime *rt)
+void ks_runtime_free(ks_runtime *rt)
 {
     if (rt == NULL)
         return;
@@ -119,7 +89,7 @@ static void ks_runtime_free(ks_runtime *rt)
     free(rt);
 }
 
-static ks_runtime *ks_runtime_new(ks_config *cfg, ks_keyring *kr, ks_ops *ops)
+ks_runtime *ks_runtime_new(ks_config *cfg, ks_keyring *kr, ks_ops *ops)
 {
     ks_runtime *rt = calloc(1, sizeof(*rt));
     uint64_t now = ks_now_us();
@@ -178,98 +148,7 @@ static ks_gstate *ks_runtime_group(ks_runtime *rt, const char *name)
 
 /* ---- server state ------------------------------------------------------- */
 
-/* A listener we opened, and the group and TLS material it was opened with. */
-typedef struct ks_lst {
-    struct ks_lst *next;
-    nng_listener l;
-    char *url;
-    char group[KS_SERVER_GROUP_NAME];
-    int tls;
-    unsigned char sig[32];      /* SHA-256 of group name and TLS files */
-} ks_lst;
-
-/* A connected edge. */
-typedef struct ks_conn {
-    struct ks_conn *next;
-    uint32_t pipe_id;
-    char peer[128];
-    char group[KS_SERVER_GROUP_NAME];
-    unsigned int inflight;
-} ks_conn;
-
-typedef enum { KS_SLOT_RECV, KS_SLOT_QUEUED, KS_SLOT_SEND, KS_SLOT_IDLE } ks_slot_state;
-
-typedef struct ks_slot {
-    struct ks_server *srv;
-    struct ks_slot *next;       /* work queue */
-    nng_ctx ctx;
-    nng_aio *aio;
-    int ctx_open;
-    ks_slot_state state;
-    int admitted;               /* counted in in-flight totals */
-    uint32_t pipe_id;
-    nng_msg *msg;
-    uint64_t t0_us;
-    struct timespec t0_real;
-    char peer[128];
-    char group[KS_SERVER_GROUP_NAME];
-} ks_slot;
-
-struct ks_server {
-    nng_socket sock;
-    int sock_open;
-    int debug_delay_ms;
-
-    pthread_mutex_t rt_lock;
-    ks_runtime *rt;
-
-    pthread_mutex_t lst_lock;
-    ks_lst *lsts;
-
-    pthread_mutex_t conn_lock;
-    ks_conn *conns[KS_SERVER_PIPE_BUCKETS];
-    unsigned int n_conns;
-    atomic_ullong conns_refused;
-
-    ks_slot *slots;
-    size_t n_slots;
-    unsigned int max_slots_inflight;   /* max_inflight at start: slots allocated */
-
-    pthread_mutex_t q_lock;
-    pthread_cond_t q_cond;
-    ks_slot *q_head, *q_tail;
-    int q_shutdown;
-    unsigned int q_active;      /* workers between taking a request and coming back */
-    atomic_uint inline_active;  /* requests being answered in nng's callbacks */
-    pthread_t *workers;
-    size_t n_workers;
-
-    /* in-flight: admitted (queued or being answered) and busy (any slot not receiving) */
-    pthread_mutex_t busy_lock;
-    pthread_cond_t busy_cond;
-    unsigned int admitted;
-    unsigned int busy;
-    unsigned int peak;
-    atomic_int draining;
-    atomic_int closed;
-
-    pthread_mutex_t lim_lock;   /* server-wide refusal log limiters */
-    ks_ratelog rlog_total, rlog_conn, rlog_replay_full, rlog_replay_full_random;
-
-    pthread_mutex_t replay_lock;
-    ks_replay *replay;
-    unsigned char replay_secret[32];
-
-    ks_audit *audit;
-    ks_metrics *metrics;
-    ks_http *http;
-    atomic_ullong config_loads;
-    atomic_ullong config_failures;
-    atomic_ullong answered;
-    atomic_ullong refused;
-};
-
-static ks_runtime *ks_server_rt(ks_server *srv)
+ks_runtime *ks_server_rt(ks_server *srv)
 {
     ks_runtime *rt;
 
@@ -280,7 +159,7 @@ static ks_runtime *ks_server_rt(ks_server *srv)
     return rt;
 }
 
-static void ks_runtime_release(ks_runtime *rt)
+void ks_runtime_release(ks_runtime *rt)
 {
     if (rt != NULL && atomic_fetch_sub(&rt->refs, 1) == 1)
         ks_runtime_free(rt);
@@ -314,7 +193,7 @@ static void ks_server_format_addr(const nng_sockaddr *sa, char *buf, size_t len)
 }
 
 /* "127.0.0.1:40512", or for IPC the peer process, which the kernel vouches for. */
-static void ks_server_peer(nng_pipe p, char *buf, size_t len)
+void ks_server_peer(nng_pipe p, char *buf, size_t len)
 {
     nng_sockaddr sa;
     uint64_t uid, pid;
@@ -363,7 +242,7 @@ static void ks_conn_counts(ks_server *srv, const ks_runtime *rt, unsigned int *p
     pthread_mutex_unlock(&srv->conn_lock);
 }
 
-static void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     ks_server *srv = arg;
     uint32_t id = (uint32_t)nng_pipe_id(p);
@@ -462,6 +341,7 @@ static void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
         n = srv->n_conns;
         pthread_mutex_unlock(&srv->conn_lock);
         if (gone != NULL) {
+            ks_slots_conn_closed(srv, id);
             ks_log(KS_LOG_INFO, "edge disconnected: %s, group %s (pipe %u, %u connected)",
                    gone->peer, gone->group, id, n);
             free(gone);
@@ -473,32 +353,15 @@ static void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
     }
 }
 
-/*
- * Count a request on its connection, copying the peer and group; -1 when
- * the connection is not (any more) known. `max_conn` 0: no limit check.
- */
-static int ks_conn_enter(ks_server *srv, uint32_t id, unsigned int max_conn, ks_slot *s,
-                         unsigned int *was)
+ks_conn *ks_conn_find_locked(ks_server *srv, uint32_t id)
 {
-    int rv = -1;
-
-    pthread_mutex_lock(&srv->conn_lock);
-    for (ks_conn *c = srv->conns[id % KS_SERVER_PIPE_BUCKETS]; c != NULL; c = c->next) {
-        if (c->pipe_id == id) {
-            snprintf(s->peer, sizeof(s->peer), "%s", c->peer);
-            snprintf(s->group, sizeof(s->group), "%s", c->group);
-            *was = c->inflight;
-            if (max_conn == 0 || c->inflight < max_conn)
-                c->inflight++;
-            rv = 0;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&srv->conn_lock);
-    return rv;
+    for (ks_conn *c = srv->conns[id % KS_SERVER_PIPE_BUCKETS]; c != NULL; c = c->next)
+        if (c->pipe_id == id)
+            return c;
+    return NULL;
 }
 
-static void ks_conn_leave(ks_server *srv, uint32_t id)
+void ks_conn_leave(ks_server *srv, uint32_t id)
 {
     pthread_mutex_lock(&srv->conn_lock);
     for (ks_conn *c = srv->conns[id % KS_SERVER_PIPE_BUCKETS]; c != NULL; c = c->next) {
@@ -857,585 +720,9 @@ static nng_msg *ks_server_refuse_now(ks_server *srv, ks_slot *s, Lurk__V1__Statu
     return reply;
 }
 
-/* ---- slots ----------------------------------------------------------------- */
-
-static void ks_slot_recv(ks_slot *s)
-{
-    s->state = KS_SLOT_RECV;
-    nng_aio_set_timeout(s->aio, NNG_DURATION_INFINITE);
-    nng_ctx_recv(s->ctx, s->aio);
-}
-
-static void ks_slot_send(ks_slot *s, nng_msg *reply)
-{
-    s->state = KS_SLOT_SEND;
-    nng_aio_set_msg(s->aio, reply);
-    nng_aio_set_timeout(s->aio, KS_SERVER_SEND_TIMEOUT_MS);
-    nng_ctx_send(s->ctx, s->aio);
-}
-
-/*
- * The answer is ready: the request no longer counts against max_inflight
- * (nng sends it on its own threads), though the slot stays busy until sent.
- */
-static void ks_slot_answered(ks_slot *s)
-{
-    ks_server *srv = s->srv;
-
-    if (!s->admitted)
-        return;
-    ks_conn_leave(srv, s->pipe_id);
-    pthread_mutex_lock(&srv->busy_lock);
-    srv->admitted--;
-    s->admitted = 0;
-    pthread_mutex_unlock(&srv->busy_lock);
-}
-
-/* The request of a slot is over (answered, or dropped): receive again or rest. */
-static void ks_slot_finish(ks_slot *s)
-{
-    ks_server *srv = s->srv;
-
-    if (s->msg != NULL) {
-        nng_msg_free(s->msg);
-        s->msg = NULL;
-    }
-    if (s->admitted)
-        ks_conn_leave(srv, s->pipe_id);
-    pthread_mutex_lock(&srv->busy_lock);
-    if (s->admitted)
-        srv->admitted--;
-    s->admitted = 0;
-    srv->busy--;
-    if (atomic_load(&srv->draining) || atomic_load(&srv->closed))
-        s->state = KS_SLOT_IDLE;
-    pthread_cond_broadcast(&srv->busy_cond);
-    pthread_mutex_unlock(&srv->busy_lock);
-    if (s->state != KS_SLOT_IDLE)
-        ks_slot_recv(s);
-}
-
-/* Answer an admitted request and send the answer: on a worker, or inline. */
-static void ks_slot_work(ks_slot *s)
-{
-    ks_server *srv = s->srv;
-    nng_msg *reply;
-
-    if (atomic_load(&srv->closed)) {
-        ks_slot_finish(s);
-        return;
-    }
-    reply = ks_server_answer(srv, s);
-    nng_msg_free(s->msg);
-    s->msg = NULL;
-    ks_slot_answered(s);
-    if (reply == NULL) {
-        ks_slot_finish(s);
-        return;
-    }
-    ks_slot_send(s, reply);
-}
-
-/*
- * When every key is in process (OpenSSL's own providers: a signature takes
- * microseconds and never waits on a device), the callback that received
- * the request answers it: handing it to a worker costs a thread wake-up,
- * which on this path takes longer than an ECDSA signature. Keys that may
- * block (TPM, HSM) and the test delay go through the workers, so that they
- * never hold nng's own threads.
- */
-static void ks_slot_work_inline(ks_slot *s)
-{
-    ks_server *srv = s->srv;
-    int idle;
-
-    atomic_fetch_add(&srv->inline_active, 1);
-    ks_slot_work(s);
-    if (atomic_fetch_sub(&srv->inline_active, 1) != 1)
-        return;
-    pthread_mutex_lock(&srv->q_lock);
-    idle = ks_server_idle_locked(srv);
-    pthread_mutex_unlock(&srv->q_lock);
-    if (idle)
-        ks_audit_flush(srv->audit);
-}
-
-static void ks_slot_queue(ks_slot *s)
-{
-    ks_server *srv = s->srv;
-
-    s->state = KS_SLOT_QUEUED;
-    pthread_mutex_lock(&srv->q_lock);
-    s->next = NULL;
-    if (srv->q_tail != NULL)
-        srv->q_tail->next = s;
-    else
-        srv->q_head = s;
-    srv->q_tail = s;
-    pthread_cond_signal(&srv->q_cond);
-    pthread_mutex_unlock(&srv->q_lock);
-}
-
-/* A request arrived on slot s: admit it (queue for a worker) or refuse it now. */
-static void ks_slot_arrived(ks_slot *s)
-{
-    ks_server *srv = s->srv;
-    ks_runtime *rt;
-    unsigned int max_total, max_conn, conn_was = 0, total;
-    ks_admit admit;
-    uint64_t now;
-    int in_process;
-
-    s->msg = nng_aio_get_msg(s->aio);
-    nng_aio_set_msg(s->aio, NULL);
-    s->t0_us = now = ks_now_us();
-    clock_gettime(CLOCK_REALTIME, &s->t0_real);
-    s->pipe_id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(s->msg));
-    s->admitted = 0;
-    s->peer[0] = s->group[0] = '\0';
-    pthread_mutex_lock(&srv->busy_lock);
-    srv->busy++;
-    pthread_mutex_unlock(&srv->busy_lock);
-    if (atomic_load(&srv->draining)) {
-        /*
-         * Shutting down: not taken. The edge's nng resends it to another
-         * key server as soon as this one closes the connection.
-         */
-        ks_slot_finish(s);
-        return;
-    }
-    rt = ks_server_rt(srv);
-    max_total = rt->cfg->max_inflight < srv->max_slots_inflight ? rt->cfg->max_inflight
-                                                                : srv->max_slots_inflight;
-    max_conn = rt->cfg->max_inflight_per_conn;
-    in_process = rt->in_process && srv->debug_delay_ms == 0;
-    ks_runtime_release(rt);
-    if (ks_conn_enter(srv, s->pipe_id, max_conn, s, &conn_was) != 0) {
-        ks_server_peer(nng_msg_get_pipe(s->msg), s->peer, sizeof(s->peer));
-        snprintf(s->group, sizeof(s->group), "?");
-        conn_was = 0;
-        max_conn = 0; /* unknown connection: nothing was counted on it */
-    }
-    pthread_mutex_lock(&srv->busy_lock);
-    total = srv->admitted;
-    admit = ks_limits_admit(total, max_total, conn_was, max_conn);
-    if (admit == KS_ADMIT_OK) {
-        srv->admitted++;
-        if (srv->admitted > srv->peak)
-            srv->peak = srv->admitted;
-        s->admitted = 1;
-    }
-    pthread_mutex_unlock(&srv->busy_lock);
-    if (admit == KS_ADMIT_OK) {
-        if (in_process)
-            ks_slot_work_inline(s);
-        else
-            ks_slot_queue(s);
-        return;
-    }
-    if (admit == KS_ADMIT_TOTAL && max_conn != 0 && conn_was < max_conn)
-        ks_conn_leave(srv, s->pipe_id); /* counted on the connection, refused in total */
-    if (admit == KS_ADMIT_TOTAL)
-        ks_server_overload_log(&srv->rlog_total, &srv->lim_lock, now, "max_inflight (%u) "
-                               "reached, last from %s [%s]", max_total, s->peer, s->group);
-    else
-        ks_server_overload_log(&srv->rlog_conn, &srv->lim_lock, now, "max_inflight_per_conn "
-                               "(%u) reached by %s [%s]", max_conn, s->peer, s->group);
-    {
-        nng_msg *reply = ks_server_refuse_now(srv, s, ST(OVERLOADED),
-                                              admit == KS_ADMIT_TOTAL ? "inflight_total"
-                                                                      : "inflight_conn",
-                                              admit == KS_ADMIT_TOTAL
-                                              ? "too many requests in flight on this key server"
-                                              : "too many requests in flight on this connection");
-
-        nng_msg_free(s->msg);
-        s->msg = NULL;
-        if (reply == NULL) {
-            ks_slot_finish(s);
-            return;
-        }
-        ks_slot_send(s, reply);
-    }
-}
-
-static void ks_slot_cb(void *arg)
-{
-    ks_slot *s = arg;
-    int rv = nng_aio_result(s->aio);
-
-    switch (s->state) {
-    case KS_SLOT_RECV:
-        if (rv != 0) {
-            if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || atomic_load(&s->srv->closed)) {
-                s->state = KS_SLOT_IDLE;
-                return;
-            }
-            ks_log(KS_LOG_WARN, "receive: %s", nng_strerror(rv));
-            ks_slot_recv(s);
-            return;
-        }
-        ks_slot_arrived(s);
-        return;
-    case KS_SLOT_SEND:
-        if (rv != 0) {
-            /* On failure the message is still ours. */
-            nng_msg_free(nng_aio_get_msg(s->aio));
-            nng_aio_set_msg(s->aio, NULL);
-            if (rv != NNG_ECLOSED)
-                ks_log(KS_LOG_DEBUG, "answer to %s not sent: %s", s->peer, nng_strerror(rv));
-        }
-        ks_slot_finish(s);
-        return;
-    default:
-        return;
-    }
-}
-
-static void *ks_server_worker(void *arg)
-{
-    ks_server *srv = arg;
-    int busy = 0;
-
-    for (;;) {
-        ks_slot *s;
-
-        pthread_mutex_lock(&srv->q_lock);
-        if (busy) {
-            busy = 0;
-            srv->q_active--;
-            if (ks_server_idle_locked(srv)) {
-                pthread_mutex_unlock(&srv->q_lock);
-                ks_audit_flush(srv->audit);
-                pthread_mutex_lock(&srv->q_lock);
-            }
-        }
-        while (srv->q_head == NULL && !srv->q_shutdown)
-            pthread_cond_wait(&srv->q_cond, &srv->q_lock);
-        s = srv->q_head;
-        if (s != NULL) {
-            srv->q_head = s->next;
-            if (srv->q_head == NULL)
-                srv->q_tail = NULL;
-            srv->q_active++;
-            busy = 1;
-        }
-        pthread_mutex_unlock(&srv->q_lock);
-        if (s == NULL)
-            break; /* shut down and nothing left */
-        ks_slot_work(s);
-    }
-    /* Now rather than in the thread-exit destructor, while OpenSSL is surely intact. */
-    ks_ops_thread_cleanup();
-    return NULL;
-}
-
-/* ---- listeners --------------------------------------------------------------- */
-
-static int ks_hash_file(EVP_MD_CTX *md, const char *path)
-{
-    FILE *f;
-    unsigned char buf[4096];
-    size_t n;
-
-    if (path == NULL)
-        return EVP_DigestUpdate(md, "-", 1) == 1 ? 0 : -1;
-    if ((f = fopen(path, "rb")) == NULL)
-        return -1;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        EVP_DigestUpdate(md, buf, n);
-    fclose(f);
-    OPENSSL_cleanse(buf, sizeof(buf));
-    return EVP_DigestUpdate(md, "\0", 1) == 1 ? 0 : -1;
-}
-
-/* What a listener depends on: its URL's group and, for TLS, the contents of its files. */
-static int ks_listener_sig(const ks_config *cfg, const ks_config_group *g, int tls,
-                           unsigned char out[32], char *err, size_t errlen)
-{
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    const char *files[4] = { cfg->tls_cert, cfg->tls_key, g->client_ca, g->client_crl };
-    int rv = -1;
-
-    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1
-        || EVP_DigestUpdate(md, g->name, strlen(g->name) + 1) != 1)
-        goto out;
-    for (size_t i = 0; tls && i < 4; i++) {
-        if (ks_hash_file(md, files[i]) != 0) {
-            lurk_errf(err, errlen, "cannot read %s: %s", files[i], strerror(errno));
-            goto out;
-        }
-    }
-    if (EVP_DigestFinal_ex(md, out, NULL) == 1)
-        rv = 0;
-out:
-    EVP_MD_CTX_free(md);
-    return rv;
-}
-
-/*
- * mbed TLS (inside nng) takes a certificate and a key that do not belong
- * together without a word, and every handshake then fails; OpenSSL can say
- * so at start-up.
- */
-static int ks_server_tls_pair(const ks_config *cfg, char *err, size_t errlen)
-{
-    BIO *in;
-    X509 *cert = NULL;
-    EVP_PKEY *key = NULL;
-    int rv = -1;
-
-    if ((in = BIO_new_file(cfg->tls_cert, "r")) != NULL)
-        cert = PEM_read_bio_X509(in, NULL, NULL, NULL);
-    BIO_free(in);
-    if ((in = BIO_new_file(cfg->tls_key, "r")) != NULL)
-        key = PEM_read_bio_PrivateKey(in, NULL, NULL, NULL);
-    BIO_free(in);
-    ERR_clear_error();
-    if (cert == NULL || key == NULL) {
-        /* Unreadable files: lurk_tls_config_make() names the problem. */
-        rv = 0;
-    } else if (X509_check_private_key(cert, key) != 1) {
-        lurk_errf(err, errlen, "tls_cert %s does not match tls_key %s", cfg->tls_cert,
-                       cfg->tls_key);
-        ERR_clear_error();
-    } else {
-        rv = 0;
-    }
-    X509_free(cert);
-    EVP_PKEY_free(key);
-    return rv;
-}
-
-/*
- * Dates that silently lock edges out: mbed TLS refuses every edge of a
- * group once its CRL is past nextUpdate, and edges refuse an expired key
- * server certificate, each with nothing but a timeout to show for it.
- */
-static void ks_group_check_dates(const ks_config *cfg, const ks_config_group *g)
-{
-    static const int soon_days = 7;
-    BIO *bio;
-    X509 *cert = NULL;
-    X509_CRL *crl = NULL;
-    int days = 0, secs = 0;
-    const ASN1_TIME *t;
-
-    if ((bio = BIO_new_file(cfg->tls_cert, "r")) != NULL)
-        cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    if (cert != NULL && (t = X509_get0_notAfter(cert)) != NULL
-        && ASN1_TIME_diff(&days, &secs, NULL, t)) {
-        if (days < 0 || secs < 0)
-            ks_log(KS_LOG_WARN, "tls_cert %s has expired: edges will refuse this key server",
-                   cfg->tls_cert);
-        else if (days < soon_days)
-            ks_log(KS_LOG_WARN, "tls_cert %s expires in %d days", cfg->tls_cert, days);
-    }
-    X509_free(cert);
-    if (g->client_crl == NULL)
-        return;
-    if ((bio = BIO_new_file(g->client_crl, "r")) != NULL)
-        crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-    BIO_free(bio);
-    if (crl != NULL && (t = X509_CRL_get0_nextUpdate(crl)) != NULL
-        && ASN1_TIME_diff(&days, &secs, NULL, t)) {
-        if (days < 0 || secs < 0)
-            ks_log(KS_LOG_WARN, "client_crl %s is past its nextUpdate: every edge of group %s is "
-                   "refused until a fresh CRL is installed (then SIGHUP)", g->client_crl, g->name);
-        else if (days < soon_days)
-            ks_log(KS_LOG_WARN, "client_crl %s reaches its nextUpdate in %d days: after that "
-                   "every edge of group %s is refused", g->client_crl, days, g->name);
-    }
-    X509_CRL_free(crl);
-    ERR_clear_error();
-}
-
-static int ks_group_tls(const ks_config *cfg, const ks_config_group *g, nng_tls_config **tls,
-                        char *err, size_t errlen)
-{
-    lurk_tls_files f;
-    struct stat st;
-    char why[512] = "";
-
-    memset(&f, 0, sizeof(f));
-    f.cert = cfg->tls_cert;
-    f.key = cfg->tls_key;
-    f.ca = g->client_ca;
-    f.crl = g->client_crl;
-    *tls = NULL;
-    if (lurk_tls_config_make(1, &f, tls, why, sizeof(why)) != 0
-        || ks_server_tls_pair(cfg, why, sizeof(why)) != 0) {
-        lurk_errf(err, errlen, "%s: TLS for %s%s: %s", cfg->name,
-                       g->implicit ? "[keyserver]" : "[edge.", g->implicit ? "" : g->name, why);
-        if (*tls != NULL)
-            nng_tls_config_free(*tls);
-        *tls = NULL;
-        return -1;
-    }
-    /*
-     * Only a warning, unlike the signing keys: this key authenticates the
-     * channel, and refusing would lock out setups that share it on purpose.
-     */
-    if (f.key != NULL && stat(f.key, &st) == 0 && (st.st_mode & S_IROTH) != 0)
-        ks_log(KS_LOG_WARN, "tls_key %s is readable by every user; run chmod 600 %s", f.key,
-               f.key);
-    ks_group_check_dates(cfg, g);
-    return 0;
-}
-
-int ks_server_check_tls(const ks_config *cfg, char *err, size_t errlen)
-{
-    for (size_t i = 0; i < cfg->n_groups; i++) {
-        nng_tls_config *tls = NULL;
-
-        if (!cfg->groups[i].has_tls)
-            continue;
-        if (ks_group_tls(cfg, &cfg->groups[i], &tls, err, errlen) != 0)
-            return -1;
-        nng_tls_config_free(tls);
-    }
-    return 0;
-}
-
-static void ks_listener_close(ks_server *srv, ks_lst *l);
-
-/* Open one listener; on success it is on srv->lsts. */
-static int ks_listener_open(ks_server *srv, const ks_config *cfg, const ks_config_group *g,
-                            const char *url, nng_tls_config *tls, const unsigned char sig[32],
-                            char *err, size_t errlen)
-{
-    ks_lst *l = calloc(1, sizeof(*l));
-    int rv;
-
-    if (l == NULL || (l->url = strdup(url)) == NULL) {
-        free(l);
-        lurk_errf(err, errlen, "out of memory");
-        return -1;
-    }
-    snprintf(l->group, sizeof(l->group), "%s", g->name);
-    l->tls = lurk_url_classify(url) == LURK_URL_TLS;
-    memcpy(l->sig, sig, 32);
-    if ((rv = nng_listener_create(&l->l, srv->sock, url)) != 0
-        || (l->tls && (rv = nng_listener_set_ptr(l->l, NNG_OPT_TLS_CONFIG, tls)) != 0)
-        || (rv = nng_listener_set_size(l->l, NNG_OPT_RECVMAXSZ,
-                                       cfg->max_message + KS_SERVER_SP_HEADROOM)) != 0) {
-        lurk_errf(err, errlen, "%s: listen: cannot listen on %s: %s", cfg->name, url,
-                       nng_strerror(rv));
-        if (nng_listener_id(l->l) > 0)
-            nng_listener_close(l->l);
-        free(l->url);
-        free(l);
-        return -1;
-    }
-    /* Known before the first connection can arrive. */
-    pthread_mutex_lock(&srv->lst_lock);
-    l->next = srv->lsts;
-    srv->lsts = l;
-    pthread_mutex_unlock(&srv->lst_lock);
-    if ((rv = nng_listener_start(l->l, 0)) != 0) {
-        lurk_errf(err, errlen, "%s: listen: cannot listen on %s: %s", cfg->name, url,
-                  nng_strerror(rv));
-        ks_listener_close(srv, l);
-        return -1;
-    }
-    if (lurk_url_classify(url) == LURK_URL_TCP)
-        ks_log(KS_LOG_WARN, "listening on %s without TLS: anyone who can reach it can use "
-               "every key of group %s", url, g->name);
-    return 0;
-}
-
-/* Close a listener (and, in nng, the connections it accepted) and forget it. */
-static void ks_listener_close(ks_server *srv, ks_lst *l)
-{
-    pthread_mutex_lock(&srv->lst_lock);
-    for (ks_lst **pl = &srv->lsts; *pl != NULL; pl = &(*pl)->next)
-        if (*pl == l) {
-            *pl = l->next;
-            break;
-        }
-    pthread_mutex_unlock(&srv->lst_lock);
-    nng_listener_close(l->l);
-    free(l->url);
-    free(l);
-}
-
-static ks_lst *ks_listener_find(ks_server *srv, const char *url)
-{
-    ks_lst *found = NULL;
-
-    pthread_mutex_lock(&srv->lst_lock);
-    for (ks_lst *l = srv->lsts; l != NULL; l = l->next)
-        if (strcmp(l->url, url) == 0)
-            found = l;
-    pthread_mutex_unlock(&srv->lst_lock);
-    return found;
-}
-
-/* Every listener of cfg: TLS configs per group, then open. */
-typedef struct {
-    const ks_config_group *g;
-    const char *url;
-    nng_tls_config *tls;
-    unsigned char sig[32];
-    ks_lst *old;            /* reload: the listener on this URL now */
-} ks_plan;
-
-static void ks_plan_free(ks_plan *plan, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (plan[i].tls != NULL)
-            nng_tls_config_free(plan[i].tls);
-    free(plan);
-}
-
-static ks_plan *ks_plan_make(ks_server *srv, const ks_config *cfg, size_t *n, char *err,
-                             size_t errlen)
-{
-    ks_plan *plan = calloc(cfg->n_listen + 1, sizeof(*plan));
-    size_t k = 0;
-
-    *n = 0;
-    if (plan == NULL) {
-        lurk_errf(err, errlen, "out of memory");
-        return NULL;
-    }
-    for (size_t i = 0; i < cfg->n_groups; i++) {
-        const ks_config_group *g = &cfg->groups[i];
-        nng_tls_config *tls = NULL;
-
-        if (g->has_tls && ks_group_tls(cfg, g, &tls, err, errlen) != 0) {
-            ks_plan_free(plan, k);
-            return NULL;
-        }
-        for (size_t j = 0; j < g->n_listen; j++) {
-            ks_plan *p = &plan[k++];
-            int is_tls = lurk_url_classify(g->listen[j]) == LURK_URL_TLS;
-
-            p->g = g;
-            p->url = g->listen[j];
-            if (is_tls) {
-                nng_tls_config_hold(tls);
-                p->tls = tls;
-            }
-            if (ks_listener_sig(cfg, g, is_tls, p->sig, err, errlen) != 0) {
-                if (tls != NULL)
-                    nng_tls_config_free(tls);
-                ks_plan_free(plan, k);
-                return NULL;
-            }
-            p->old = srv != NULL ? ks_listener_find(srv, p->url) : NULL;
-        }
-        if (tls != NULL)
-            nng_tls_config_free(tls); /* each plan entry holds its own reference */
-    }
-    *n = k;
-    return plan;
-}
-
 /* ---- metrics --------------------------------------------------------------- */
 
-static char *ks_server_render(void *arg, size_t *len)
+char *ks_server_render(void *arg, size_t *len)
 {
     ks_server *srv = arg;
     ks_runtime *rt = ks_server_rt(srv);
@@ -1450,11 +737,10 @@ static char *ks_server_render(void *arg, size_t *len)
         for (size_t i = 0; i < rt->cfg->n_groups; i++)
             names[i] = rt->cfg->groups[i].name;
         ks_conn_counts(srv, rt, conns);
-        pthread_mutex_lock(&srv->busy_lock);
-        g.in_flight = srv->busy;
-        pthread_mutex_unlock(&srv->busy_lock);
-        g.max_inflight = rt->cfg->max_inflight < srv->max_slots_inflight
-                         ? rt->cfg->max_inflight : srv->max_slots_inflight;
+        pthread_mutex_lock(&srv->slot_lock);
+        g.in_flight = srv->sm.busy;
+        g.max_inflight = srv->sm.max_total;
+        pthread_mutex_unlock(&srv->slot_lock);
         g.keys = rt->kr->n;
         g.epoch = rt->kr->epoch;
         g.config_loads = atomic_load(&srv->config_loads);
@@ -1478,372 +764,36 @@ static char *ks_server_render(void *arg, size_t *len)
     return out;
 }
 
-/* ---- life cycle ---------------------------------------------------------------- */
+/* ---- for the slots (ks_lifecycle.c) ------------------------------------------ */
 
-static int ks_server_workers_start(ks_server *srv, unsigned int n, char *err, size_t errlen)
+/*
+ * The gate and answering sections above keep their static functions, and
+ * these wrappers give ks_lifecycle.c its way in, while a change to the
+ * replay handling lands there; once it has, the functions can lose their
+ * `static` and the wrappers go.
+ */
+nng_msg *ks_server_answer_slot(ks_server *srv, ks_slot *s)
 {
-    int rv;
-
-    if ((srv->workers = calloc(n, sizeof(*srv->workers))) == NULL) {
-        lurk_errf(err, errlen, "out of memory for %u workers", n);
-        return -1;
-    }
-    for (unsigned int i = 0; i < n; i++) {
-        if ((rv = pthread_create(&srv->workers[i], NULL, ks_server_worker, srv)) != 0) {
-            lurk_errf(err, errlen, "cannot start worker %u of %u: %s", i + 1, n,
-                           strerror(rv));
-            return -1;
-        }
-        srv->n_workers++;
-    }
-    return 0;
+    return ks_server_answer(srv, s);
 }
 
-static int ks_server_slots_start(ks_server *srv, size_t n, char *err, size_t errlen)
+nng_msg *ks_server_refuse_slot(ks_server *srv, ks_slot *s, ks_slot_refusal why)
 {
-    int rv;
+    int total = why == KS_SLOT_REFUSE_TOTAL;
 
-    if ((srv->slots = calloc(n, sizeof(*srv->slots))) == NULL) {
-        lurk_errf(err, errlen, "out of memory for %zu request slots", n);
-        return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        ks_slot *s = &srv->slots[i];
-
-        s->srv = srv;
-        s->state = KS_SLOT_IDLE;
-        if ((rv = nng_ctx_open(&s->ctx, srv->sock)) != 0
-            || (rv = nng_aio_alloc(&s->aio, ks_slot_cb, s)) != 0) {
-            lurk_errf(err, errlen, "request slot %zu: %s", i, nng_strerror(rv));
-            return -1;
-        }
-        s->ctx_open = 1;
-        srv->n_slots++;
-    }
-    return 0;
+    return ks_server_refuse_now(srv, s, ST(OVERLOADED), total ? "inflight_total" : "inflight_conn",
+                                total ? "too many requests in flight on this key server"
+                                      : "too many requests in flight on this connection");
 }
 
-static void ks_server_free(ks_server *srv)
+/* With q_lock held. */
+int ks_server_idle_q(const ks_server *srv)
 {
-    while (srv->lsts != NULL) {
-        ks_lst *l = srv->lsts;
-
-        srv->lsts = l->next;
-        free(l->url);
-        free(l);
-    }
-    for (size_t b = 0; b < KS_SERVER_PIPE_BUCKETS; b++) {
-        while (srv->conns[b] != NULL) {
-            ks_conn *c = srv->conns[b];
-
-            srv->conns[b] = c->next;
-            free(c);
-        }
-    }
-    ks_runtime_release(srv->rt);
-    ks_replay_free(srv->replay);
-    ks_audit_close(srv->audit);
-    ks_metrics_free(srv->metrics);
-    free(srv->slots);
-    free(srv->workers);
-    pthread_mutex_destroy(&srv->rt_lock);
-    pthread_mutex_destroy(&srv->lst_lock);
-    pthread_mutex_destroy(&srv->conn_lock);
-    pthread_mutex_destroy(&srv->q_lock);
-    pthread_cond_destroy(&srv->q_cond);
-    pthread_mutex_destroy(&srv->busy_lock);
-    pthread_cond_destroy(&srv->busy_cond);
-    pthread_mutex_destroy(&srv->lim_lock);
-    pthread_mutex_destroy(&srv->replay_lock);
-    free(srv);
+    return ks_server_idle_locked(srv);
 }
 
-/* Close the socket, stop slots and workers. */
-static void ks_server_shutdown(ks_server *srv)
+void ks_server_overload_note(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                             const char *msg)
 {
-    atomic_store(&srv->closed, 1);
-    ks_http_stop(srv->http);
-    srv->http = NULL;
-    /*
-     * Workers first: one may still be inside nng_ctx_send() for an answer
-     * whose completion already ended the drain, and closing the socket
-     * under it makes nng panic.
-     */
-    pthread_mutex_lock(&srv->q_lock);
-    srv->q_shutdown = 1;
-    pthread_cond_broadcast(&srv->q_cond);
-    pthread_mutex_unlock(&srv->q_lock);
-    for (size_t i = 0; i < srv->n_workers; i++)
-        pthread_join(srv->workers[i], NULL);
-    srv->n_workers = 0;
-    /* The same for answers being sent from nng's callbacks; new ones see `closed`. */
-    while (atomic_load(&srv->inline_active) > 0)
-        nng_msleep(1);
-    /* Closing the socket fails every pending receive and send with NNG_ECLOSED. */
-    if (srv->sock_open) {
-        nng_close(srv->sock);
-        srv->sock_open = 0;
-    }
-    for (size_t i = 0; i < srv->n_slots; i++) {
-        if (srv->slots[i].aio != NULL) {
-            nng_aio_stop(srv->slots[i].aio);
-            if (srv->slots[i].msg != NULL)
-                nng_msg_free(srv->slots[i].msg);
-            nng_aio_free(srv->slots[i].aio);
-            srv->slots[i].aio = NULL;
-        }
-    }
-}
-
-int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay_ms,
-                    ks_server **out, char *err, size_t errlen)
-{
-    ks_server *srv = calloc(1, sizeof(*srv));
-    ks_plan *plan = NULL;
-    size_t n_plan = 0;
-    int rv;
-
-    *out = NULL;
-    if (srv == NULL) {
-        lurk_errf(err, errlen, "out of memory");
-        return -1;
-    }
-    srv->debug_delay_ms = debug_delay_ms;
-    pthread_mutex_init(&srv->rt_lock, NULL);
-    pthread_mutex_init(&srv->lst_lock, NULL);
-    pthread_mutex_init(&srv->conn_lock, NULL);
-    pthread_mutex_init(&srv->q_lock, NULL);
-    pthread_cond_init(&srv->q_cond, NULL);
-    pthread_mutex_init(&srv->busy_lock, NULL);
-    pthread_cond_init(&srv->busy_cond, NULL);
-    pthread_mutex_init(&srv->lim_lock, NULL);
-    pthread_mutex_init(&srv->replay_lock, NULL);
-    ks_ratelog_init(&srv->rlog_total, KS_SERVER_LOG_INTERVAL_US);
-    ks_ratelog_init(&srv->rlog_conn, KS_SERVER_LOG_INTERVAL_US);
-    ks_ratelog_init(&srv->rlog_replay_full, KS_SERVER_LOG_INTERVAL_US);
-    ks_ratelog_init(&srv->rlog_replay_full_random, KS_SERVER_LOG_INTERVAL_US);
-    if ((srv->rt = ks_runtime_new(cfg, kr, ops)) == NULL
-        || (srv->metrics = ks_metrics_new()) == NULL
-        || (srv->replay = ks_replay_new(cfg->replay_cache)) == NULL
-        || RAND_bytes(srv->replay_secret, sizeof(srv->replay_secret)) != 1) {
-        lurk_errf(err, errlen, "out of memory");
-        goto fail;
-    }
-    if (ks_audit_open(cfg->audit_log, &srv->audit, err, errlen) != 0)
-        goto fail;
-    srv->max_slots_inflight = cfg->max_inflight;
-    if ((rv = nng_rep0_open(&srv->sock)) != 0) {
-        lurk_errf(err, errlen, "cannot open the nng socket: %s", nng_strerror(rv));
-        goto fail;
-    }
-    srv->sock_open = 1;
-    if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ,
-                                  cfg->max_message + KS_SERVER_SP_HEADROOM)) != 0
-        || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_PRE, ks_server_pipe_event, srv)) != 0
-        || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_POST, ks_server_pipe_event, srv)) != 0
-        || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_REM_POST, ks_server_pipe_event, srv)) != 0) {
-        lurk_errf(err, errlen, "nng socket setup: %s", nng_strerror(rv));
-        goto fail;
-    }
-    if (ks_server_workers_start(srv, cfg->workers, err, errlen) != 0
-        || ks_server_slots_start(srv, (size_t)cfg->max_inflight + KS_SERVER_SPARE_SLOTS, err,
-                                 errlen) != 0)
-        goto fail;
-    /* Slots receive before we listen: a request arriving at once finds one waiting. */
-    for (size_t i = 0; i < srv->n_slots; i++)
-        ks_slot_recv(&srv->slots[i]);
-    if ((plan = ks_plan_make(NULL, cfg, &n_plan, err, errlen)) == NULL)
-        goto fail;
-    for (size_t i = 0; i < n_plan; i++)
-        if (ks_listener_open(srv, cfg, plan[i].g, plan[i].url, plan[i].tls, plan[i].sig, err,
-                             errlen) != 0)
-            goto fail;
-    ks_plan_free(plan, n_plan);
-    plan = NULL;
-    if (cfg->metrics_listen != NULL
-        && ks_http_start(cfg->metrics_listen, ks_server_render, srv, &srv->http, err,
-                         errlen) != 0)
-        goto fail;
-    atomic_store(&srv->config_loads, 1);
-    *out = srv;
-    return 0;
-fail:
-    if (plan != NULL)
-        ks_plan_free(plan, n_plan);
-    ks_server_shutdown(srv);
-    /* The caller keeps what it passed on failure. */
-    if (srv->rt != NULL) {
-        srv->rt->cfg = NULL;
-        srv->rt->kr = NULL;
-        srv->rt->ops = NULL;
-    }
-    ks_server_free(srv);
-    return -1;
-}
-
-static int ks_server_audit_same(const char *a, const char *b)
-{
-    if (a == NULL || b == NULL)
-        return a == b;
-    return strcmp(a, b) == 0;
-}
-
-int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops,
-                     char *err, size_t errlen)
-{
-    ks_runtime *rt_new, *rt_old;
-    ks_plan *plan;
-    size_t n_plan = 0, opened = 0;
-    ks_lst **created = NULL;
-    int rv;
-
-    if ((plan = ks_plan_make(srv, cfg, &n_plan, err, errlen)) == NULL)
-        return -1;
-    if ((created = calloc(n_plan + 1, sizeof(*created))) == NULL
-        || (rt_new = ks_runtime_new(cfg, kr, ops)) == NULL) {
-        free(created);
-        ks_plan_free(plan, n_plan);
-        lurk_errf(err, errlen, "out of memory");
-        return -1;
-    }
-    /* 1. New URLs: open first, so that a failure leaves everything as it was. */
-    for (size_t i = 0; i < n_plan; i++) {
-        if (plan[i].old != NULL)
-            continue;
-        if (ks_listener_open(srv, cfg, plan[i].g, plan[i].url, plan[i].tls, plan[i].sig, err,
-                             errlen) != 0) {
-            for (size_t j = 0; j < opened; j++)
-                ks_listener_close(srv, created[j]);
-            rt_new->cfg = NULL;
-            rt_new->kr = NULL;
-            rt_new->ops = NULL;
-            ks_runtime_free(rt_new);
-            ks_plan_free(plan, n_plan);
-            free(created);
-            return -1;
-        }
-        created[opened++] = ks_listener_find(srv, plan[i].url);
-    }
-    /* 2. Swap: requests from now on use the new configuration. */
-    pthread_mutex_lock(&srv->rt_lock);
-    rt_old = srv->rt;
-    srv->rt = rt_new;
-    pthread_mutex_unlock(&srv->rt_lock);
-    if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ,
-                                  cfg->max_message + KS_SERVER_SP_HEADROOM)) != 0)
-        ks_log(KS_LOG_WARN, "max_message: %s", nng_strerror(rv));
-    /*
-     * 3. Changed listeners (group, CA, CRL, certificate or key): restart.
-     * Their connections drop (an edge whose certificate was just revoked
-     * must not keep its connection); edges reconnect and nng resends what
-     * was pending.
-     */
-    for (size_t i = 0; i < n_plan; i++) {
-        char why[512] = "";
-
-        if (plan[i].old == NULL || memcmp(plan[i].old->sig, plan[i].sig, 32) == 0)
-            continue;
-        ks_log(KS_LOG_INFO, "reload: restarting listener %s (group %s): its TLS files or "
-               "group changed; its connections drop", plan[i].url, plan[i].g->name);
-        ks_listener_close(srv, plan[i].old);
-        plan[i].old = NULL;
-        if (ks_listener_open(srv, cfg, plan[i].g, plan[i].url, plan[i].tls, plan[i].sig, why,
-                             sizeof(why)) != 0)
-            ks_log(KS_LOG_ERROR, "reload: listener %s could not be reopened: %s; it stays "
-                   "closed until the next successful reload", plan[i].url, why);
-    }
-    /* 4. Listeners no longer configured: close. */
-    for (;;) {
-        ks_lst *gone = NULL;
-
-        pthread_mutex_lock(&srv->lst_lock);
-        for (ks_lst *l = srv->lsts; l != NULL && gone == NULL; l = l->next)
-            if (ks_config_group_of_url(cfg, l->url) == NULL)
-                gone = l;
-        pthread_mutex_unlock(&srv->lst_lock);
-        if (gone == NULL)
-            break;
-        ks_log(KS_LOG_INFO, "reload: closing listener %s (group %s): no longer configured",
-               gone->url, gone->group);
-        ks_listener_close(srv, gone);
-    }
-    if (!ks_server_audit_same(rt_old->cfg->audit_log, cfg->audit_log)) {
-        char why[512] = "";
-
-        if (ks_audit_retarget(srv->audit, cfg->audit_log, why, sizeof(why)) != 0)
-            ks_log(KS_LOG_ERROR, "reload: %s; the audit log stays where it was", why);
-    }
-    if (cfg->max_inflight > srv->max_slots_inflight)
-        ks_log(KS_LOG_WARN, "reload: max_inflight %u is above the %u this process started "
-               "with; restart to raise it", cfg->max_inflight, srv->max_slots_inflight);
-    if (cfg->workers != rt_old->cfg->workers)
-        ks_log(KS_LOG_WARN, "reload: workers changed to %u; restart to apply (still %zu)",
-               cfg->workers, srv->n_workers);
-    if (cfg->replay_cache != rt_old->cfg->replay_cache)
-        ks_log(KS_LOG_WARN, "reload: replay_cache changed; restart to apply");
-    if ((cfg->metrics_listen == NULL) != (rt_old->cfg->metrics_listen == NULL)
-        || (cfg->metrics_listen != NULL
-            && strcmp(cfg->metrics_listen, rt_old->cfg->metrics_listen) != 0))
-        ks_log(KS_LOG_WARN, "reload: metrics_listen changed; restart to apply");
-    atomic_fetch_add(&srv->config_loads, 1);
-    ks_runtime_release(rt_old); /* freed when its last request is answered */
-    ks_plan_free(plan, n_plan);
-    free(created);
-    return 0;
-}
-
-void ks_server_reload_failed(ks_server *srv)
-{
-    atomic_fetch_add(&srv->config_failures, 1);
-}
-
-void ks_server_reopen_audit(ks_server *srv)
-{
-    char why[512] = "";
-
-    if (ks_audit_reopen(srv->audit, why, sizeof(why)) != 0)
-        ks_log(KS_LOG_ERROR, "%s; still writing to the previous file", why);
-    else
-        ks_log(KS_LOG_INFO, "audit log reopened");
-}
-
-void ks_server_stop(ks_server *srv)
-{
-    ks_runtime *rt;
-    unsigned int timeout_s, left, at_start;
-    struct timespec deadline;
-    size_t nworkers;
-
-    if (srv == NULL)
-        return;
-    rt = ks_server_rt(srv);
-    timeout_s = rt->cfg->drain_timeout;
-    ks_runtime_release(rt);
-    /* Stop taking connections and requests; let the admitted ones finish. */
-    atomic_store(&srv->draining, 1);
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += (time_t)timeout_s;
-    pthread_mutex_lock(&srv->busy_lock);
-    at_start = srv->busy;
-    while (srv->busy > 0) {
-        if (pthread_cond_timedwait(&srv->busy_cond, &srv->busy_lock, &deadline) == ETIMEDOUT)
-            break;
-    }
-    left = srv->busy;
-    pthread_mutex_unlock(&srv->busy_lock);
-    if (left > 0)
-        ks_log(KS_LOG_WARN, "drain: %u of %u requests still in flight after drain_timeout "
-               "(%u s); their connections close and the edges resend them elsewhere", left,
-               at_start, timeout_s);
-    else
-        ks_log(KS_LOG_INFO, "drained: %u requests in flight at the stop were answered",
-               at_start);
-    nworkers = srv->n_workers;
-    ks_server_shutdown(srv);
-    ks_log(KS_LOG_INFO, "stopped: %llu requests answered, %llu refused, peak %u of %zu workers "
-           "busy (admitted in flight; max_inflight %u)",
-           (unsigned long long)atomic_load(&srv->answered),
-           (unsigned long long)atomic_load(&srv->refused), srv->peak, nworkers,
-           srv->max_slots_inflight);
-    ks_server_free(srv);
+    ks_server_overload_log(rl, lock, now, "%s", msg);
 }

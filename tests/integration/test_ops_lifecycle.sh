@@ -97,6 +97,22 @@ openssl ca -config "$P/crl/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" \
     -revoke "$P/edge.crt" > "$LURK_T/revoke.log" 2>&1
 openssl ca -gencrl -config "$P/crl/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" \
     -out "$P/edges.crl" >> "$LURK_T/revoke.log" 2>&1
+# All or nothing with listeners: a reload that would restart both listeners
+# (the new CRL) and open a URL whose port is taken is rejected as a whole.
+# New URLs open first, so nothing was restarted and the edge still gets in.
+BUSY=$(lurk_port)
+lurk_bg busy /usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(60)' "$BUSY"
+BUSY_PID=$LURK_BG_PID
+lurk_wait_port "$BUSY" 5
+conf "$LURK_T/ks.cnf" "$URL $URL2 tls+tcp://127.0.0.1:$BUSY" "client_crl = $P/edges.crl"
+sed -i '/^p384 = /d' "$LURK_T/ks.cnf"
+kill -HUP "$LURK_KS_PID"
+lurk_wait_log "$LURK_T/ks.log" "reload rejected.*127\.0\.0\.1:$BUSY" 5
+lurk_check_fails "a reload whose new URL cannot listen restarts no listener" \
+    grep -q 'restarting listener' "$LURK_T/ks.log"
+lurk_check "... and applies nothing: the edge the new CRL names still gets in" ops "$URL" caps
+kill "$BUSY_PID" 2>/dev/null
 conf "$LURK_T/ks.cnf" "$URL $URL2" "client_crl = $P/edges.crl"
 sed -i '/^p384 = /d' "$LURK_T/ks.cnf"
 kill -HUP "$LURK_KS_PID"
