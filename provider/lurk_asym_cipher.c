@@ -25,6 +25,18 @@ typedef struct {
     unsigned int negotiated_version;
 } LURK_RSA_CTX;
 
+/*
+ * The dispatched functions, declared with OpenSSL's own types so that a
+ * signature that does not match what libcrypto calls fails to compile.
+ */
+static OSSL_FUNC_asym_cipher_newctx_fn lurk_rsa_newctx;
+static OSSL_FUNC_asym_cipher_freectx_fn lurk_rsa_freectx;
+static OSSL_FUNC_asym_cipher_dupctx_fn lurk_rsa_dupctx;
+static OSSL_FUNC_asym_cipher_decrypt_init_fn lurk_rsa_decrypt_init;
+static OSSL_FUNC_asym_cipher_decrypt_fn lurk_rsa_decrypt;
+static OSSL_FUNC_asym_cipher_set_ctx_params_fn lurk_rsa_set_ctx_params;
+static OSSL_FUNC_asym_cipher_settable_ctx_params_fn lurk_rsa_settable_ctx_params;
+
 static void *lurk_rsa_newctx(void *provctx)
 {
     LURK_RSA_CTX *ctx = calloc(1, sizeof(*ctx));
@@ -49,8 +61,6 @@ static void *lurk_rsa_dupctx(void *vctx)
         *dst = *(LURK_RSA_CTX *)vctx;
     return dst;
 }
-
-static int lurk_rsa_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
 
 static int lurk_rsa_decrypt_init(void *vctx, void *keydata, const OSSL_PARAM params[])
 {

@@ -31,6 +31,16 @@ typedef struct {
     LURK_PROV_CTX *prov;
 } LURK_DEC_CTX;
 
+/*
+ * The dispatched functions, declared with OpenSSL's own types so that a
+ * signature that does not match what libcrypto calls fails to compile.
+ */
+static OSSL_FUNC_decoder_newctx_fn lurk_dec_newctx;
+static OSSL_FUNC_decoder_freectx_fn lurk_dec_freectx;
+static OSSL_FUNC_decoder_export_object_fn lurk_dec_export_object;
+static OSSL_FUNC_decoder_decode_fn lurk_dec_pem_decode, lurk_dec_rsa_decode, lurk_dec_rsa_pss_decode,
+    lurk_dec_ec_decode, lurk_dec_ed25519_decode;
+
 static void *lurk_dec_newctx(void *provctx)
 {
     LURK_DEC_CTX *ctx = calloc(1, sizeof(*ctx));

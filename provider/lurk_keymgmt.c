@@ -16,6 +16,26 @@
 
 #include "lurk_prov.h"
 
+/*
+ * The dispatched functions, declared with OpenSSL's own types so that a
+ * signature that does not match what libcrypto calls fails to compile.
+ */
+static OSSL_FUNC_keymgmt_new_fn lurk_km_rsa_new, lurk_km_rsa_pss_new, lurk_km_ec_new,
+    lurk_km_ed25519_new;
+static OSSL_FUNC_keymgmt_free_fn lurk_km_free;
+static OSSL_FUNC_keymgmt_load_fn lurk_km_load;
+static OSSL_FUNC_keymgmt_has_fn lurk_km_has;
+static OSSL_FUNC_keymgmt_match_fn lurk_km_match;
+static OSSL_FUNC_keymgmt_import_fn lurk_km_import;
+static OSSL_FUNC_keymgmt_export_fn lurk_km_export;
+static OSSL_FUNC_keymgmt_import_types_fn lurk_km_rsa_types, lurk_km_rsa_pss_types,
+    lurk_km_ec_types, lurk_km_ed25519_types;
+static OSSL_FUNC_keymgmt_get_params_fn lurk_km_get_params;
+static OSSL_FUNC_keymgmt_gettable_params_fn lurk_km_rsa_gettable, lurk_km_rsa_pss_gettable,
+    lurk_km_ec_gettable, lurk_km_ed25519_gettable;
+static OSSL_FUNC_keymgmt_query_operation_name_fn lurk_km_rsa_opname, lurk_km_rsa_pss_opname,
+    lurk_km_ec_opname, lurk_km_ed25519_opname;
+
 static void *lurk_km_new(void *provctx, Lurk__V1__KeyType type)
 {
     LURK_KEY *key = lurk_key_new(provctx, type);

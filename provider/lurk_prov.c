@@ -20,43 +20,63 @@
 #include "lurk_prov.h"
 #include "lurk_transport.h"
 
-#define LURK_KEYMGMT(name, fns) { name, LURK_PROPS, fns, NULL }
+static OSSL_FUNC_provider_query_operation_fn lurk_query;
+static OSSL_FUNC_provider_gettable_params_fn lurk_gettable_params;
+static OSSL_FUNC_provider_get_params_fn lurk_get_params;
+static OSSL_FUNC_provider_get_reason_strings_fn lurk_get_reason_strings;
+static OSSL_FUNC_provider_teardown_fn lurk_teardown;
+
+/* The descriptions are what `openssl list -...-algorithms -verbose` shows. */
+#define LURK_ALG(name, fns, what) { name, LURK_PROPS, fns, what }
 
 static const OSSL_ALGORITHM lurk_keymgmt[] = {
-    LURK_KEYMGMT("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_keymgmt_functions),
-    LURK_KEYMGMT("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", lurk_rsa_pss_keymgmt_functions),
-    LURK_KEYMGMT("EC:id-ecPublicKey:1.2.840.10045.2.1", lurk_ec_keymgmt_functions),
-    LURK_KEYMGMT("ED25519:1.3.101.112", lurk_ed25519_keymgmt_functions),
+    LURK_ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_keymgmt_functions,
+             "LURK remote RSA key (public half local, private half on the key server)"),
+    LURK_ALG("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", lurk_rsa_pss_keymgmt_functions,
+             "LURK remote RSA-PSS key (public half local, private half on the key server)"),
+    LURK_ALG("EC:id-ecPublicKey:1.2.840.10045.2.1", lurk_ec_keymgmt_functions,
+             "LURK remote EC key (public half local, private half on the key server)"),
+    LURK_ALG("ED25519:1.3.101.112", lurk_ed25519_keymgmt_functions,
+             "LURK remote Ed25519 key (public half local, private half on the key server)"),
     { NULL, NULL, NULL, NULL }
 };
 
 static const OSSL_ALGORITHM lurk_signature[] = {
-    { "RSA:rsaEncryption:1.2.840.113549.1.1.1", LURK_PROPS, lurk_rsa_signature_functions, NULL },
-    { "ECDSA", LURK_PROPS, lurk_ecdsa_signature_functions, NULL },
-    { "ED25519:1.3.101.112", LURK_PROPS, lurk_ed25519_signature_functions, NULL },
+    LURK_ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_signature_functions,
+             "TLS handshake signatures with a LURK RSA or RSA-PSS key, made by the key server"),
+    LURK_ALG("ECDSA", lurk_ecdsa_signature_functions,
+             "TLS handshake signatures with a LURK EC key, made by the key server"),
+    LURK_ALG("ED25519:1.3.101.112", lurk_ed25519_signature_functions,
+             "TLS handshake signatures with a LURK Ed25519 key, made by the key server"),
     { NULL, NULL, NULL, NULL }
 };
 
 static const OSSL_ALGORITHM lurk_asym_cipher[] = {
-    { "RSA:rsaEncryption:1.2.840.113549.1.1.1", LURK_PROPS, lurk_rsa_asym_cipher_functions, NULL },
+    LURK_ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_asym_cipher_functions,
+             "TLS 1.2 RSA premaster decryption with a LURK RSA key, made by the key server"),
     { NULL, NULL, NULL, NULL }
 };
 
 static const OSSL_ALGORITHM lurk_store[] = {
-    { "lurk", LURK_PROPS, lurk_store_functions, NULL },
+    LURK_ALG("lurk", lurk_store_functions, "lurk://KEY-ID: a key held by a LURK key server"),
     { NULL, NULL, NULL, NULL }
 };
 
 /* Key reference files (lurk_decoder.c): PEM to DER, then DER to a key. */
-#define LURK_DECODER_REF(name, fns) \
-    { name, LURK_PROPS ",input=der,structure=" LURK_KEYREF_STRUCTURE, fns, NULL }
+#define LURK_DECODER_REF(name, fns, what) \
+    { name, LURK_PROPS ",input=der,structure=" LURK_KEYREF_STRUCTURE, fns, what }
 
 static const OSSL_ALGORITHM lurk_decoder[] = {
-    { "DER", LURK_PROPS ",input=pem", lurk_pem_decoder_functions, NULL },
-    LURK_DECODER_REF("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_decoder_functions),
-    LURK_DECODER_REF("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", lurk_rsa_pss_decoder_functions),
-    LURK_DECODER_REF("EC:id-ecPublicKey:1.2.840.10045.2.1", lurk_ec_decoder_functions),
-    LURK_DECODER_REF("ED25519:1.3.101.112", lurk_ed25519_decoder_functions),
+    { "DER", LURK_PROPS ",input=pem", lurk_pem_decoder_functions,
+      "PEM \"" LURK_KEYREF_PEM_LABEL "\" to DER" },
+    LURK_DECODER_REF("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_decoder_functions,
+                     "LURK key reference file to a remote RSA key"),
+    LURK_DECODER_REF("RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", lurk_rsa_pss_decoder_functions,
+                     "LURK key reference file to a remote RSA-PSS key"),
+    LURK_DECODER_REF("EC:id-ecPublicKey:1.2.840.10045.2.1", lurk_ec_decoder_functions,
+                     "LURK key reference file to a remote EC key"),
+    LURK_DECODER_REF("ED25519:1.3.101.112", lurk_ed25519_decoder_functions,
+                     "LURK key reference file to a remote Ed25519 key"),
     { NULL, NULL, NULL, NULL }
 };
 

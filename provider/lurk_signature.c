@@ -34,6 +34,26 @@ typedef struct {
     size_t len;
 } LURK_SIG_CTX;
 
+/*
+ * The dispatched functions, declared with OpenSSL's own types so that a
+ * signature that does not match what libcrypto calls fails to compile.
+ */
+static OSSL_FUNC_signature_newctx_fn lurk_sig_rsa_newctx, lurk_sig_ecdsa_newctx,
+    lurk_sig_ed25519_newctx;
+static OSSL_FUNC_signature_freectx_fn lurk_sig_freectx;
+static OSSL_FUNC_signature_dupctx_fn lurk_sig_dupctx;
+static OSSL_FUNC_signature_sign_init_fn lurk_sig_sign_init;
+static OSSL_FUNC_signature_sign_fn lurk_sig_sign;
+static OSSL_FUNC_signature_digest_sign_init_fn lurk_sig_digest_sign_init;
+static OSSL_FUNC_signature_digest_sign_update_fn lurk_sig_digest_sign_update;
+static OSSL_FUNC_signature_digest_sign_final_fn lurk_sig_digest_sign_final;
+static OSSL_FUNC_signature_digest_sign_fn lurk_sig_digest_sign;
+static OSSL_FUNC_signature_get_ctx_params_fn lurk_sig_get_ctx_params;
+static OSSL_FUNC_signature_gettable_ctx_params_fn lurk_sig_gettable_ctx_params;
+static OSSL_FUNC_signature_set_ctx_params_fn lurk_sig_set_ctx_params;
+static OSSL_FUNC_signature_settable_ctx_params_fn lurk_sig_rsa_settable_ctx_params,
+    lurk_sig_ecdsa_settable_ctx_params, lurk_sig_ed25519_settable_ctx_params;
+
 /* Names libssl and applications use for the digests TLS signs with. */
 static const struct {
     const char *alias;
@@ -228,8 +248,6 @@ static int lurk_sig_key_fits(const LURK_SIG_CTX *ctx, const LURK_KEY *key)
     return ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA
            && key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
 }
-
-static int lurk_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
 
 static int lurk_sig_init(LURK_SIG_CTX *ctx, const char *mdname, void *keydata,
                          const OSSL_PARAM params[])

@@ -27,6 +27,17 @@ typedef struct {
     int done;
 } LURK_STORE_CTX;
 
+/*
+ * The dispatched functions, declared with OpenSSL's own types so that a
+ * signature that does not match what libcrypto calls fails to compile.
+ */
+static OSSL_FUNC_store_open_fn lurk_store_open;
+static OSSL_FUNC_store_load_fn lurk_store_load;
+static OSSL_FUNC_store_eof_fn lurk_store_eof;
+static OSSL_FUNC_store_close_fn lurk_store_close;
+static OSSL_FUNC_store_set_ctx_params_fn lurk_store_set_ctx_params;
+static OSSL_FUNC_store_settable_ctx_params_fn lurk_store_settable_ctx_params;
+
 static void *lurk_store_open(void *provctx, const char *uri)
 {
     LURK_PROV_CTX *prov = provctx;
