@@ -132,7 +132,7 @@ static void ks_slot_done(ks_slot *s, nng_msg *reply)
 /* Answer an admitted request: on a worker, or inline. */
 static void ks_slot_work(ks_slot *s)
 {
-    ks_slot_done(s, ks_server_answer_slot(s->srv, s));
+    ks_slot_done(s, ks_server_answer(s->srv, s));
 }
 
 /*
@@ -153,7 +153,7 @@ static void ks_slot_work_inline(ks_slot *s)
     if (atomic_fetch_sub(&srv->inline_active, 1) != 1)
         return;
     pthread_mutex_lock(&srv->q_lock);
-    idle = ks_server_idle_q(srv);
+    idle = ks_server_idle_locked(srv);
     pthread_mutex_unlock(&srv->q_lock);
     if (idle)
         ks_audit_flush(srv->audit);
@@ -163,17 +163,15 @@ static void ks_slot_work_inline(ks_slot *s)
 static void ks_slot_refuse(ks_slot *s, const ks_slot_act *act)
 {
     ks_server *srv = s->srv;
-    int total = act->refusal == KS_SLOT_REFUSE_TOTAL;
-    char msg[400];
 
-    if (total)
-        snprintf(msg, sizeof(msg), "max_inflight (%u) reached, last from %s [%s]", act->limit,
-                 s->peer, s->group);
+    if (act->refusal == KS_SLOT_REFUSE_TOTAL)
+        ks_server_overload_log(&srv->rlog_total, &srv->lim_lock, s->t0_us,
+                               "max_inflight (%u) reached, last from %s [%s]", act->limit,
+                               s->peer, s->group);
     else
-        snprintf(msg, sizeof(msg), "max_inflight_per_conn (%u) reached by %s [%s]", act->limit,
-                 s->peer, s->group);
-    ks_server_overload_note(total ? &srv->rlog_total : &srv->rlog_conn, &srv->lim_lock,
-                            s->t0_us, msg);
+        ks_server_overload_log(&srv->rlog_conn, &srv->lim_lock, s->t0_us,
+                               "max_inflight_per_conn (%u) reached by %s [%s]", act->limit,
+                               s->peer, s->group);
     ks_slot_done(s, ks_server_refuse_slot(srv, s, act->refusal));
 }
 
@@ -280,7 +278,7 @@ static void *ks_server_worker(void *arg)
         if (busy) {
             busy = 0;
             srv->q_active--;
-            if (ks_server_idle_q(srv)) {
+            if (ks_server_idle_locked(srv)) {
                 pthread_mutex_unlock(&srv->q_lock);
                 ks_audit_flush(srv->audit);
                 pthread_mutex_lock(&srv->q_lock);

@@ -493,11 +493,8 @@ static void ks_server_ratelog_v(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t 
            count > 1 ? " since the last such line" : "");
 }
 
-static void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
-                                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
-                                   const char *fmt, ...)
+void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                            const char *fmt, ...)
 {
     va_list ap;
 
@@ -629,7 +626,7 @@ static nng_msg *ks_server_pack(const ks_slot *s, ks_ops_answer *ans)
 }
 
 /* Decode, decide, answer, record. Runs on a worker. */
-static nng_msg *ks_server_answer(ks_server *srv, ks_slot *s)
+nng_msg *ks_server_answer(ks_server *srv, ks_slot *s)
 {
     ks_runtime *rt = ks_server_rt(srv);
     Lurk__V1__Request *req;
@@ -682,7 +679,7 @@ static nng_msg *ks_server_answer(ks_server *srv, ks_slot *s)
  * Nothing queued and no worker busy: the audit lines waiting in the batch
  * are written now, so an idle server has written them all. With q_lock held.
  */
-static int ks_server_idle_locked(const ks_server *srv)
+int ks_server_idle_locked(const ks_server *srv)
 {
     return srv->q_head == NULL && srv->q_active == 0 && atomic_load(&srv->inline_active) == 0;
 }
@@ -764,18 +761,7 @@ char *ks_server_render(void *arg, size_t *len)
     return out;
 }
 
-/* ---- for the slots (ks_lifecycle.c) ------------------------------------------ */
-
-/*
- * The gate and answering sections above keep their static functions, and
- * these wrappers give ks_lifecycle.c its way in, while a change to the
- * replay handling lands there; once it has, the functions can lose their
- * `static` and the wrappers go.
- */
-nng_msg *ks_server_answer_slot(ks_server *srv, ks_slot *s)
-{
-    return ks_server_answer(srv, s);
-}
+/* ---- refusals at admission (ks_lifecycle.c) ------------------------------- */
 
 nng_msg *ks_server_refuse_slot(ks_server *srv, ks_slot *s, ks_slot_refusal why)
 {
@@ -784,16 +770,4 @@ nng_msg *ks_server_refuse_slot(ks_server *srv, ks_slot *s, ks_slot_refusal why)
     return ks_server_refuse_now(srv, s, ST(OVERLOADED), total ? "inflight_total" : "inflight_conn",
                                 total ? "too many requests in flight on this key server"
                                       : "too many requests in flight on this connection");
-}
-
-/* With q_lock held. */
-int ks_server_idle_q(const ks_server *srv)
-{
-    return ks_server_idle_locked(srv);
-}
-
-void ks_server_overload_note(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
-                             const char *msg)
-{
-    ks_server_overload_log(rl, lock, now, "%s", msg);
 }

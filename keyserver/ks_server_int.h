@@ -176,12 +176,15 @@ void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg);
 ks_conn *ks_conn_find_locked(ks_server *srv, uint32_t id);
 void ks_conn_leave(ks_server *srv, uint32_t id);
 char *ks_server_render(void *arg, size_t *len);
-/* The answering section's entry points (wrappers: see the end of ks_server.c). */
-nng_msg *ks_server_answer_slot(ks_server *srv, ks_slot *s);
+/* The answer to the request in s (in a worker or nng's callback). */
+nng_msg *ks_server_answer(ks_server *srv, ks_slot *s);
+/* OVERLOADED for a request refused at admission, audited and counted. */
 nng_msg *ks_server_refuse_slot(ks_server *srv, ks_slot *s, ks_slot_refusal why);
-int ks_server_idle_q(const ks_server *srv);
-void ks_server_overload_note(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
-                             const char *msg);
+/* Nothing queued and no worker busy; with q_lock held. */
+int ks_server_idle_locked(const ks_server *srv);
+/* One warn line per interval: "<message>: N refused as overloaded". */
+void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ---- ks_listen.c ---- */
 
