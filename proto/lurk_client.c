@@ -3,7 +3,8 @@
  *
  * Each key server gets its own nng req socket, so that the client, not nng,
  * decides where a request goes: nng's own round robin keeps feeding a key
- * server that is connected but hung (FIELD-NOTES 10). Per server we track
+ * server that is connected but hung (docs/provider.md, KEY SERVERS AND
+ * FAILOVER). Per server we track
  * whether it is connected (pipe events), whether it is down (it failed an
  * attempt or a probe) and how many attempts wait on it.
  *

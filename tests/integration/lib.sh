@@ -209,7 +209,8 @@ lurk_keyserver_start() {
 }
 
 # lurk_openssl_cnf FILE SERVER-URLS [extra lurk_sect lines...]: activates
-# default first, then lurk, with optional default properties (FIELD-NOTES 4).
+# default first, then lurk, with optional default properties (docs/provider.md,
+# ACTIVATION: why the order and the properties matter).
 lurk_openssl_cnf() {
     local file=$1 urls=$2; shift 2
     {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Key server operations (issue 6): edge groups by listener and CA with key
+# Key server operations: edge groups by listener and CA with key
 # grants, connection-time refusal of other-CA, expired and revoked edge
 # certificates, rate limits per group and per key, the replay window and
 # retries, the audit log and the Prometheus metrics.

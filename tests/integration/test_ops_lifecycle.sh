@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Key server life cycle (issue 6): in-flight limits refuse rather than
+# Key server life cycle: in-flight limits refuse rather than
 # queue; SIGUSR1/SIGHUP reopen the audit log; SIGHUP reloads atomically
 # (in-flight requests finish on the old configuration, a broken one is
 # rejected and the old stays, the epoch changes, listeners follow); SIGTERM

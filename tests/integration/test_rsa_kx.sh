@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # TLS 1.2 RSA key exchange through the key server looks like a local key
-# to a TLS client, also when a ClientKeyExchange comes again (issue 14).
+# to a TLS client, also when a ClientKeyExchange comes again.
 #
 #  1. Key server level (lurk-rawclient): one real premaster ciphertext
 #     under two request ids: the first answer is the premaster, the second

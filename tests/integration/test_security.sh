@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Security regressions over real connections (issue 5): what a hostile or
+# Security regressions over real connections: what a hostile or
 # broken edge can send the key server, and what it gets back.
 #
 #  1. Who may talk: an edge certificate from another CA, an expired one, one

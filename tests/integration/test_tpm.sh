@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A key held by a TPM (issue 6): a software TPM (swtpm) on free ports in the
+# A key held by a TPM: a software TPM (swtpm) on free ports in the
 # test's directory, a P-256 key created in it with tpm2-tools and made
 # persistent at handle 0x81000001, served by the key server as
 # `handle:0x81000001` through OSSL_STORE with the tpm2 provider

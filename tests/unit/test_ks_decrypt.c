@@ -1,5 +1,5 @@
 /*
- * TLS 1.2 RSA key exchange under the replay window (issue 14): ks_ops
+ * TLS 1.2 RSA key exchange under the replay window: ks_ops
  * with a real RSA key and a gate that applies ks_replay and
  * ks_replay_action_of as the daemon's does. A repeated ciphertext under
  * another request id is answered like any ClientKeyExchange (STATUS_OK,
