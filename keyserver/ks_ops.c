@@ -64,34 +64,12 @@ static void ks_ops_set_detail(ks_ops_answer *ans, const char *fmt, ...)
 
 const char *ks_ops_status_token(Lurk__V1__Status status)
 {
-    switch (status) {
-    case ST(OK): return "OK";
-    case ST(UNKNOWN_KEY): return "UNKNOWN_KEY";
-    case ST(NOT_PERMITTED): return "NOT_PERMITTED";
-    case ST(NOT_TLS_CONTEXT): return "NOT_TLS_CONTEXT";
-    case ST(UNSUPPORTED_SCHEME): return "UNSUPPORTED_SCHEME";
-    case ST(MALFORMED): return "MALFORMED";
-    case ST(OVERLOADED): return "OVERLOADED";
-    case ST(INTERNAL): return "INTERNAL";
-    case ST(UNSUPPORTED_VERSION): return "UNSUPPORTED_VERSION";
-    default: return "UNKNOWN_STATUS";
-    }
+    return lurk_status_token(status);
 }
 
 const char *ks_ops_reason_of(Lurk__V1__Status status)
 {
-    switch (status) {
-    case ST(OK): return NULL;
-    case ST(UNKNOWN_KEY): return "unknown_key";
-    case ST(NOT_PERMITTED): return "not_permitted";
-    case ST(NOT_TLS_CONTEXT): return "not_tls_context";
-    case ST(UNSUPPORTED_SCHEME): return "unsupported_scheme";
-    case ST(MALFORMED): return "malformed";
-    case ST(OVERLOADED): return "overloaded";
-    case ST(INTERNAL): return "internal";
-    case ST(UNSUPPORTED_VERSION): return "unsupported_version";
-    default: return "other";
-    }
+    return status == ST(OK) ? NULL : lurk_status_label(status);
 }
 
 void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status, const char *detail)
@@ -728,14 +706,7 @@ int ks_ops_is_private(const Lurk__V1__Request *req)
 
 const char *ks_ops_name(const Lurk__V1__Request *req)
 {
-    switch (req->op_case) {
-    case LURK__V1__REQUEST__OP_PING: return "ping";
-    case LURK__V1__REQUEST__OP_CAPABILITIES: return "capabilities";
-    case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY: return "get-public-key";
-    case LURK__V1__REQUEST__OP_SIGN: return "sign";
-    case LURK__V1__REQUEST__OP_DECRYPT: return "decrypt";
-    default: return "request";
-    }
+    return lurk_op_name(req->op_case);
 }
 
 void ks_ops_answer_clear(ks_ops_answer *ans)
