@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -913,7 +914,7 @@ static void test_status_names_cover_contract(void **state)
         assert_string_not_equal(label, "other");
         assert_int_equal(strlen(label), strlen(token));
         for (size_t k = 0; token[k] != '\0'; k++)
-            assert_int_equal(label[k], token[k] >= 'A' && token[k] <= 'Z' ? token[k] + 32 : token[k]);
+            assert_int_equal(label[k], tolower((unsigned char)token[k]));
         for (unsigned int o = 0; o < i; o++) {
             Lurk__V1__Status other = (Lurk__V1__Status)d->values[o].value;
 
