@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lurk_wire.h"
+
 #define KS_METRICS_HASH 256u
 
 static const uint64_t ks_metrics_bounds_us[KS_METRICS_N_BUCKETS] = {
@@ -16,10 +18,8 @@ static const uint64_t ks_metrics_bounds_us[KS_METRICS_N_BUCKETS] = {
     5000000,
 };
 
-static const char *const ks_metrics_ops[] = {
-    "ping", "capabilities", "get-public-key", "sign", "decrypt", "request",
-};
-#define KS_METRICS_N_OPS (sizeof(ks_metrics_ops) / sizeof(ks_metrics_ops[0]))
+/* One latency histogram per operation name (lurk_op_name_at), "request" last. */
+#define KS_METRICS_N_OPS LURK_OP_NAMES
 
 typedef struct ks_series {
     struct ks_series *next;   /* hash chain */
@@ -136,7 +136,7 @@ static ks_series *ks_family_get(ks_family *f, const char *labels, size_t len, in
 static size_t ks_metrics_op_index(const char *op)
 {
     for (size_t i = 0; i < KS_METRICS_N_OPS; i++)
-        if (op != NULL && strcmp(op, ks_metrics_ops[i]) == 0)
+        if (op != NULL && strcmp(op, lurk_op_name_at(i)) == 0)
             return i;
     return KS_METRICS_N_OPS - 1;
 }
@@ -144,7 +144,7 @@ static size_t ks_metrics_op_index(const char *op)
 void ks_metrics_request(ks_metrics *m, const char *op, const char *key, const char *group,
                         const char *result, uint64_t latency_us)
 {
-    const char *v[4] = { ks_metrics_ops[ks_metrics_op_index(op)], key, group, result };
+    const char *v[4] = { lurk_op_name_at(ks_metrics_op_index(op)), key, group, result };
     char labels[512];
     size_t len = ks_labels_join(labels, sizeof(labels), v, 4);
     ks_histogram *h = &m->latency[ks_metrics_op_index(op)];
@@ -321,16 +321,16 @@ char *ks_metrics_render(ks_metrics *m, const ks_metrics_gauges *g, size_t *len)
             cum += h->buckets[b];
             if (b < KS_METRICS_N_BUCKETS)
                 ks_out_printf(&o, "lurk_keyserver_request_duration_seconds_bucket{op=\"%s\","
-                              "le=\"%g\"} %llu\n", ks_metrics_ops[i],
+                              "le=\"%g\"} %llu\n", lurk_op_name_at(i),
                               (double)ks_metrics_bounds_us[b] / 1e6, (unsigned long long)cum);
             else
                 ks_out_printf(&o, "lurk_keyserver_request_duration_seconds_bucket{op=\"%s\","
-                              "le=\"+Inf\"} %llu\n", ks_metrics_ops[i], (unsigned long long)cum);
+                              "le=\"+Inf\"} %llu\n", lurk_op_name_at(i), (unsigned long long)cum);
         }
         ks_out_printf(&o, "lurk_keyserver_request_duration_seconds_sum{op=\"%s\"} %.6f\n",
-                      ks_metrics_ops[i], (double)h->sum_us / 1e6);
+                      lurk_op_name_at(i), (double)h->sum_us / 1e6);
         ks_out_printf(&o, "lurk_keyserver_request_duration_seconds_count{op=\"%s\"} %llu\n",
-                      ks_metrics_ops[i], (unsigned long long)h->count);
+                      lurk_op_name_at(i), (unsigned long long)h->count);
     }
     pthread_mutex_unlock(&m->lock);
 

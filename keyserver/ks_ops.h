@@ -99,10 +99,10 @@ void ks_ops_handle_call(const ks_ops *ops, const ks_ops_call *call,
 /* The key id a request names, NULL for ping and capabilities. */
 const char *ks_ops_key_id(const Lurk__V1__Request *req);
 
-/* The status as its wire name without the prefix: OK, NOT_PERMITTED, ... */
+/* The status as its wire name without the prefix: OK, NOT_PERMITTED, ... (lurk_status_token) */
 const char *ks_ops_status_token(Lurk__V1__Status status);
 
-/* The refusal token for a status (not_permitted, malformed, ...), NULL for OK. */
+/* The refusal token for a status (not_permitted, ...; lurk_status_label), NULL for OK. */
 const char *ks_ops_reason_of(Lurk__V1__Status status);
 
 /* An error answer with no result, for requests that never reach an operation. */
@@ -112,7 +112,7 @@ void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status,
 /* Whether an operation is one that uses a private key (for delays, stats). */
 int ks_ops_is_private(const Lurk__V1__Request *req);
 
-/* Short name of the request's operation for logs: "sign", "decrypt", ... */
+/* Short name of the request's operation for logs: "sign", "decrypt", ... (lurk_op_name) */
 const char *ks_ops_name(const Lurk__V1__Request *req);
 
 void ks_ops_answer_clear(ks_ops_answer *ans);

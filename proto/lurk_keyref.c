@@ -37,16 +37,30 @@ IMPLEMENT_STATIC_ASN1_ALLOC_FUNCTIONS(LURK_KEYREF_ASN1)
 
 #define LURK_KEYREF_ITEM ASN1_ITEM_rptr(LURK_KEYREF_ASN1)
 
+/* OpenSSL's key management names, for matching keys and for fetching. */
+static const struct {
+    Lurk__V1__KeyType type;
+    const char *keymgmt;
+} lurk_keyref_types[] = {
+    { LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "RSA" },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_EC, "EC" },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_ED25519, "ED25519" },
+    { LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS, "RSA-PSS" },
+};
+
+const char *lurk_keyref_type_keymgmt(Lurk__V1__KeyType type)
+{
+    for (size_t i = 0; i < sizeof(lurk_keyref_types) / sizeof(lurk_keyref_types[0]); i++)
+        if (lurk_keyref_types[i].type == type)
+            return lurk_keyref_types[i].keymgmt;
+    return NULL;
+}
+
 Lurk__V1__KeyType lurk_keyref_type_of(const EVP_PKEY *pkey)
 {
-    if (EVP_PKEY_is_a(pkey, "RSA"))
-        return LURK__V1__KEY_TYPE__KEY_TYPE_RSA;
-    if (EVP_PKEY_is_a(pkey, "EC"))
-        return LURK__V1__KEY_TYPE__KEY_TYPE_EC;
-    if (EVP_PKEY_is_a(pkey, "ED25519"))
-        return LURK__V1__KEY_TYPE__KEY_TYPE_ED25519;
-    if (EVP_PKEY_is_a(pkey, "RSA-PSS"))
-        return LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
+    for (size_t i = 0; i < sizeof(lurk_keyref_types) / sizeof(lurk_keyref_types[0]); i++)
+        if (EVP_PKEY_is_a(pkey, lurk_keyref_types[i].keymgmt))
+            return lurk_keyref_types[i].type;
     return LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED;
 }
 

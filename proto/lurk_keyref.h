@@ -81,6 +81,12 @@ void lurk_keyref_free(lurk_keyref *ref);
 Lurk__V1__KeyType lurk_keyref_type_of(const EVP_PKEY *pkey);
 
 /*
+ * OpenSSL's key management name of a key type ("RSA", "EC", "ED25519",
+ * "RSA-PSS"), the one lurk_keyref_type_of matches; NULL for UNSPECIFIED.
+ */
+const char *lurk_keyref_type_keymgmt(Lurk__V1__KeyType type);
+
+/*
  * An RSA-PSS key's parameter restrictions (RFC 4055), in the scheme
  * table's spelling: md and mgf1_md are "SHA256", "SHA384", "SHA512", or ""
  * for a digest no TLS scheme signs with (which then matches no scheme).

@@ -4,6 +4,8 @@
  */
 #include "lurk_wire.h"
 
+#include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,6 +68,88 @@ const char *lurk_status_name(Lurk__V1__Status status)
     case LURK__V1__STATUS__STATUS_UNSUPPORTED_VERSION: return "unsupported protocol version";
     default: return "unknown status";
     }
+}
+
+/* ---- names from the contract -------------------------------------------- */
+
+#define LURK_STATUS_PREFIX "STATUS_"
+/* Room for the labels; test_wire fails if the contract ever outgrows it. */
+#define LURK_STATUS_LABELS 32
+#define LURK_STATUS_LABEL_LEN 40
+
+static pthread_once_t lurk_status_once = PTHREAD_ONCE_INIT;
+static char lurk_status_labels[LURK_STATUS_LABELS][LURK_STATUS_LABEL_LEN];
+
+/* The enum value's name without the prefix, NULL for a value not in the contract. */
+static const char *lurk_status_enum_name(Lurk__V1__Status status, size_t *index)
+{
+    const ProtobufCEnumDescriptor *d = &lurk__v1__status__descriptor;
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, (int)status);
+
+    if (v == NULL || strncmp(v->name, LURK_STATUS_PREFIX, strlen(LURK_STATUS_PREFIX)) != 0)
+        return NULL;
+    if (index != NULL)
+        *index = (size_t)(v - d->values);
+    return v->name + strlen(LURK_STATUS_PREFIX);
+}
+
+/* Lower-cased once: the labels must outlive any caller, as the enum names do. */
+static void lurk_status_labels_init(void)
+{
+    const ProtobufCEnumDescriptor *d = &lurk__v1__status__descriptor;
+
+    for (unsigned int i = 0; i < d->n_values && i < LURK_STATUS_LABELS; i++) {
+        const char *n = lurk_status_enum_name((Lurk__V1__Status)d->values[i].value, NULL);
+        size_t k = 0;
+
+        for (; n != NULL && n[k] != '\0' && k + 1 < LURK_STATUS_LABEL_LEN; k++)
+            lurk_status_labels[i][k] = (char)tolower((unsigned char)n[k]);
+        lurk_status_labels[i][k] = '\0';
+    }
+}
+
+const char *lurk_status_token(Lurk__V1__Status status)
+{
+    const char *n = lurk_status_enum_name(status, NULL);
+
+    return n != NULL ? n : "UNKNOWN_STATUS";
+}
+
+const char *lurk_status_label(Lurk__V1__Status status)
+{
+    size_t i = 0;
+
+    if (lurk_status_enum_name(status, &i) == NULL || i >= LURK_STATUS_LABELS
+        || pthread_once(&lurk_status_once, lurk_status_labels_init) != 0
+        || lurk_status_labels[i][0] == '\0')
+        return "other";
+    return lurk_status_labels[i];
+}
+
+/* In the order of the metrics output; the catch-all last. */
+static const struct {
+    Lurk__V1__Request__OpCase op;
+    const char *name;
+} lurk_ops[LURK_OP_NAMES] = {
+    { LURK__V1__REQUEST__OP_PING, "ping" },
+    { LURK__V1__REQUEST__OP_CAPABILITIES, "capabilities" },
+    { LURK__V1__REQUEST__OP_GET_PUBLIC_KEY, "get-public-key" },
+    { LURK__V1__REQUEST__OP_SIGN, "sign" },
+    { LURK__V1__REQUEST__OP_DECRYPT, "decrypt" },
+    { LURK__V1__REQUEST__OP__NOT_SET, "request" },
+};
+
+const char *lurk_op_name(Lurk__V1__Request__OpCase op)
+{
+    for (size_t i = 0; i < LURK_OP_NAMES - 1; i++)
+        if (lurk_ops[i].op == op)
+            return lurk_ops[i].name;
+    return lurk_ops[LURK_OP_NAMES - 1].name;
+}
+
+const char *lurk_op_name_at(size_t i)
+{
+    return i < LURK_OP_NAMES ? lurk_ops[i].name : NULL;
 }
 
 const char *lurk_key_type_name(Lurk__V1__KeyType type)

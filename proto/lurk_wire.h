@@ -79,10 +79,38 @@ int lurk_tls_version_valid(uint32_t v);
 void lurk_errf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* "unknown key", "not permitted", ... for an operator. */
+/*
+ * "unknown key", "not permitted", ... for an operator: prose that says
+ * more than the enum name. test_wire checks that every status has one.
+ */
 const char *lurk_status_name(Lurk__V1__Status status);
 
+/*
+ * A status's enum name from the contract (lurk.proto) without "STATUS_":
+ * "OK", "UNKNOWN_KEY", ...; "UNKNOWN_STATUS" for a value it does not have.
+ */
+const char *lurk_status_token(Lurk__V1__Status status);
+
+/*
+ * The same in lower case, for metric labels and audit reasons:
+ * "ok", "unknown_key", ...; "other" for a value the contract does not have.
+ */
+const char *lurk_status_label(Lurk__V1__Status status);
+
+/* "RSA", "EC", "ED25519", "RSA-PSS"; "unknown" otherwise. */
 const char *lurk_key_type_name(Lurk__V1__KeyType type);
+
+/* The operation names below, "request" last; LURK_OP_NAMES of them. */
+#define LURK_OP_NAMES 6
+
+/*
+ * An operation's name for logs and metric labels: "ping", "capabilities",
+ * "get-public-key", "sign", "decrypt"; "request" for none or an unknown one.
+ */
+const char *lurk_op_name(Lurk__V1__Request__OpCase op);
+
+/* The i-th of those names in a fixed order, "request" last; NULL past the end. */
+const char *lurk_op_name_at(size_t i);
 
 /*
  * A key id is 1..LURK_MAX_KEY_ID characters of [A-Za-z0-9._-], not starting

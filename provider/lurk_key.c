@@ -37,15 +37,10 @@ void lurk_key_free(LURK_KEY *key)
     free(key);
 }
 
+/* The same names lurk_keyref_type_of() matches an SPKI's key against. */
 const char *lurk_key_type_data_name(Lurk__V1__KeyType type)
 {
-    switch (type) {
-    case LURK__V1__KEY_TYPE__KEY_TYPE_RSA: return "RSA";
-    case LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS: return "RSA-PSS";
-    case LURK__V1__KEY_TYPE__KEY_TYPE_EC: return "EC";
-    case LURK__V1__KEY_TYPE__KEY_TYPE_ED25519: return "ED25519";
-    default: return NULL;
-    }
+    return lurk_keyref_type_keymgmt(type);
 }
 
 LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__KeyType type,

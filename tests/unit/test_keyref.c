@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "lurk_keyref.h"
+#include "lurk_wire.h"
 
 #define T_RSA     LURK__V1__KEY_TYPE__KEY_TYPE_RSA
 #define T_EC      LURK__V1__KEY_TYPE__KEY_TYPE_EC
@@ -610,9 +611,43 @@ static void test_encode_refuses(void **state)
     assert_null(der);
 }
 
+/*
+ * Every key type in the contract but UNSPECIFIED has a name for operators
+ * (lurk_key_type_name) and one OpenSSL can fetch a key management for (the
+ * provider's lurk_key_type_data_name is lurk_keyref_type_keymgmt), so that
+ * a key type added to lurk.proto cannot be forgotten in either.
+ */
+static void test_key_type_names_cover_contract(void **state)
+{
+    const ProtobufCEnumDescriptor *d = &lurk__v1__key_type__descriptor;
+
+    (void)state;
+    for (unsigned int i = 0; i < d->n_values; i++) {
+        Lurk__V1__KeyType t = (Lurk__V1__KeyType)d->values[i].value;
+        const char *km = lurk_keyref_type_keymgmt(t);
+        EVP_KEYMGMT *mgmt;
+
+        if (t == LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED) {
+            assert_null(km);
+            continue;
+        }
+        assert_string_not_equal(lurk_key_type_name(t), "unknown");
+        assert_non_null(km);
+        mgmt = EVP_KEYMGMT_fetch(NULL, km, NULL);
+        assert_non_null(mgmt);
+        EVP_KEYMGMT_free(mgmt);
+        for (unsigned int o = 0; o < i; o++) {
+            const char *other = lurk_keyref_type_keymgmt((Lurk__V1__KeyType)d->values[o].value);
+
+            assert_true(other == NULL || strcmp(other, km) != 0);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_type_names_cover_contract),
         cmocka_unit_test(test_round_trip_rsa),
         cmocka_unit_test(test_round_trip_ec),
         cmocka_unit_test(test_round_trip_ed25519),

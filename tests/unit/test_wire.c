@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -893,6 +894,93 @@ static void test_names(void **state)
     assert_string_equal(lurk_key_type_name(LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED), "unknown");
 }
 
+/*
+ * Every status in the contract has its prose, its token and its label, so
+ * that a status added to lurk.proto cannot be forgotten here.
+ */
+static void test_status_names_cover_contract(void **state)
+{
+    const ProtobufCEnumDescriptor *d = &lurk__v1__status__descriptor;
+
+    (void)state;
+    assert_true(d->n_values > 0);
+    for (unsigned int i = 0; i < d->n_values; i++) {
+        Lurk__V1__Status st = (Lurk__V1__Status)d->values[i].value;
+        const char *token = lurk_status_token(st), *label = lurk_status_label(st);
+
+        assert_string_not_equal(lurk_status_name(st), "unknown status");
+        assert_int_equal(strncmp(d->values[i].name, "STATUS_", strlen("STATUS_")), 0);
+        assert_string_equal(token, d->values[i].name + strlen("STATUS_"));
+        assert_string_not_equal(label, "other");
+        assert_int_equal(strlen(label), strlen(token));
+        for (size_t k = 0; token[k] != '\0'; k++)
+            assert_int_equal(label[k], tolower((unsigned char)token[k]));
+        for (unsigned int o = 0; o < i; o++) {
+            Lurk__V1__Status other = (Lurk__V1__Status)d->values[o].value;
+
+            assert_string_not_equal(lurk_status_name(st), lurk_status_name(other));
+            assert_string_not_equal(label, lurk_status_label(other));
+        }
+    }
+    /* The spellings the audit log, the metrics and the docs already use. */
+    assert_string_equal(lurk_status_token(LURK__V1__STATUS__STATUS_OK), "OK");
+    assert_string_equal(lurk_status_token(LURK__V1__STATUS__STATUS_UNSUPPORTED_VERSION),
+                        "UNSUPPORTED_VERSION");
+    assert_string_equal(lurk_status_label(LURK__V1__STATUS__STATUS_UNKNOWN_KEY), "unknown_key");
+    assert_string_equal(lurk_status_label(LURK__V1__STATUS__STATUS_NOT_TLS_CONTEXT),
+                        "not_tls_context");
+    assert_string_equal(lurk_status_token((Lurk__V1__Status)99), "UNKNOWN_STATUS");
+    assert_string_equal(lurk_status_label((Lurk__V1__Status)99), "other");
+    assert_string_equal(lurk_status_label((Lurk__V1__Status)-1), "other");
+}
+
+/* Every key type in the contract but UNSPECIFIED has a name. */
+static void test_key_type_names_cover_contract(void **state)
+{
+    const ProtobufCEnumDescriptor *d = &lurk__v1__key_type__descriptor;
+
+    (void)state;
+    for (unsigned int i = 0; i < d->n_values; i++) {
+        Lurk__V1__KeyType t = (Lurk__V1__KeyType)d->values[i].value;
+
+        if (t == LURK__V1__KEY_TYPE__KEY_TYPE_UNSPECIFIED)
+            assert_string_equal(lurk_key_type_name(t), "unknown");
+        else
+            assert_string_not_equal(lurk_key_type_name(t), "unknown");
+    }
+    assert_string_equal(lurk_key_type_name(LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS), "RSA-PSS");
+}
+
+/* Every operation of the request's oneof has a name of its own in the table. */
+static void test_op_names_cover_contract(void **state)
+{
+    const ProtobufCMessageDescriptor *d = &lurk__v1__request__descriptor;
+    size_t ops = 0;
+
+    (void)state;
+    for (unsigned int i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *n;
+        int listed = 0;
+
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) == 0)
+            continue;
+        ops++;
+        /* protobuf-c numbers the oneof's cases by field number */
+        n = lurk_op_name((Lurk__V1__Request__OpCase)f->id);
+        assert_string_not_equal(n, "request");
+        for (size_t k = 0; k + 1 < LURK_OP_NAMES; k++)
+            listed += strcmp(lurk_op_name_at(k), n) == 0;
+        assert_int_equal(listed, 1);
+    }
+    assert_int_equal(ops, LURK_OP_NAMES - 1);
+    assert_string_equal(lurk_op_name_at(LURK_OP_NAMES - 1), "request");
+    assert_null(lurk_op_name_at(LURK_OP_NAMES));
+    assert_string_equal(lurk_op_name(LURK__V1__REQUEST__OP__NOT_SET), "request");
+    assert_string_equal(lurk_op_name((Lurk__V1__Request__OpCase)99), "request");
+    assert_string_equal(lurk_op_name(LURK__V1__REQUEST__OP_GET_PUBLIC_KEY), "get-public-key");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -915,6 +1003,9 @@ int main(void)
         cmocka_unit_test(test_response_garbage_and_size),
         cmocka_unit_test(test_scheme_table),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_status_names_cover_contract),
+        cmocka_unit_test(test_key_type_names_cover_contract),
+        cmocka_unit_test(test_op_names_cover_contract),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
