@@ -52,21 +52,11 @@ static void ks_ops_set_detail(ks_ops_answer *ans, const char *fmt, ...)
     ans->resp.detail = ans->detail;
 }
 
-const char *ks_ops_status_token(Lurk__V1__Status status)
-{
-    return lurk_status_token(status);
-}
-
-const char *ks_ops_reason_of(Lurk__V1__Status status)
-{
-    return status == ST(OK) ? NULL : lurk_status_label(status);
-}
-
 void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status, const char *detail)
 {
     ks_ops_answer_init(ans, id);
     ans->resp.status = status;
-    ans->reason = ks_ops_reason_of(status);
+    ans->reason = lurk_status_label(status);
     ks_ops_set_detail(ans, "%s", detail != NULL ? detail : lurk_status_name(status));
 }
 

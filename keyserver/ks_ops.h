@@ -99,12 +99,6 @@ void ks_ops_handle_call(const ks_ops *ops, const ks_ops_call *call,
 /* The key id a request names, NULL for ping and capabilities. */
 const char *ks_ops_key_id(const Lurk__V1__Request *req);
 
-/* The status as its wire name without the prefix: OK, NOT_PERMITTED, ... (lurk_status_token) */
-const char *ks_ops_status_token(Lurk__V1__Status status);
-
-/* The refusal token for a status (not_permitted, ...; lurk_status_label), NULL for OK. */
-const char *ks_ops_reason_of(Lurk__V1__Status status);
-
 /* An error answer with no result, for requests that never reach an operation. */
 void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status,
                    const char *detail);

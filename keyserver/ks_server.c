@@ -394,7 +394,7 @@ static void ks_server_record(ks_server *srv, const ks_runtime *rt, const ks_slot
     ks_audit_rec rec;
     uint64_t lat = ks_now_us() - s->t0_us;
     const char *key = req != NULL ? ks_ops_key_id(req) : NULL;
-    const char *result = ks_ops_status_token(ans->resp.status);
+    const char *result = lurk_status_token(ans->resp.status);
     const char *op = req != NULL ? ks_ops_name(req) : "request";
     const char *mkey = NULL;
 
@@ -411,7 +411,7 @@ static void ks_server_record(ks_server *srv, const ks_runtime *rt, const ks_slot
     rec.latency_us = lat;
     rec.epoch = rt != NULL ? rt->kr->epoch : 0;
     if (ans->resp.status != ST(OK)) {
-        rec.reason = ans->reason != NULL ? ans->reason : ks_ops_reason_of(ans->resp.status);
+        rec.reason = ans->reason != NULL ? ans->reason : lurk_status_label(ans->resp.status);
         rec.detail = ans->resp.detail;
     } else if (ans->reason != NULL) {
         /* A Decrypt answered with random bytes: recorded as the replay it is,
