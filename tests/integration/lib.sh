@@ -6,11 +6,13 @@
 # non-zero when anything failed.
 #
 # ctest passes the build products in the environment:
-#   LURK_KEYSERVER, LURK_CTL, LURK_MODULES_DIR, LURK_FREEPORT, LURK_TOOLS_DIR
+#   LURK_KEYSERVER, LURK_CTL, LURK_PUBKEY, LURK_MODULES_DIR, LURK_FREEPORT,
+#   LURK_TOOLS_DIR
 
 set -u -o pipefail
 
-: "${LURK_KEYSERVER:?set by ctest}" "${LURK_CTL:?}" "${LURK_MODULES_DIR:?}" "${LURK_FREEPORT:?}"
+: "${LURK_KEYSERVER:?set by ctest}" "${LURK_CTL:?}" "${LURK_PUBKEY:?}" "${LURK_MODULES_DIR:?}"
+: "${LURK_FREEPORT:?}"
 
 LURK_T=$(mktemp -d "${TMPDIR:-/tmp}/lurk-test.XXXXXX")
 LURK_PIDS=()
@@ -232,6 +234,8 @@ lurk_openssl_cnf() {
         echo "tls_key = $LURK_T/pki/edge.key"
         echo "tls_ca = $LURK_T/pki/ca.crt"
         echo "server_name = localhost"
+        # The build tree's key lookup helper (the default is the install path).
+        echo "pubkey_helper = $LURK_PUBKEY"
         for line in "$@"; do echo "$line"; done
     } > "$file"
 }
