@@ -125,6 +125,38 @@ lurk_wait_log() {
     return 1
 }
 
+# lurk_wait_log_count FILE REGEX N [SECONDS]: until FILE has at least N lines
+# matching REGEX: waits for the Nth occurrence of an event whose earlier
+# occurrences are already in the log.
+lurk_wait_log_count() {
+    local file=$1 re=$2 want=$3 n=$(( ${4:-10} * 10 )) have=0
+    for _ in $(seq "$n"); do
+        have=$(grep -Ec -- "$re" "$file" 2>/dev/null)
+        [ "${have:-0}" -ge "$want" ] && return 0
+        sleep 0.1
+    done
+    echo "# /$re/ appeared ${have:-0} times in $file, not $want" >&2
+    tail -n 20 "$file" >&2
+    return 1
+}
+
+# lurk_log_count FILE REGEX: how many lines of FILE match REGEX now (0 if
+# none or no file); take it before an action, then wait for count + 1.
+lurk_log_count() { local c; c=$(grep -Ec -- "$2" "$1" 2>/dev/null); echo "${c:-0}"; }
+
+# lurk_wait_exit PID [SECONDS]: until process PID has exited.
+lurk_wait_exit() {
+    local pid=$1 n=$(( ${2:-10} * 10 ))
+    for _ in $(seq "$n"); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        # An exited child of this shell stays a zombie until waited for.
+        [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+        sleep 0.1
+    done
+    echo "# process $pid still runs after ${2:-10} s" >&2
+    return 1
+}
+
 # --- certificates -----------------------------------------------------------
 
 # _lurk_cert NAME CA CN SAN: a P-256 key and a certificate signed by CA.
