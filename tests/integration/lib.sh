@@ -157,6 +157,18 @@ lurk_wait_exit() {
     return 1
 }
 
+# lurk_wait_metric URL REGEX [SECONDS]: until a line of the Prometheus page
+# at URL matches REGEX (a gauge reaching a value: requests in flight).
+lurk_wait_metric() {
+    local url=$1 re=$2 n=$(( ${3:-10} * 20 ))
+    for _ in $(seq "$n"); do
+        curl -sf --max-time 2 "$url" 2> /dev/null | grep -Eq -- "$re" && return 0
+        sleep 0.05
+    done
+    echo "# /$re/ never appeared in $url" >&2
+    return 1
+}
+
 # --- certificates -----------------------------------------------------------
 
 # _lurk_cert NAME CA CN SAN: a P-256 key and a certificate signed by CA.
