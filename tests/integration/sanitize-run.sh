@@ -60,8 +60,19 @@ bash "$script"
 rc=$?
 
 # Processes stopped at the end (nginx workers after their master) may still
-# be writing their report.
-sleep 0.5
+# be writing their report: wait until none of the test's processes is left,
+# that is no process whose environment carries our log_path (every process
+# that can write a report has it; the search itself runs without it).
+san_procs() {
+    env -u ASAN_OPTIONS -u UBSAN_OPTIONS -u LSAN_OPTIONS \
+        grep -l -s -F "log_path=$san/logs" /proc/[0-9]*/environ 2> /dev/null
+}
+for _ in $(seq 100); do
+    [ -z "$(san_procs)" ] && break
+    sleep 0.1
+done
+left=$(san_procs | sed 's|/proc/\([0-9]*\)/environ|\1|' | tr '\n' ' ')
+[ -n "$left" ] && echo "# processes of the test still running after 10 s: $left"
 reports=$(find "$san/logs" -type f | sort)
 failed=0
 for f in $reports; do
