@@ -68,11 +68,15 @@ san_procs() {
         grep -l -s -F "log_path=$san/logs" /proc/[0-9]*/environ 2> /dev/null
 }
 for _ in $(seq 100); do
-    [ -z "$(san_procs)" ] && break
+    left=$(san_procs)
+    [ -z "$left" ] && break
     sleep 0.1
 done
-left=$(san_procs | sed 's|/proc/\([0-9]*\)/environ|\1|' | tr '\n' ' ')
-[ -n "$left" ] && echo "# processes of the test still running after 10 s: $left"
+for f in $left; do
+    pid=${f#/proc/}
+    pid=${pid%/environ}
+    echo "# a process of the test still runs after 10 s: $pid $(tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null)"
+done
 reports=$(find "$san/logs" -type f | sort)
 failed=0
 for f in $reports; do
