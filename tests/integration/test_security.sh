@@ -297,7 +297,7 @@ for i in range(idle + stalled):
         s.sendall(bytes.fromhex("16030102000100") + b"\x01\xfc\x03\x03")
     socks.append(s)
 open(ready, "w").write("%d\n" % len(socks))
-time.sleep(secs)
+time.sleep(secs)  # the scenario: hold them this long
 PY
     HOLD_PID=$!
     LURK_PIDS+=("$HOLD_PID")
