@@ -337,12 +337,15 @@ static long lurk_ms_since(const struct timespec *start)
 
 /*
  * Reads the helper's whole answer (up to end of file), or gives up at the
- * deadline; *eof says which. The fd is non-blocking.
+ * deadline; *eof says which. The fd is non-blocking. An answer longer than
+ * `size` is drained and reported as size + 1.
  */
 static size_t lurk_rpc_read_all(int fd, unsigned char *buf, size_t size,
                                 const struct timespec *start, int timeout_ms, int *eof)
 {
     size_t len = 0;
+    unsigned char sink[256];
+    int too_long = 0;
 
     *eof = 0;
     for (;;) {
@@ -358,7 +361,10 @@ static size_t lurk_rpc_read_all(int fd, unsigned char *buf, size_t size,
             continue;
         if (r <= 0)
             break;
-        n = read(fd, buf + len, len < size ? size - len : 1);
+        if (len < size)
+            n = read(fd, buf + len, size - len);
+        else
+            n = read(fd, sink, sizeof(sink)); /* more than any answer: drain it */
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0)
@@ -367,11 +373,12 @@ static size_t lurk_rpc_read_all(int fd, unsigned char *buf, size_t size,
             *eof = 1;
             break;
         }
-        if (len >= size) /* more than any answer: drop it, keep draining */
-            continue;
-        len += (size_t)n;
+        if (len < size)
+            len += (size_t)n;
+        else
+            too_long = 1;
     }
-    return len;
+    return too_long ? size + 1 : len;
 }
 
 /*
@@ -569,7 +576,10 @@ static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
     if (!eof)
         kill(pid, SIGKILL); /* out of time: no reason to wait any longer */
     status = lurk_rpc_reap(pid, &start, deadline);
-    if (eof && len >= 2 && buf[0] == 0) {
+    if (len > LURK_MAX_MESSAGE) {
+        lurk_raise(prov, LURK_R_KEY_SERVER_BAD_REPLY, "key \"%s\": the key lookup helper %s "
+                   "answered more than %u bytes", key_id, helper, LURK_MAX_MESSAGE);
+    } else if (eof && len >= 2 && buf[0] == 0) {
         *type = (Lurk__V1__KeyType)buf[1];
         *spki_len = len - 2;
         if ((*spki = malloc(*spki_len + 1)) == NULL)
