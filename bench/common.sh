@@ -16,10 +16,11 @@ NCPU=$(nproc)
 
 export LURK_KEYSERVER=$LURK_BUILD/keyserver/lurk-keyserver
 export LURK_CTL=$LURK_BUILD/tools/lurkctl
+export LURK_PUBKEY=$LURK_BUILD/tools/lurk-pubkey
 export LURK_MODULES_DIR=$LURK_BUILD/provider
 export LURK_FREEPORT=$LURK_BUILD/tests/tools/lurk-freeport
 export LURK_TOOLS_DIR=$LURK_BUILD/tests/tools
-for f in "$LURK_KEYSERVER" "$LURK_CTL" "$LURK_MODULES_DIR/lurk.so" "$LURK_FREEPORT"; do
+for f in "$LURK_KEYSERVER" "$LURK_CTL" "$LURK_PUBKEY" "$LURK_MODULES_DIR/lurk.so" "$LURK_FREEPORT"; do
     [ -e "$f" ] || { echo "bench: $f missing: cmake --build $LURK_BUILD first" >&2; exit 1; }
 done
 

@@ -147,6 +147,7 @@ static void lurk_prov_ctx_free(LURK_PROV_CTX *prov)
     free(prov->tls_key);
     free(prov->tls_ca);
     free(prov->server_name);
+    free(prov->pubkey_helper);
     OSSL_LIB_CTX_free(prov->libctx);
     pthread_mutex_destroy(&prov->lock);
     free(prov);
@@ -206,6 +207,7 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
     char *servers = NULL, *cert = NULL, *key = NULL, *ca = NULL, *sni = NULL;
     char *timeout = NULL, *attempt = NULL, *keepalive = NULL, *insecure = NULL, *verify = NULL;
+    char *helper = NULL;
     char err[256];
     OSSL_PARAM params[] = {
         OSSL_PARAM_utf8_ptr("servers", &servers, 0),
@@ -218,6 +220,7 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
         OSSL_PARAM_utf8_ptr("keepalive_ms", &keepalive, 0),
         OSSL_PARAM_utf8_ptr("allow_insecure", &insecure, 0),
         OSSL_PARAM_utf8_ptr("verify_signatures", &verify, 0),
+        OSSL_PARAM_utf8_ptr("pubkey_helper", &helper, 0),
         OSSL_PARAM_END
     };
 
@@ -231,6 +234,7 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
     prov->timeout_ms = LURK_DEFAULT_TIMEOUT_MS;
     prov->keepalive_ms = 1000;
     prov->verify_signatures = lurk_truthy(verify);
+    prov->allow_insecure = lurk_truthy(insecure);
     if (!lurk_config_ms(prov, "timeout_ms", timeout, 10, 600000, &prov->timeout_ms)
         || !lurk_config_ms(prov, "attempt_timeout_ms", attempt, 10, 600000,
                            &prov->attempt_timeout_ms)
@@ -241,13 +245,14 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
      * and key loading work, and the first signature says what is missing.
      */
     if (servers != NULL
-        && (prov->servers = lurk_url_list_parse(servers, lurk_truthy(insecure), err,
+        && (prov->servers = lurk_url_list_parse(servers, prov->allow_insecure, err,
                                                 sizeof(err))) == NULL) {
         lurk_config_fail(prov, "servers: %s", err);
         return 0;
     }
     if (!lurk_dup_opt(&prov->tls_cert, cert) || !lurk_dup_opt(&prov->tls_key, key)
-        || !lurk_dup_opt(&prov->tls_ca, ca) || !lurk_dup_opt(&prov->server_name, sni)) {
+        || !lurk_dup_opt(&prov->tls_ca, ca) || !lurk_dup_opt(&prov->server_name, sni)
+        || !lurk_dup_opt(&prov->pubkey_helper, helper)) {
         lurk_config_fail(prov, "out of memory");
         return 0;
     }

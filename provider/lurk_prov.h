@@ -54,6 +54,8 @@ typedef struct lurk_prov_ctx_st {
     int attempt_timeout_ms;        /* per key server tried; 0: half of timeout_ms */
     int keepalive_ms;              /* ping idle key servers; 0: never */
     int verify_signatures;         /* check each signature before libssl sends it */
+    int allow_insecure;            /* tcp:// URLs allowed (passed on to the helper) */
+    char *pubkey_helper;           /* lurk-pubkey for lurk:// loads; NULL: LURK_PUBKEY_HELPER */
     char config_error[320];        /* a bad setting, reported at every use */
 
     /* The RPC client, started at the first private-key operation. */
@@ -113,7 +115,9 @@ int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id,
                      unsigned int client_version,
                      unsigned int negotiated_version,
                      unsigned char premaster[LURK_PREMASTER_LEN]);
-/* Public key of a key id; never starts nng in the calling process. */
+/* Public key of a key id. Never starts nng in the calling process, and
+ * never forks it: unless this process already talks to the key server, the
+ * question is asked by the lurk-pubkey helper (pubkey_helper), spawned. */
 int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id,
                             Lurk__V1__KeyType *type,
                             unsigned char **spki, size_t *spki_len);

@@ -9,13 +9,18 @@
  * instead of an abort.
  *
  * Loading a `lurk://` URI needs the public key before any fork may happen,
- * so that one question is asked from a short-lived child process: the
- * child starts nng, asks, writes the answer to a pipe and exits, and the
- * loading process never starts nng itself.
+ * so that one question is asked by a helper program, lurk-pubkey
+ * (pubkey_helper), started with posix_spawn: it starts nng, asks, writes
+ * the answer to a pipe and exits, and the loading process never starts nng
+ * itself. Not fork(): in a multi-threaded host a forked copy of the loader
+ * could block forever on a lock another thread held at the fork.
  */
+#define _GNU_SOURCE /* pipe2, posix_spawn_file_actions_addclosefrom_np */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
@@ -314,106 +319,267 @@ int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id,
 }
 
 /*
- * Pipe format from the child: one status byte (0 ok, 1 failed, 2 refused by
- * the key server, 3 unusable settings such as an unreadable tls_cert), then
- * for ok the key type byte and the DER SPKI, else the error text.
+ * The lurk-pubkey helper (tools/lurk-pubkey.c) answers on its standard
+ * output: one status byte (0 ok, 1 failed, 2 refused by the key server,
+ * 3 unusable settings such as an unreadable tls_cert), then for ok the key
+ * type byte and the DER SPKI, else the error text. Its exit status is the
+ * same number.
  */
-static void lurk_rpc_pubkey_child(LURK_PROV_CTX *prov, const char *key_id, int fd)
-{
-    lurk_client *c = NULL;
-    lurk_client_conf conf;
-    Lurk__V1__Request req = LURK__V1__REQUEST__INIT;
-    Lurk__V1__GetPublicKeyRequest get = LURK__V1__GET_PUBLIC_KEY_REQUEST__INIT;
-    Lurk__V1__Response *resp = NULL;
-    char err[512];
-    unsigned char hdr[2] = { 1, 0 };
-    size_t errlen;
-    lurk_call_result res = LURK_CALL_TRANSPORT;
+#define LURK_HELPER_MAX_ARGS (2 * 32 + 20) /* 32 URLs at most (lurk_client_new) */
 
-    lurk_rpc_conf(prov, &conf);
-    conf.keepalive_ms = -1; /* one question, then exit */
-    get.key_id = (char *)key_id;
-    req.op_case = LURK__V1__REQUEST__OP_GET_PUBLIC_KEY;
-    req.get_public_key = &get;
-    if (lurk_client_new(&conf, &c, err, sizeof(err)) != 0) {
-        hdr[0] = 3;
-        if (write(fd, hdr, 1) == 1)
-            (void)!write(fd, err, strlen(err));
-        _exit(1);
-    }
-    res = lurk_client_call(c, &req, LURK__V1__RESPONSE__RESULT_GET_PUBLIC_KEY, &resp, err,
-                           sizeof(err));
-    if (res == LURK_CALL_OK) {
-        hdr[0] = 0;
-        hdr[1] = (unsigned char)resp->get_public_key->type;
-        if (write(fd, hdr, 2) == 2)
-            (void)!write(fd, resp->get_public_key->spki.data, resp->get_public_key->spki.len);
-        _exit(0);
-    }
-    hdr[0] = res == LURK_CALL_REFUSED ? 2 : 1;
-    errlen = strlen(err);
-    if (write(fd, hdr, 1) == 1)
-        (void)!write(fd, err, errlen);
-    _exit(1);
+static long lurk_ms_since(const struct timespec *start)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
 }
 
-/* Reads the child's whole answer, or gives up at the deadline. */
-static size_t lurk_rpc_read_all(int fd, unsigned char *buf, size_t size, int timeout_ms)
+/*
+ * Reads the helper's whole answer (up to end of file), or gives up at the
+ * deadline; *eof says which. The fd is non-blocking. An answer longer than
+ * `size` is drained and reported as size + 1.
+ */
+static size_t lurk_rpc_read_all(int fd, unsigned char *buf, size_t size,
+                                const struct timespec *start, int timeout_ms, int *eof)
 {
     size_t len = 0;
-    struct timespec start, now;
+    unsigned char sink[256];
+    int too_long = 0;
 
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    while (len < size) {
+    *eof = 0;
+    for (;;) {
         struct pollfd pfd = { .fd = fd, .events = POLLIN };
-        long spent;
+        long spent = lurk_ms_since(start);
         ssize_t n;
+        int r;
 
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (spent >= timeout_ms || poll(&pfd, 1, (int)(timeout_ms - spent)) == 0)
+        if (spent >= timeout_ms)
             break;
-        n = read(fd, buf + len, size - len);
-        if (n < 0 && errno == EINTR)
+        r = poll(&pfd, 1, (int)(timeout_ms - spent));
+        if (r < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (r <= 0)
             break;
-        len += (size_t)n;
+        if (len < size)
+            n = read(fd, buf + len, size - len);
+        else
+            n = read(fd, sink, sizeof(sink)); /* more than any answer: drain it */
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            break;
+        if (n == 0) {
+            *eof = 1;
+            break;
+        }
+        if (len < size)
+            len += (size_t)n;
+        else
+            too_long = 1;
     }
-    return len;
+    return too_long ? size + 1 : len;
 }
 
-static int lurk_rpc_pubkey_forked(LURK_PROV_CTX *prov, const char *key_id,
-                                  Lurk__V1__KeyType *type, unsigned char **spki,
-                                  size_t *spki_len)
+/*
+ * Reaps the helper: it gets until the deadline to exit once its answer is
+ * in, then it is killed. Returns its wait status, or -1 if the host reaped
+ * it first (SIGCHLD ignored, a waitpid(-1) loop in another thread).
+ */
+static int lurk_rpc_reap(pid_t pid, const struct timespec *start, int timeout_ms)
 {
-    int fds[2], status;
+    int status;
+    pid_t r;
+
+    for (;;) {
+        r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r == 0 && lurk_ms_since(start) >= timeout_ms)
+            break;
+        if (r == 0) {
+            struct timespec nap = { 0, 2 * 1000 * 1000 };
+
+            nanosleep(&nap, NULL);
+        }
+    }
+    kill(pid, SIGKILL);
+    while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    return r == pid ? status : -1;
+}
+
+/* The helper's command line: the channel settings (paths, never secrets). */
+static int lurk_rpc_helper_argv(const LURK_PROV_CTX *prov, const char *helper,
+                                const char *key_id, char *argv[LURK_HELPER_MAX_ARGS],
+                                char timeout[16], char attempt[16])
+{
+    int n = 0;
+
+    argv[n++] = (char *)helper;
+    for (char *const *u = prov->servers; *u != NULL; u++) {
+        if (n + 20 >= LURK_HELPER_MAX_ARGS)
+            return 0;
+        argv[n++] = "--server";
+        argv[n++] = *u;
+    }
+#define LURK_ARG(opt, value) \
+    if ((value) != NULL) { argv[n++] = opt; argv[n++] = (char *)(value); }
+    LURK_ARG("--cert", prov->tls_cert);
+    LURK_ARG("--key", prov->tls_key);
+    LURK_ARG("--ca", prov->tls_ca);
+    LURK_ARG("--server-name", prov->server_name);
+#undef LURK_ARG
+    snprintf(timeout, 16, "%d", prov->timeout_ms);
+    argv[n++] = "--timeout-ms";
+    argv[n++] = timeout;
+    if (prov->attempt_timeout_ms > 0) {
+        snprintf(attempt, 16, "%d", prov->attempt_timeout_ms);
+        argv[n++] = "--attempt-timeout-ms";
+        argv[n++] = attempt;
+    }
+    if (prov->allow_insecure)
+        argv[n++] = "--allow-insecure";
+    argv[n++] = "--";
+    argv[n++] = (char *)key_id;
+    argv[n] = NULL;
+    return 1;
+}
+
+/*
+ * A clean, explicit environment: nothing of the host's (OPENSSL_CONF
+ * above all) except the sanitizer settings of a test build, which only
+ * say where reports go.
+ */
+static void lurk_rpc_helper_envp(char *envp[8])
+{
+    static const char *const pass[] = { "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" };
+    int n = 0;
+
+    envp[n++] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+    envp[n++] = "LC_ALL=C";
+    for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
+        /* getenv, not settings: only sanitizer report options pass */
+        char *const *e;
+        size_t len = strlen(pass[i]);
+
+        for (e = environ; e != NULL && *e != NULL; e++)
+            if (strncmp(*e, pass[i], len) == 0 && (*e)[len] == '=') {
+                envp[n++] = *e;
+                break;
+            }
+    }
+    envp[n] = NULL;
+}
+
+/*
+ * Starts the helper with posix_spawn: stdout to our pipe, stdin from
+ * /dev/null, stderr inherited (for a test build's sanitizer reports),
+ * every other descriptor closed, default signal dispositions and an empty
+ * signal mask. No code of ours runs between fork and exec, so a lock held
+ * by another thread of the host cannot block it.
+ */
+static int lurk_rpc_spawn(LURK_PROV_CTX *prov, const char *helper, char *const argv[],
+                          char *const envp[], int out_fd, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
+    int rc;
+
+    if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
+        goto fail;
+    if ((rc = posix_spawnattr_init(&attr)) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        goto fail;
+    }
+    sigemptyset(&none);
+    sigfillset(&all);
+    if ((rc = posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO)) == 0
+        && (out_fd == STDERR_FILENO
+            ? posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0)
+            : 0) == 0
+        && (rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0))
+               == 0
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
+        && (rc = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1)) == 0
+#endif
+        && (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0
+        && (rc = posix_spawnattr_setsigdefault(&attr, &all)) == 0
+        && (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+               == 0)
+        rc = posix_spawn(pid, helper, &fa, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc == 0)
+        return 1;
+    if (rc == ENOENT || rc == EACCES || rc == ENOEXEC || rc == ENOTDIR || rc == ELOOP) {
+        lurk_raise(prov, LURK_R_CONFIG, "pubkey_helper = \"%s\": cannot run it: %s (set "
+                   "pubkey_helper in the lurk provider's section of openssl.cnf to the "
+                   "lurk-pubkey program)", helper, strerror(rc));
+        return 0;
+    }
+fail:
+    lurk_raise(prov, LURK_R_INTERNAL, "cannot start the key lookup helper %s: %s", helper,
+               strerror(rc));
+    return 0;
+}
+
+static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
+                                   Lurk__V1__KeyType *type, unsigned char **spki,
+                                   size_t *spki_len)
+{
+    const char *helper = prov->pubkey_helper != NULL ? prov->pubkey_helper : LURK_PUBKEY_HELPER;
+    char *argv[LURK_HELPER_MAX_ARGS], *envp[8], timeout[16], attempt[16];
+    int fds[2], status, eof, deadline = prov->timeout_ms + 1000;
+    struct timespec start;
     pid_t pid;
     unsigned char *buf;
     size_t len;
     int ok = 0;
 
+    /* A clear error before anything starts: the setting, not ENOENT. */
+    if (access(helper, X_OK) != 0) {
+        lurk_raise(prov, LURK_R_CONFIG, "pubkey_helper = \"%s\": cannot run it: %s (set "
+                   "pubkey_helper in the lurk provider's section of openssl.cnf to the "
+                   "lurk-pubkey program)", helper, strerror(errno));
+        return 0;
+    }
+    if (!lurk_rpc_helper_argv(prov, helper, key_id, argv, timeout, attempt)) {
+        lurk_raise(prov, LURK_R_INTERNAL, "too many key servers for the key lookup helper");
+        return 0;
+    }
+    lurk_rpc_helper_envp(envp);
     /* On the heap: an ASYNC job's stack is only 32 KiB. */
     if ((buf = malloc(LURK_MAX_MESSAGE)) == NULL) {
         lurk_raise(prov, LURK_R_INTERNAL, "out of memory");
         return 0;
     }
-    if (pipe(fds) != 0 || (pid = fork()) < 0) {
+    /* O_CLOEXEC: a fork+exec in another thread must not inherit our pipe. */
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
         lurk_raise(prov, LURK_R_INTERNAL, "cannot start the key lookup: %s", strerror(errno));
         free(buf);
         return 0;
     }
-    if (pid == 0) {
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    if (!lurk_rpc_spawn(prov, helper, argv, envp, fds[1], &pid)) {
         close(fds[0]);
-        lurk_rpc_pubkey_child(prov, key_id, fds[1]);
+        close(fds[1]);
+        free(buf);
+        return 0;
     }
     close(fds[1]);
-    len = lurk_rpc_read_all(fds[0], buf, LURK_MAX_MESSAGE, prov->timeout_ms + 1000);
+    len = lurk_rpc_read_all(fds[0], buf, LURK_MAX_MESSAGE, &start, deadline, &eof);
     close(fds[0]);
-    kill(pid, SIGKILL); /* harmless if it already exited */
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (len >= 2 && buf[0] == 0) {
+    if (!eof)
+        kill(pid, SIGKILL); /* out of time: no reason to wait any longer */
+    status = lurk_rpc_reap(pid, &start, deadline);
+    if (len > LURK_MAX_MESSAGE) {
+        lurk_raise(prov, LURK_R_KEY_SERVER_BAD_REPLY, "key \"%s\": the key lookup helper %s "
+                   "answered more than %u bytes", key_id, helper, LURK_MAX_MESSAGE);
+    } else if (eof && len >= 2 && buf[0] == 0) {
         *type = (Lurk__V1__KeyType)buf[1];
         *spki_len = len - 2;
         if ((*spki = malloc(*spki_len + 1)) == NULL)
@@ -421,16 +587,25 @@ static int lurk_rpc_pubkey_forked(LURK_PROV_CTX *prov, const char *key_id,
         else
             memcpy(*spki, buf + 2, *spki_len);
         ok = *spki != NULL;
-    } else if (len >= 1 && buf[0] >= 1 && buf[0] <= 3) {
+    } else if (eof && len >= 1 && buf[0] >= 1 && buf[0] <= 3) {
         static const int reasons[] = { 0, LURK_R_KEY_SERVER_UNREACHABLE, LURK_R_KEY_SERVER_REFUSED,
                                        LURK_R_CONFIG };
 
         lurk_raise(prov, reasons[buf[0]],
                    "key \"%s\": %.*s", key_id, (int)(len - 1), (const char *)buf + 1);
+    } else if (!eof) {
+        lurk_raise(prov, LURK_R_KEY_SERVER_UNREACHABLE,
+                   "key \"%s\": no answer from the key server within %d ms (key lookup helper "
+                   "%s stopped)", key_id, prov->timeout_ms, helper);
+    } else if (status != -1 && WIFSIGNALED(status)) {
+        lurk_raise(prov, LURK_R_KEY_SERVER_UNREACHABLE,
+                   "key \"%s\": the key lookup helper %s died of signal %d", key_id, helper,
+                   WTERMSIG(status));
     } else {
         lurk_raise(prov, LURK_R_KEY_SERVER_UNREACHABLE,
-                   "key \"%s\": no answer from the key server within %d ms", key_id,
-                   prov->timeout_ms);
+                   "key \"%s\": the key lookup helper %s gave no answer (exit status %d; is "
+                   "pubkey_helper the lurk-pubkey program?)", key_id, helper,
+                   status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
     free(buf);
     return ok;
@@ -471,5 +646,5 @@ int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id,
         lurk__v1__response__free_unpacked(resp, NULL);
         return *spki != NULL;
     }
-    return lurk_rpc_pubkey_forked(prov, key_id, type, spki, spki_len);
+    return lurk_rpc_pubkey_spawned(prov, key_id, type, spki, spki_len);
 }

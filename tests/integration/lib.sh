@@ -2,21 +2,31 @@
 #
 # Every test runs in its own temporary directory, generates its own
 # certificates, starts its own servers on free 127.0.0.1 ports, and stops
-# them by PID on exit. It ends with one line "N passed, N failed" and exits
-# non-zero when anything failed.
+# them by PID on exit. It ends with one line "N passed, N failed, N skipped"
+# and exits non-zero when anything failed, 77 (ctest's SKIP_RETURN_CODE)
+# when every check was skipped.
+#
+# Every "ok"/"not ok" line goes to the script's own standard output as it
+# was when lib.sh was sourced (fd LURK_TAP), even from a check whose output
+# the caller redirects (`lurk_check DESC cmd > log 2>&1`): the lines reach
+# ctest's output, not a log file. Processes started through the helpers
+# below do not inherit that descriptor.
 #
 # ctest passes the build products in the environment:
-#   LURK_KEYSERVER, LURK_CTL, LURK_MODULES_DIR, LURK_FREEPORT, LURK_TOOLS_DIR
+#   LURK_KEYSERVER, LURK_CTL, LURK_PUBKEY, LURK_MODULES_DIR, LURK_FREEPORT,
+#   LURK_TOOLS_DIR
 
 set -u -o pipefail
 
-: "${LURK_KEYSERVER:?set by ctest}" "${LURK_CTL:?}" "${LURK_MODULES_DIR:?}" "${LURK_FREEPORT:?}"
+: "${LURK_KEYSERVER:?set by ctest}" "${LURK_CTL:?}" "${LURK_PUBKEY:?}" "${LURK_MODULES_DIR:?}"
+: "${LURK_FREEPORT:?}"
 
 LURK_T=$(mktemp -d "${TMPDIR:-/tmp}/lurk-test.XXXXXX")
 LURK_PIDS=()
 LURK_PASS=0
 LURK_FAIL=0
 LURK_SKIP=0
+exec {LURK_TAP}>&1
 
 lurk_cleanup() {
     local pid
@@ -38,38 +48,56 @@ trap lurk_cleanup EXIT
 
 lurk_log() { echo "# $*"; }
 
-lurk_pass() { LURK_PASS=$((LURK_PASS + 1)); echo "ok - $*"; }
+# _lurk_report LINE: to the test's output (see above); to stdout if that
+# descriptor is closed (inside a command run by lurk_check).
+_lurk_report() { { echo "$*" >&"$LURK_TAP"; } 2> /dev/null || echo "$*"; }
 
-lurk_fail() { LURK_FAIL=$((LURK_FAIL + 1)); echo "not ok - $*"; }
+lurk_pass() { LURK_PASS=$((LURK_PASS + 1)); _lurk_report "ok - $*"; }
 
-lurk_skip() { LURK_SKIP=$((LURK_SKIP + 1)); echo "ok - SKIP $*"; }
+lurk_fail() { LURK_FAIL=$((LURK_FAIL + 1)); _lurk_report "not ok - $*"; }
 
-# lurk_check DESC CMD...: passes when CMD succeeds.
+lurk_skip() { LURK_SKIP=$((LURK_SKIP + 1)); _lurk_report "ok - SKIP $*"; }
+
+# lurk_check DESC CMD...: passes when CMD succeeds. Returns CMD's status, so
+# that `lurk_check DESC CMD || show-diagnostics` works.
 lurk_check() {
-    local desc=$1; shift
-    if "$@"; then lurk_pass "$desc"; else lurk_fail "$desc"; fi
+    local desc=$1 rc; shift
+    "$@" {LURK_TAP}>&-
+    rc=$?
+    if [ "$rc" -eq 0 ]; then lurk_pass "$desc"; else lurk_fail "$desc (exit status $rc)"; fi
+    return "$rc"
 }
 
-# lurk_check_fails DESC CMD...: passes when CMD fails.
+# lurk_check_fails DESC CMD...: passes when CMD fails. Returns 0 when the
+# check passed (CMD failed), 1 when it did not.
 lurk_check_fails() {
     local desc=$1; shift
-    if "$@"; then lurk_fail "$desc (unexpectedly succeeded)"; else lurk_pass "$desc"; fi
+    if "$@" {LURK_TAP}>&-; then
+        lurk_fail "$desc (unexpectedly succeeded)"
+        return 1
+    fi
+    lurk_pass "$desc"
 }
 
-# lurk_grep DESC PATTERN FILE: passes when FILE matches the extended regex.
+# lurk_grep DESC PATTERN FILE: passes when FILE matches the extended regex;
+# returns 0 when it passed, 1 when not (and shows the end of FILE).
 lurk_grep() {
     if grep -Eq -- "$2" "$3"; then
         lurk_pass "$1"
-    else
-        lurk_fail "$1: /$2/ not in $3"
-        sed 's/^/#   /' "$3" | tail -n 15
+        return 0
     fi
+    lurk_fail "$1: /$2/ not in $3"
+    { sed 's/^/#   /' "$3" | tail -n 15 >&"$LURK_TAP"; } 2> /dev/null
+    return 1
 }
 
+# lurk_done: the summary line, then the exit status: 1 if anything failed,
+# 77 if every check was skipped (shown by ctest as skipped), else 0.
 lurk_done() {
-    echo "${LURK_PASS} passed, ${LURK_FAIL} failed, ${LURK_SKIP} skipped"
-    [ "$LURK_FAIL" -eq 0 ]
-    exit $?
+    _lurk_report "${LURK_PASS} passed, ${LURK_FAIL} failed, ${LURK_SKIP} skipped"
+    [ "$LURK_FAIL" -gt 0 ] && exit 1
+    [ "$LURK_PASS" -eq 0 ] && [ "$LURK_SKIP" -gt 0 ] && exit 77
+    exit 0
 }
 
 lurk_port() { "$LURK_FREEPORT"; }
@@ -94,6 +122,50 @@ lurk_wait_log() {
     done
     echo "# /$2/ never appeared in $1" >&2
     tail -n 20 "$1" >&2
+    return 1
+}
+
+# lurk_wait_log_count FILE REGEX N [SECONDS]: until FILE has at least N lines
+# matching REGEX: waits for the Nth occurrence of an event whose earlier
+# occurrences are already in the log.
+lurk_wait_log_count() {
+    local file=$1 re=$2 want=$3 n=$(( ${4:-10} * 10 )) have=0
+    for _ in $(seq "$n"); do
+        have=$(grep -Ec -- "$re" "$file" 2>/dev/null)
+        [ "${have:-0}" -ge "$want" ] && return 0
+        sleep 0.1
+    done
+    echo "# /$re/ appeared ${have:-0} times in $file, not $want" >&2
+    tail -n 20 "$file" >&2
+    return 1
+}
+
+# lurk_log_count FILE REGEX: how many lines of FILE match REGEX now (0 if
+# none or no file); take it before an action, then wait for count + 1.
+lurk_log_count() { local c; c=$(grep -Ec -- "$2" "$1" 2>/dev/null); echo "${c:-0}"; }
+
+# lurk_wait_exit PID [SECONDS]: until process PID has exited.
+lurk_wait_exit() {
+    local pid=$1 n=$(( ${2:-10} * 10 ))
+    for _ in $(seq "$n"); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        # An exited child of this shell stays a zombie until waited for.
+        [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+        sleep 0.1
+    done
+    echo "# process $pid still runs after ${2:-10} s" >&2
+    return 1
+}
+
+# lurk_wait_metric URL REGEX [SECONDS]: until a line of the Prometheus page
+# at URL matches REGEX (a gauge reaching a value: requests in flight).
+lurk_wait_metric() {
+    local url=$1 re=$2 n=$(( ${3:-10} * 20 ))
+    for _ in $(seq "$n"); do
+        curl -sf --max-time 2 "$url" 2> /dev/null | grep -Eq -- "$re" && return 0
+        sleep 0.05
+    done
+    echo "# /$re/ never appeared in $url" >&2
     return 1
 }
 
@@ -202,7 +274,7 @@ lurk_keyserver_conf() {
 # lurk_keyserver_start NAME CONF [ARGS...]: sets LURK_KS_PID; log in $LURK_T/NAME.log
 lurk_keyserver_start() {
     local name=$1 conf=$2; shift 2
-    "$LURK_KEYSERVER" -c "$conf" "$@" > "$LURK_T/$name.log" 2>&1 &
+    "$LURK_KEYSERVER" -c "$conf" "$@" > "$LURK_T/$name.log" 2>&1 {LURK_TAP}>&- &
     LURK_KS_PID=$!
     LURK_PIDS+=("$LURK_KS_PID")
     lurk_wait_log "$LURK_T/$name.log" "ready" 10
@@ -233,6 +305,8 @@ lurk_openssl_cnf() {
         echo "tls_key = $LURK_T/pki/edge.key"
         echo "tls_ca = $LURK_T/pki/ca.crt"
         echo "server_name = localhost"
+        # The build tree's key lookup helper (the default is the install path).
+        echo "pubkey_helper = $LURK_PUBKEY"
         for line in "$@"; do echo "$line"; done
     } > "$file"
 }
@@ -241,7 +315,7 @@ lurk_openssl_cnf() {
 # sets LURK_BG_PID.
 lurk_bg() {
     local name=$1; shift
-    "$@" > "$LURK_T/$name.log" 2>&1 < /dev/null &
+    "$@" > "$LURK_T/$name.log" 2>&1 < /dev/null {LURK_TAP}>&- &
     LURK_BG_PID=$!
     LURK_PIDS+=("$LURK_BG_PID")
 }
@@ -251,7 +325,7 @@ lurk_bg() {
 lurk_bg_stdin() {
     local name=$1 fifo=$LURK_T/$1.stdin; shift
     mkfifo "$fifo"
-    "$@" > "$LURK_T/$name.log" 2>&1 <> "$fifo" &
+    "$@" > "$LURK_T/$name.log" 2>&1 <> "$fifo" {LURK_TAP}>&- &
     LURK_BG_PID=$!
     LURK_PIDS+=("$LURK_BG_PID")
 }

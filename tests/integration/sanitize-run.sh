@@ -60,8 +60,23 @@ bash "$script"
 rc=$?
 
 # Processes stopped at the end (nginx workers after their master) may still
-# be writing their report.
-sleep 0.5
+# be writing their report: wait until none of the test's processes is left,
+# that is no process whose environment carries our log_path (every process
+# that can write a report has it; the search itself runs without it).
+san_procs() {
+    env -u ASAN_OPTIONS -u UBSAN_OPTIONS -u LSAN_OPTIONS \
+        grep -l -s -F "log_path=$san/logs" /proc/[0-9]*/environ 2> /dev/null
+}
+for _ in $(seq 100); do
+    left=$(san_procs)
+    [ -z "$left" ] && break
+    sleep 0.1
+done
+for f in $left; do
+    pid=${f#/proc/}
+    pid=${pid%/environ}
+    echo "# a process of the test still runs after 10 s: $pid $(tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null)"
+done
 reports=$(find "$san/logs" -type f | sort)
 failed=0
 for f in $reports; do

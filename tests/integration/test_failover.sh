@@ -77,23 +77,38 @@ client_loop() {
 declare -a EV_NAME EV_T
 event() { EV_NAME+=("$1"); EV_T+=("$(now_ms)"); lurk_log "event: $1"; }
 
+# served N: until the loop has N more successful handshakes than at the
+# last event (each phase must have carried traffic before the next event).
+OK_AT=0
+served() {
+    lurk_wait_log_count "$LURK_T/loop.log" ' ok$' $((OK_AT + $1)) 30 \
+        || lurk_fail "$1 more successful handshakes after the last event (${#EV_NAME[@]} so far)"
+    OK_AT=$(lurk_log_count "$LURK_T/loop.log" ' ok$')
+}
+
 client_loop &
 LOOP=$!
-sleep 2
+served 5
 event "kill -9 key server 1"
 kill -9 "$KS1"
-sleep 3
+served 5
 event "restart key server 1"
-"$LURK_KEYSERVER" -c "$LURK_T/ks1.cnf" -v > "$LURK_T/ks1b.log" 2>&1 &
+"$LURK_KEYSERVER" -c "$LURK_T/ks1.cnf" -v > "$LURK_T/ks1b.log" 2>&1 {LURK_TAP}>&- &
 KS1=$!
 LURK_PIDS+=("$KS1")
-sleep 3
+# Taken back: the restarted key server signs for the edge again.
+lurk_wait_log "$LURK_T/ks1b.log" 'signed' 15 || lurk_fail "the restarted key server 1 is used"
+served 5
 event "SIGSTOP key server 2"
 kill -STOP "$KS2"
-sleep 4
+served 5
+KS2_SIGNED=$(lurk_log_count "$LURK_T/ks2.log" 'signed')
 event "SIGCONT key server 2"
 kill -CONT "$KS2"
-sleep 3
+# Taken back: key server 2 signs again (its held request, then new ones).
+lurk_wait_log_count "$LURK_T/ks2.log" 'signed' $((KS2_SIGNED + 2)) 15 \
+    || lurk_fail "key server 2 is used again after SIGCONT"
+served 5
 event "end"
 touch "$LURK_T/stop"
 wait "$LOOP"
@@ -120,7 +135,7 @@ done
 
 # Both key servers down: a handshake fails within the deadline, clearly.
 kill -9 "$KS1" "$KS2"
-sleep 0.3
+wait "$KS1" "$KS2" 2> /dev/null # both gone (reaped) before the clock starts
 t0=$(now_ms)
 env -u OPENSSL_CONF curl -sf --max-time 10 --cacert "$LURK_T/pki/web-ca.crt" -o /dev/null \
     "https://localhost:$WEB/"
@@ -132,7 +147,7 @@ lurk_check "all down: within the deadline + 1 s (got $dt ms)" test "$dt" -le $((
 lurk_grep "all down: nginx logs why" 'key server unreachable' "$N/error.log"
 
 # One comes back: the edge recovers by itself.
-"$LURK_KEYSERVER" -c "$LURK_T/ks2.cnf" > "$LURK_T/ks2b.log" 2>&1 &
+"$LURK_KEYSERVER" -c "$LURK_T/ks2.cnf" > "$LURK_T/ks2b.log" 2>&1 {LURK_TAP}>&- &
 LURK_PIDS+=("$!")
 t0=$(now_ms)
 ok=0

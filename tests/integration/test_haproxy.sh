@@ -77,7 +77,10 @@ for _ in $(seq 50); do
 done
 lurk_log "worker before reload: $worker_before; after: $worker_after"
 lurk_check "USR2 reload started a new worker" test -n "$worker_after" -a "$worker_after" != "$worker_before"
-sleep 0.5
+# The former worker leaves once the new one has taken the listeners over.
+for w in $worker_before; do
+    lurk_check "the former worker $w exits" lurk_wait_exit "$w" 30
+done
 lurk_clients haproxy-after-reload "$RSA_PORT"
 lurk_check "haproxy master survived" kill -0 "$MASTER"
 lurk_check_fails "no worker crashed or aborted" grep -Eq 'exited with code [^0]|killed by signal|not fork-reentrant' \

@@ -82,25 +82,37 @@ workers_before=$(pgrep -P "$NGINX_PID" | sort | tr '\n' ' ')
 lurk_log "workers before reload: $workers_before"
 lurk_check "nginx runs 2 workers" test "$(echo $workers_before | wc -w)" -eq 2
 
-# Reload under a bounded client loop.
+# Reload under a bounded client loop (one line per request in loop.log).
 loop() {
     local i ok=0 bad=0
     for i in $(seq 60); do
         if env -u OPENSSL_CONF curl -sf --max-time 10 --cacert "$LURK_T/pki/web-ca.crt" \
-            -o /dev/null "https://localhost:$RSA_PORT/"; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
-    done
+            -o /dev/null "https://localhost:$RSA_PORT/"; then
+            ok=$((ok + 1)); echo ok
+        else
+            bad=$((bad + 1)); echo fail
+        fi
+    done > "$P/loop.log"
     echo "$ok $bad" > "$P/loop.result"
 }
 loop &
 LOOP_PID=$!
-sleep 0.5
+# Under traffic: the loop has completed a few handshakes.
+lurk_wait_log_count "$P/loop.log" '^ok$' 3 30 || lurk_fail "the client loop runs"
 "$NGINX" -p "$P" -c "$P/nginx.conf" -s reload
 wait "$LOOP_PID"
 read -r ok bad < "$P/loop.result"
 lurk_log "during reload: $ok handshakes ok, $bad failed"
 lurk_check "reload under traffic: at most 2 failed requests (got $bad)" test "$bad" -le 2
-sleep 1
-workers_after=$(pgrep -P "$NGINX_PID" | sort | tr '\n' ' ')
+# The old workers leave, and the master has started their replacements.
+for w in $workers_before; do
+    lurk_check "old worker $w exits" lurk_wait_exit "$w" 30
+done
+for _ in $(seq 100); do
+    workers_after=$(pgrep -P "$NGINX_PID" | sort | tr '\n' ' ')
+    [ "$(echo $workers_after | wc -w)" -eq 2 ] && break
+    sleep 0.1
+done
 lurk_log "workers after reload: $workers_after"
 lurk_check "reload replaced the workers" test "$workers_before" != "$workers_after"
 lurk_clients nginx-after-reload "$RSA_PORT"

@@ -22,8 +22,9 @@ openssl ca -gencrl -config "$P/mini/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.ke
 lurk_check "test PKI: an expired, a revoked and a good edge certificate and a CRL" \
     test -s "$P/expired-edge.crt" -a -s "$P/revoked-edge.crt" -a -s "$P/edges.crl"
 
-PORT1=$(lurk_port); PORT2=$(lurk_port); MPORT=$(lurk_port)
+PORT1=$(lurk_port); PORT2=$(lurk_port); PORT3=$(lurk_port); MPORT=$(lurk_port)
 URL1="tls+tcp://127.0.0.1:$PORT1"; URL2="tls+tcp://127.0.0.1:$PORT2"
+URL3="tls+tcp://127.0.0.1:$PORT3"
 cat > "$LURK_T/ks.cnf" <<CNF
 [keyserver]
 tls_cert = $P/keyserver.crt
@@ -38,6 +39,15 @@ listen = $URL1
 client_ca = $P/ca.crt
 client_crl = $P/edges.crl
 keys = p256 rsa
+rate = 5
+burst = 5
+
+# cdn3: the test CA on a listener of its own, used by nothing but the
+# group rate flood, so that its bucket is full (the burst) when it starts.
+[edge.cdn3]
+listen = $URL3
+client_ca = $P/ca.crt
+keys = p256
 rate = 5
 burst = 5
 
@@ -101,23 +111,32 @@ lurk_grep "replay: the same context in another request is refused" \
 lurk_grep "replay: the retry is logged as such" 'retry of request [0-9a-f]+ .*answered again' "$LURK_T/ks.log"
 
 # --- rate limits -------------------------------------------------------------------
-sleep 1.2 # refill cdn1's bucket (5/s, burst 5)
-as edge "$URL1" flood p256 20 > "$LURK_T/flood1.txt" 2>&1
+# Only what does not depend on how fast the machine is: a bucket that starts
+# full lets at least its burst through, a flood much longer than the burst
+# meets refusals, and the refusals are logged once. How many pass in a given
+# time is the bucket's arithmetic, unit-tested with a known clock
+# (tests/unit/test_ks_limits.c). 40 requests: refused ones only while the
+# flood lasts under (40 - 5) / 5 = 7 s.
+as edge "$URL3" flood p256 40 > "$LURK_T/flood1.txt" 2>&1
 lurk_log "$(cat "$LURK_T/flood1.txt")"
 ok=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' "$LURK_T/flood1.txt")
 over=$(sed -n 's/.*overloaded=\([0-9]*\).*/\1/p' "$LURK_T/flood1.txt")
-lurk_check "group rate 5/s burst 5: 5 to 9 of 20 pass (got ${ok:-?})" test "${ok:-0}" -ge 5 -a "${ok:-99}" -le 9
-lurk_check "group rate: the rest are overloaded (got ${over:-?})" test "$(( ${ok:-0} + ${over:-0} ))" -eq 20
-n=$(grep -c 'edge group cdn1 over its rate limit' "$LURK_T/ks.log")
+lurk_check "group rate 5/s burst 5: at least the burst of 40 passes (got ${ok:-?})" \
+    test "${ok:-0}" -ge 5
+lurk_check "group rate: some are refused as overloaded (got ${over:-?})" test "${over:-0}" -ge 1
+lurk_check "group rate: every other one is overloaded (${ok:-?} + ${over:-?} = 40)" \
+    test "$(( ${ok:-0} + ${over:-0} ))" -eq 40
+n=$(lurk_log_count "$LURK_T/ks.log" 'edge group cdn3 over its rate limit')
 lurk_check "group rate: logged once per interval, not per request (got $n lines)" test "$n" -eq 1
-as rogue-edge "$URL2" flood p384 12 > "$LURK_T/flood2.txt" 2>&1
+as rogue-edge "$URL2" flood p384 30 > "$LURK_T/flood2.txt" 2>&1
 lurk_log "$(cat "$LURK_T/flood2.txt")"
 over2=$(sed -n 's/.*overloaded=\([0-9]*\).*/\1/p' "$LURK_T/flood2.txt")
 ok2=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' "$LURK_T/flood2.txt")
-lurk_check "key rate 3/s burst 3: 3 or 4 of 12 pass (got ${ok2:-?})" \
-    test "${ok2:-0}" -ge 3 -a "${ok2:-0}" -le 4
-lurk_check "key rate: the rest are overloaded (got ${over2:-?})" \
-    test "$(( ${ok2:-0} + ${over2:-0} ))" -eq 12
+lurk_check "key rate 3/s burst 3: at least the burst of 30 passes (got ${ok2:-?})" \
+    test "${ok2:-0}" -ge 3
+lurk_check "key rate: some are refused as overloaded (got ${over2:-?})" test "${over2:-0}" -ge 1
+lurk_check "key rate: every other one is overloaded (${ok2:-?} + ${over2:-?} = 30)" \
+    test "$(( ${ok2:-0} + ${over2:-0} ))" -eq 30
 lurk_grep "key rate: logged" 'key "p384" over its rate limit' "$LURK_T/ks.log"
 
 # --- audit log ---------------------------------------------------------------------------
@@ -135,9 +154,13 @@ metric() { # FILE REGEX: the value of the first matching line
     grep -E "$2" "$1" | head -n 1 | awk '{print $NF}'
 }
 lurk_check "metrics: /metrics answers over HTTP" scrape "$LURK_T/m1.txt"
-SIGN_OK='^lurk_keyserver_requests_total\{op="sign",key="p256",group="cdn1",result="OK"\}'
+FLOOD_OK='^lurk_keyserver_requests_total\{op="sign",key="p256",group="cdn3",result="OK"\}'
+flood_ok=$(metric "$LURK_T/m1.txt" "$FLOOD_OK")
+lurk_check "metrics: sign OK counted by op, key, group and result (${flood_ok:-none}, the flood's ${ok:-?})" \
+    test "${flood_ok:-0}" -eq "${ok:--1}"
+# cdn2 and ed25519 have no rate limit: two more signatures pass, whenever.
+SIGN_OK='^lurk_keyserver_requests_total\{op="sign",key="ed25519",group="cdn2",result="OK"\}'
 before=$(metric "$LURK_T/m1.txt" "$SIGN_OK")
-lurk_check "metrics: sign OK counted by op, key, group and result (${before:-none})" test "${before:-0}" -ge 7
 lurk_grep "metrics: refusals by reason" '^lurk_keyserver_refusals_total\{reason="rate_group"\} [0-9]+' "$LURK_T/m1.txt"
 lurk_grep "metrics: not_permitted counted" '^lurk_keyserver_refusals_total\{reason="not_permitted"\} [1-9]' "$LURK_T/m1.txt"
 lurk_grep "metrics: latency histogram" '^lurk_keyserver_request_duration_seconds_bucket\{op="sign",le="\+Inf"\} [0-9]+' "$LURK_T/m1.txt"
@@ -146,9 +169,8 @@ lurk_grep "metrics: key count" '^lurk_keyserver_keys 4$' "$LURK_T/m1.txt"
 lurk_grep "metrics: configuration epoch" '^lurk_keyserver_config_info\{epoch="[0-9a-f]{16}"\} 1' "$LURK_T/m1.txt"
 lurk_grep "metrics: connections by group" '^lurk_keyserver_connections\{group="cdn2"\}' "$LURK_T/m1.txt"
 lurk_check_fails "metrics: an unknown key id never becomes a label" grep -q 'no-such-key' "$LURK_T/m1.txt"
-sleep 1.2
-as edge "$URL1" sign p256 > /dev/null 2>&1
-as edge "$URL1" sign p256 > /dev/null 2>&1
+as rogue-edge "$URL2" sign ed25519 > /dev/null 2>&1
+as rogue-edge "$URL2" sign ed25519 > /dev/null 2>&1
 scrape "$LURK_T/m2.txt"
 after=$(metric "$LURK_T/m2.txt" "$SIGN_OK")
 lurk_check "metrics: the counter moved by 2 (${before:-?} -> ${after:-?})" test "$(( ${after:-0} - ${before:-0} ))" -eq 2
@@ -158,7 +180,9 @@ lurk_check "the key server is still running" test "$alive" -eq 1
 # A CRL past its nextUpdate locks a whole group out: say so at start.
 openssl ca -gencrl -config "$P/mini/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" -crlsec 1 \
     -out "$P/stale.crl" > "$LURK_T/ca-stale.log" 2>&1
-sleep 2
+# Until the clock is past that CRL's nextUpdate (the scenario is time).
+next_update=$(date -d "$(openssl crl -in "$P/stale.crl" -noout -nextupdate | cut -d= -f2)" +%s)
+for _ in $(seq 50); do [ "$(date +%s)" -gt "$next_update" ] && break; sleep 0.1; done
 sed "s|^client_crl = .*edges.crl|client_crl = $P/stale.crl|" "$LURK_T/ks.cnf" > "$LURK_T/stale.cnf"
 "$LURK_KEYSERVER" -c "$LURK_T/stale.cnf" --check > "$LURK_T/stale.log" 2>&1
 lurk_grep "a CRL past its nextUpdate is named at start" 'stale\.crl is past its nextUpdate' \

@@ -23,6 +23,17 @@ lurk_keyserver_start ks "$LURK_T/ks.cnf" --debug-delay-ms 400 \
     || { lurk_fail "key server starts"; lurk_done; }
 ops() { local u=$1; shift; timeout 30 "$OPS" --server "$u" --cert "$P/edge.crt" \
     --key "$P/edge.key" --ca "$P/ca.crt" --server-name localhost --timeout-ms 3000 "$@"; }
+METRICS=http://127.0.0.1:$MPORT/metrics
+# in_flight: until the key server has a request in flight (each takes 400 ms).
+in_flight() { lurk_wait_metric "$METRICS" '^lurk_keyserver_in_flight [1-9]' 10; }
+# hup_and_wait REGEX: SIGHUP, then until one more log line matches REGEX
+# than before (earlier reloads wrote the same lines).
+hup_and_wait() {
+    local n
+    n=$(lurk_log_count "$LURK_T/ks.log" "$1")
+    kill -HUP "$LURK_KS_PID"
+    lurk_wait_log_count "$LURK_T/ks.log" "$1" $((n + 1)) 10
+}
 
 # --- in-flight limits: 8 at once, 400 ms each, max_inflight 3 -------------------
 ops "$URL" burst p256 8 > "$LURK_T/burst.txt" 2>&1
@@ -51,8 +62,7 @@ lurk_check "the epoch is reported (${E1:-none})" test -n "$E1"
 # A broken configuration is rejected with the reason; the old one stays.
 cp "$LURK_T/ks.cnf" "$LURK_T/ks.good"
 printf '[keyserver\nbroken\n' > "$LURK_T/ks.cnf"
-kill -HUP "$LURK_KS_PID"
-lurk_wait_log "$LURK_T/ks.log" 'reload rejected' 5
+hup_and_wait 'reload rejected'
 lurk_grep "SIGHUP with a broken file: rejected with the reason" \
     'reload rejected, the running configuration stays \(epoch [0-9a-f]+\): .*ks\.cnf' "$LURK_T/ks.log"
 lurk_check "the old configuration still serves (same epoch)" test "$(epoch "$URL")" = "$E1"
@@ -61,22 +71,22 @@ lurk_grep "metrics count the rejected reload" '^lurk_keyserver_config_reload_fai
 # A key whose file is unreadable: rejected too (keys load before the swap).
 conf "$LURK_T/ks.cnf" "$URL"
 sed -i "s|^p384 = .*|p384 = $LURK_T/keys/missing.pem|" "$LURK_T/ks.cnf"
-kill -HUP "$LURK_KS_PID"
-lurk_wait_log "$LURK_T/ks.log" 'reload rejected.*(missing\.pem|could not be loaded)' 5
+hup_and_wait 'reload rejected'
+lurk_grep "a missing key file: the rejection names it" 'reload rejected.*(missing\.pem|could not be loaded)' \
+    "$LURK_T/ks.log"
 lurk_check "a missing key file is rejected, the epoch stays" test "$(epoch "$URL")" = "$E1"
 
 # A good new configuration: without p384, with a second listener. A request
 # in flight during the reload (400 ms of delay) finishes on the old one.
 conf "$LURK_T/ks.cnf" "$URL $URL2"
 sed -i '/^p384 = /d' "$LURK_T/ks.cnf"
-ops "$URL" sign p384 > "$LURK_T/inflight-reload.txt" 2>&1 &
+ops "$URL" sign p384 > "$LURK_T/inflight-reload.txt" 2>&1 {LURK_TAP}>&- &
 INFLIGHT=$!
-sleep 0.15
-kill -HUP "$LURK_KS_PID"
+in_flight || lurk_fail "a request is in flight before the reload"
+hup_and_wait 'reloaded: epoch' || lurk_fail "the good configuration is loaded"
 wait "$INFLIGHT"
 lurk_grep "a request in flight during the reload finishes on the old configuration" \
     '^sign: ok$' "$LURK_T/inflight-reload.txt"
-lurk_wait_log "$LURK_T/ks.log" 'reloaded: epoch' 5
 E2=$(epoch "$URL")
 lurk_check "after the reload the epoch changed ($E1 -> ${E2:-none})" test -n "$E2" -a "$E2" != "$E1"
 ops "$URL" sign p384 > "$LURK_T/after-reload.txt" 2>&1
@@ -115,21 +125,19 @@ lurk_check "... and applies nothing: the edge the new CRL names still gets in" o
 kill "$BUSY_PID" 2>/dev/null
 conf "$LURK_T/ks.cnf" "$URL $URL2" "client_crl = $P/edges.crl"
 sed -i '/^p384 = /d' "$LURK_T/ks.cnf"
-kill -HUP "$LURK_KS_PID"
-lurk_wait_log "$LURK_T/ks.log" 'restarting listener' 5
-lurk_wait_log "$LURK_T/ks.log" 'reloaded: epoch.*reloaded: epoch|reloaded: epoch' 5
-sleep 0.5
+# "reloaded" is logged once the listeners have been restarted.
+hup_and_wait 'reloaded: epoch' || lurk_fail "the configuration with the CRL is loaded"
+lurk_grep "the listener restarts with the CRL" 'restarting listener' "$LURK_T/ks.log"
 lurk_check_fails "after a reload with a CRL naming it, the edge is refused" ops "$URL" caps
 conf "$LURK_T/ks.cnf" "$URL $URL2"
 sed -i '/^p384 = /d' "$LURK_T/ks.cnf"
-kill -HUP "$LURK_KS_PID"
-sleep 1
+hup_and_wait 'reloaded: epoch' || lurk_fail "the configuration without the CRL is loaded"
 lurk_check "without the CRL it is served again" ops "$URL" caps
 
 # --- SIGTERM: drain ---------------------------------------------------------------------
-ops "$URL" sign p256 > "$LURK_T/drain.txt" 2>&1 &
+ops "$URL" sign p256 > "$LURK_T/drain.txt" 2>&1 {LURK_TAP}>&- &
 INFLIGHT=$!
-sleep 0.15
+in_flight || lurk_fail "a request is in flight before SIGTERM"
 kill -TERM "$LURK_KS_PID"
 wait "$INFLIGHT"
 lurk_grep "SIGTERM: the request in flight is answered" '^sign: ok$' "$LURK_T/drain.txt"

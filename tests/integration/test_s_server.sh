@@ -70,7 +70,11 @@ dtls() {
     lurk_wait_log "$LURK_T/s_server-$key.log" "hello-$name" 5
     lurk_grep "$name: the server received data" "hello-$name" "$LURK_T/s_server-$key.log"
 }
-sleep 0.5 # UDP: no port to wait for; s_server binds at once
+# UDP: no port to connect to; s_server prints ACCEPT once it is bound.
+for k in rsa p256; do
+    lurk_check "DTLS s_server loads lurk://$k and is bound" \
+        lurk_wait_log "$LURK_T/s_server-dtls-$k.log" '^ACCEPT' 15
+done
 dtls dtls12-rsa dtls-rsa 'Cipher is ECDHE-RSA-AES128-GCM-SHA256' -cipher ECDHE-RSA-AES128-GCM-SHA256
 dtls dtls12-ecdsa dtls-p256 'Cipher is ECDHE-ECDSA-AES128-GCM-SHA256' -cipher ECDHE-ECDSA-AES128-GCM-SHA256
 

@@ -50,6 +50,12 @@ R=("$RAW" "${TLS[@]}" "${EDGE[@]}" --timeout-ms 3000)
 
 ping_ok() { "$LURK_CTL" "${TLS[@]}" "${EDGE[@]}" --timeout-ms 3000 ping > /dev/null 2>&1; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$KS/status"; }
+# ks_conns: TCP connections the key server has not closed yet on its side
+# (established or close-wait on its port, from /proc/net/tcp).
+ks_conns() {
+    awk -v p="$(printf ':%04X' "$KS_PORT")" \
+        '$2 ~ p "$" && ($4 == "01" || $4 == "08") { n++ } END { print n + 0 }' /proc/net/tcp
+}
 
 lurk_check "a normal edge pings" ping_ok
 
@@ -58,7 +64,7 @@ bystander() {
     local ok=0 bad=0
     while [ ! -e "$LURK_T/bystander.stop" ]; do
         if ping_ok; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
-        sleep 0.2
+        sleep 0.2 # the pace of the bystander's pings, not a wait
     done
     echo "$ok $bad" > "$LURK_T/bystander.result"
 }
@@ -282,7 +288,7 @@ lurk_check "decrypt: the 48 bytes look random ($distinct distinct byte values)" 
 # hold N-IDLE N-STALLED SECONDS: open that many TCP connections (idle, or
 # stalled in a TLS handshake after part of a ClientHello) and hold them.
 hold() {
-    /usr/bin/python3 - "$KS_PORT" "$1" "$2" "$3" "$LURK_T/hold.ready" <<'PY' &
+    /usr/bin/python3 - "$KS_PORT" "$1" "$2" "$3" "$LURK_T/hold.ready" {LURK_TAP}>&- <<'PY' &
 import resource, socket, sys, time
 port, idle, stalled, secs, ready = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -294,7 +300,7 @@ for i in range(idle + stalled):
         s.sendall(bytes.fromhex("16030102000100") + b"\x01\xfc\x03\x03")
     socks.append(s)
 open(ready, "w").write("%d\n" % len(socks))
-time.sleep(secs)
+time.sleep(secs)  # the scenario: hold them this long
 PY
     HOLD_PID=$!
     LURK_PIDS+=("$HOLD_PID")
@@ -312,7 +318,11 @@ for round in 1 2 3; do
     rss_held=$(rss_kb)
     ping_ok || lurk_fail "round $round: a normal edge pings while 1000 connections are held"
     wait "$HOLD_PID"
-    sleep 0.5
+    # Measured once the key server has closed its side of all of them (a
+    # bystander ping may be connected too).
+    for _ in $(seq 300); do [ "$(ks_conns)" -le 2 ] && break; sleep 0.1; done
+    lurk_check "round $round: the key server closes the 1000 connections (left: $(ks_conns))" \
+        test "$(ks_conns)" -le 2
     rss_after=$(rss_kb)
     lurk_log "round $round: 800 idle + 200 stalled connections opened in $opened_ms ms; key server RSS ${rss0} kB at first, ${rss_held} kB while held, ${rss_after} kB after"
     [ "$round" = 1 ] && rss_held_1=$rss_held

@@ -28,7 +28,7 @@ VGLOG=$LURK_T/valgrind.log
 valgrind --tool=memcheck --error-exitcode=99 --leak-check=full --show-leak-kinds=definite \
     --errors-for-leak-kinds=definite --num-callers=40 --track-fds=no \
     --suppressions="$(dirname "$0")/valgrind.supp" --gen-suppressions=all --log-file="$VGLOG" \
-    "$LURK_KEYSERVER" -c "$LURK_T/ks.cnf" > "$LURK_T/ks.log" 2>&1 &
+    "$LURK_KEYSERVER" -c "$LURK_T/ks.cnf" > "$LURK_T/ks.log" 2>&1 {LURK_TAP}>&- &
 KS=$!
 LURK_PIDS+=("$KS")
 lurk_wait_log "$LURK_T/ks.log" 'ready' 120 || { lurk_fail "the key server starts under valgrind"; lurk_done; }
@@ -89,31 +89,36 @@ lurk_grep "an edge of another CA is refused" '^no-answer' "$LURK_T/rogue.log"
 # Connections that never finish their TLS handshake: idle ones and ones
 # stalled after part of a ClientHello; one batch closed by the peer, one
 # still open when SIGTERM comes.
-hold() { # IDLE STALLED SECONDS
-    /usr/bin/python3 - "$KS_PORT" "$@" <<'PY' &
+hold() { # IDLE STALLED SECONDS: opens them, writes their count to hold.ready, holds
+    rm -f "$LURK_T/hold.ready"
+    /usr/bin/python3 - "$KS_PORT" "$@" "$LURK_T/hold.ready" {LURK_TAP}>&- <<'PY' &
 import socket, sys, time
-port, idle, stalled, secs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+port, idle, stalled, secs, ready = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 socks = []
 for i in range(idle + stalled):
     s = socket.create_connection(("127.0.0.1", port))
     if i >= idle:
         s.sendall(bytes.fromhex("16030102000100") + b"\x01\xfc\x03\x03")
     socks.append(s)
-time.sleep(secs)
+open(ready, "w").write("%d\n" % len(socks))
+time.sleep(secs)  # the scenario: hold them this long
 PY
     HOLD_PID=$!
     LURK_PIDS+=("$HOLD_PID")
 }
 hold 40 10 3
+lurk_wait_log "$LURK_T/hold.ready" '^50$' 60 || lurk_fail "50 connections opened"
 wait "$HOLD_PID"
 hold 20 5 300
-sleep 2
+lurk_wait_log "$LURK_T/hold.ready" '^25$' 60 || lurk_fail "25 connections opened"
+# The key server accepts in order: once a ping made after them is answered,
+# it holds all 25.
 lurk_check "lurkctl ping after all that" "$LURK_CTL" "${TLS[@]}" "${EDGE[@]}" ping
 
 # Stop the edges first (their connections close), then the key server.
 for k in rsa p256; do lurk_stop "${EDGE_PID[$k]}"; done
 kill -TERM "$KS"
-for _ in $(seq 600); do kill -0 "$KS" 2>/dev/null || break; sleep 0.1; done
+lurk_wait_exit "$KS" 60
 wait "$KS"
 rc=$?
 lurk_log "$(grep -E 'ERROR SUMMARY|definitely lost|indirectly lost|possibly lost' "$VGLOG" | sed 's/^==[0-9]*== //' | tr '\n' ';')"

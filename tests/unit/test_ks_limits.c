@@ -46,6 +46,38 @@ static void test_bucket_sustained_rate(void **state)
     assert_in_range(ok, 999, 1001);
 }
 
+/*
+ * Refill timing at a rate that does not divide a second (what the
+ * integration tests no longer assert on wall time): a token is due exactly
+ * after 1/rate s, and refused takes in between lose none of the credit.
+ */
+static void test_bucket_refill_timing(void **state)
+{
+    ks_bucket b;
+    uint64_t t0 = 5 * SEC;
+
+    (void)state;
+    ks_bucket_init(&b, 3, 1, t0);
+    assert_true(ks_bucket_take(&b, t0));            /* the burst of 1 */
+    assert_false(ks_bucket_take(&b, t0 + 100000));  /* 0.3 token */
+    assert_false(ks_bucket_take(&b, t0 + 200000));  /* 0.6: refused takes keep the credit */
+    assert_false(ks_bucket_take(&b, t0 + 333333));  /* 0.999999 */
+    assert_true(ks_bucket_take(&b, t0 + 333334));   /* 1.000002: due */
+    assert_false(ks_bucket_take(&b, t0 + 333334));
+    /* The bucket holds at most its burst (1 token): the 2 micro-tokens
+     * over it were not kept, so the next one is due 1/3 s after that take. */
+    assert_false(ks_bucket_take(&b, t0 + 666667));  /* 0.999999 */
+    assert_true(ks_bucket_take(&b, t0 + 666668));   /* 1.000002 */
+    /* it_ops' flood, on a known clock: 41 requests 25 ms apart (1 s) from
+     * a full bucket (rate 5, burst 5): the burst, then one per 0.2 s. */
+    int ok = 0;
+
+    ks_bucket_init(&b, 5, 5, t0);
+    for (int i = 0; i <= 40; i++)
+        ok += ks_bucket_take(&b, t0 + (uint64_t)i * 25000);
+    assert_int_equal(ok, 10);
+}
+
 static void test_bucket_unlimited_and_defaults(void **state)
 {
     ks_bucket b;
@@ -107,6 +139,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_burst_then_rate),
         cmocka_unit_test(test_bucket_sustained_rate),
+        cmocka_unit_test(test_bucket_refill_timing),
         cmocka_unit_test(test_bucket_unlimited_and_defaults),
         cmocka_unit_test(test_bucket_clock_backwards_and_idle),
         cmocka_unit_test(test_ratelog_once_per_interval),
