@@ -13,6 +13,7 @@
  * ks_config_int.h.
  */
 #include "ks_config_int.h"
+#include "lurk_edge.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -84,7 +85,7 @@ static int ks_main_bool(ks_parse *p, const char *name, int dflt, int *out)
     *out = dflt;
     if (v == NULL)
         return 0;
-    if (ks_config_bool(v, out) != 0) {
+    if (lurk_bool_parse(v, out) != 0) {
         ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, name),
                        "%s: \"%s\" is not yes or no", name, v);
         return -1;

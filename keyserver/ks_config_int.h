@@ -47,8 +47,6 @@ const ks_scan_entry *ks_scan_duplicate(const ks_scan *s, const char *section, lo
 
 /* ---- values (ks_config_scan.c) ------------------------------------------ */
 
-/* yes/true/on/1 or no/false/off/0, any case; -1 for anything else. */
-int ks_config_bool(const char *v, int *out);
 /* The path inside a file: URI, NULL if `s` is not one. */
 const char *ks_config_file_uri_path(const char *s);
 /* `path` relative to `basedir` unless absolute; a new string, NULL when out of memory. */

@@ -263,24 +263,6 @@ const ks_scan_entry *ks_scan_duplicate(const ks_scan *s, const char *section,
 
 /* ---- values ------------------------------------------------------------ */
 
-int ks_config_bool(const char *v, int *out)
-{
-    static const char *const yes[] = { "yes", "true", "on", "1" };
-    static const char *const no[] = { "no", "false", "off", "0" };
-
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        if (strcasecmp(v, yes[i]) == 0) {
-            *out = 1;
-            return 0;
-        }
-        if (strcasecmp(v, no[i]) == 0) {
-            *out = 0;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 static int ks_config_scheme_len(const char *s)
 {
     int n = 0;

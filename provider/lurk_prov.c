@@ -9,13 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/params.h>
 #include <openssl/provider.h>
 
+#include "lurk_edge.h"
 #include "lurk_keyref.h"
 #include "lurk_prov.h"
 #include "lurk_transport.h"
@@ -167,12 +167,6 @@ static const OSSL_DISPATCH lurk_dispatch[] = {
     { 0, NULL }
 };
 
-static int lurk_truthy(const char *v)
-{
-    return v != NULL && (strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0
-                         || strcasecmp(v, "true") == 0 || strcasecmp(v, "on") == 0);
-}
-
 static int lurk_dup_opt(char **dst, const char *src)
 {
     if (src == NULL || src[0] == '\0')
@@ -183,47 +177,29 @@ static int lurk_dup_opt(char **dst, const char *src)
 #define lurk_config_fail(prov, ...) \
     snprintf((prov)->config_error, sizeof((prov)->config_error), __VA_ARGS__)
 
-/* A duration setting in milliseconds; absent keeps *out. */
-static int lurk_config_ms(LURK_PROV_CTX *prov, const char *name, const char *text, long min,
-                          long max, int *out)
-{
-    char *end;
-    long ms;
-
-    if (text == NULL)
-        return 1;
-    ms = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || ms < min || ms > max) {
-        lurk_config_fail(prov, "%s = \"%s\": give milliseconds, %ld to %ld", name, text, min, max);
-        return 0;
-    }
-    *out = (int)ms;
-    return 1;
-}
-
-/* Reads the provider's openssl.cnf section; fails on anything unusable. */
+/*
+ * Reads the provider's openssl.cnf section (the names and their reading
+ * are lurk_edge.c's, shared with lurkctl); fails on anything unusable.
+ */
 static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
 {
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
-    char *servers = NULL, *cert = NULL, *key = NULL, *ca = NULL, *sni = NULL;
-    char *timeout = NULL, *attempt = NULL, *keepalive = NULL, *insecure = NULL, *verify = NULL;
-    char *helper = NULL;
-    char err[256];
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_utf8_ptr("servers", &servers, 0),
-        OSSL_PARAM_utf8_ptr("tls_cert", &cert, 0),
-        OSSL_PARAM_utf8_ptr("tls_key", &key, 0),
-        OSSL_PARAM_utf8_ptr("tls_ca", &ca, 0),
-        OSSL_PARAM_utf8_ptr("server_name", &sni, 0),
-        OSSL_PARAM_utf8_ptr("timeout_ms", &timeout, 0),
-        OSSL_PARAM_utf8_ptr("attempt_timeout_ms", &attempt, 0),
-        OSSL_PARAM_utf8_ptr("keepalive_ms", &keepalive, 0),
-        OSSL_PARAM_utf8_ptr("allow_insecure", &insecure, 0),
-        OSSL_PARAM_utf8_ptr("verify_signatures", &verify, 0),
-        OSSL_PARAM_utf8_ptr("pubkey_helper", &helper, 0),
-        OSSL_PARAM_END
-    };
+    lurk_edge_text text;
+    lurk_edge_values v;
+    const lurk_edge_field *fields;
+    size_t n;
+    OSSL_PARAM params[16];
 
+    memset(&text, 0, sizeof(text));
+    fields = lurk_edge_fields(&n);
+    if (n >= sizeof(params) / sizeof(params[0])) {
+        lurk_config_fail(prov, "internal: too many settings");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        params[i] = OSSL_PARAM_construct_utf8_ptr(fields[i].name,
+                                                  (char **)lurk_edge_slot(&text, &fields[i]), 0);
+    params[n] = OSSL_PARAM_construct_end();
     for (; in->function_id != 0; in++)
         if (in->function_id == OSSL_FUNC_CORE_GET_PARAMS)
             get_params = OSSL_FUNC_core_get_params(in);
@@ -231,28 +207,22 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
         lurk_config_fail(prov, "cannot read the provider's configuration section");
         return 0;
     }
-    prov->timeout_ms = LURK_DEFAULT_TIMEOUT_MS;
-    prov->keepalive_ms = 1000;
-    prov->verify_signatures = lurk_truthy(verify);
-    prov->allow_insecure = lurk_truthy(insecure);
-    if (!lurk_config_ms(prov, "timeout_ms", timeout, 10, 600000, &prov->timeout_ms)
-        || !lurk_config_ms(prov, "attempt_timeout_ms", attempt, 10, 600000,
-                           &prov->attempt_timeout_ms)
-        || !lurk_config_ms(prov, "keepalive_ms", keepalive, 0, 3600000, &prov->keepalive_ms))
-        return 0;
     /*
      * Without servers the provider still loads: `openssl list -providers`
      * and key loading work, and the first signature says what is missing.
      */
-    if (servers != NULL
-        && (prov->servers = lurk_url_list_parse(servers, prov->allow_insecure, err,
-                                                sizeof(err))) == NULL) {
-        lurk_config_fail(prov, "servers: %s", err);
+    if (lurk_edge_parse(&text, &v, prov->config_error, sizeof(prov->config_error)) != 0)
         return 0;
-    }
-    if (!lurk_dup_opt(&prov->tls_cert, cert) || !lurk_dup_opt(&prov->tls_key, key)
-        || !lurk_dup_opt(&prov->tls_ca, ca) || !lurk_dup_opt(&prov->server_name, sni)
-        || !lurk_dup_opt(&prov->pubkey_helper, helper)) {
+    prov->servers = v.servers;
+    prov->allow_insecure = v.allow_insecure;
+    prov->verify_signatures = v.verify_signatures;
+    prov->timeout_ms = v.timeout_ms;
+    prov->attempt_timeout_ms = v.attempt_timeout_ms;
+    prov->keepalive_ms = v.keepalive_ms;
+    if (!lurk_dup_opt(&prov->tls_cert, text.tls_cert) || !lurk_dup_opt(&prov->tls_key, text.tls_key)
+        || !lurk_dup_opt(&prov->tls_ca, text.tls_ca)
+        || !lurk_dup_opt(&prov->server_name, text.server_name)
+        || !lurk_dup_opt(&prov->pubkey_helper, text.pubkey_helper)) {
         lurk_config_fail(prov, "out of memory");
         return 0;
     }

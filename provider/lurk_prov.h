@@ -24,7 +24,6 @@
 
 #define LURK_PROV_NAME "lurk"
 #define LURK_PROPS "provider=lurk"
-#define LURK_DEFAULT_TIMEOUT_MS 2000
 
 /* Reasons, as shown by ERR_print_errors: "lurk: <reason>: <detail>". */
 enum {

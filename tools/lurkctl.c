@@ -1,16 +1,15 @@
 /*
  * lurkctl: talk to a LURK key server as an edge does.
  *
- * Reads the same settings as the provider (servers, tls_cert, tls_key,
- * tls_ca, server_name, timeout_ms, allow_insecure), from the provider's
- * section of an openssl.cnf or from the command line, so that an operator
- * can check connectivity and certificates with exactly what nginx will use.
+ * Reads the same settings as the provider, with the provider's own reading
+ * of them (lurk_edge.c), from the provider's section of an openssl.cnf or
+ * from the command line, so that an operator can check connectivity and
+ * certificates with exactly what nginx will use.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <openssl/conf.h>
@@ -22,6 +21,7 @@
 #include "ks_config.h"
 #include "ks_keys.h"
 #include "ks_log.h"
+#include "lurk_edge.h"
 #include "lurk_keyref.h"
 #include "lurk_transport.h"
 
@@ -30,10 +30,7 @@
 #define EXIT_USAGE 2
 
 typedef struct {
-    const char *servers;
-    const char *cert, *key, *ca, *server_name;
-    int timeout_ms;
-    int allow_insecure;
+    lurk_edge_text edge;        /* from the command line, then the config file */
     const char *out;
     /* keyref */
     const char *keyserver_config, *match_cert, *servers_hint;
@@ -91,14 +88,6 @@ static void lurkctl_usage(FILE *f)
 }
 
 /* Milliseconds, 10 to 600000 as the provider takes them; -1 if not. */
-static int lurkctl_ms(const char *text)
-{
-    char *end;
-    long ms = strtol(text, &end, 10);
-
-    return end != text && *end == '\0' && ms >= 10 && ms <= 600000 ? (int)ms : -1;
-}
-
 /* The lurk provider's section: `lurk = <section>` in the providers list. */
 static const char *lurkctl_find_section(CONF *conf)
 {
@@ -116,6 +105,8 @@ static int lurkctl_read_config(const char *path, const char *section, lurkctl_op
     CONF *conf = NCONF_new(NULL);
     long line = -1;
     const char *v;
+    const lurk_edge_field *fields;
+    size_t n;
 
     if (conf == NULL || NCONF_load(conf, path, &line) <= 0) {
         fprintf(stderr, "lurkctl: cannot load %s (line %ld)\n", path, line);
@@ -128,21 +119,14 @@ static int lurkctl_read_config(const char *path, const char *section, lurkctl_op
         NCONF_free(conf);
         return 0;
     }
-#define LURKCTL_GET(field, name)                                             \
-    if (o->field == NULL && (v = NCONF_get_string(conf, section, name)) != NULL) \
-        o->field = v;
-    LURKCTL_GET(servers, "servers");
-    LURKCTL_GET(cert, "tls_cert");
-    LURKCTL_GET(key, "tls_key");
-    LURKCTL_GET(ca, "tls_ca");
-    LURKCTL_GET(server_name, "server_name");
-#undef LURKCTL_GET
-    if (o->timeout_ms == 0 && (v = NCONF_get_string(conf, section, "timeout_ms")) != NULL)
-        o->timeout_ms = lurkctl_ms(v);
-    if ((v = NCONF_get_string(conf, section, "allow_insecure")) != NULL
-        && (strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0
-            || strcasecmp(v, "on") == 0))
-        o->allow_insecure = 1;
+    /* What the command line gave wins; the provider's own reading of the rest. */
+    fields = lurk_edge_fields(&n);
+    for (size_t i = 0; i < n; i++) {
+        const char **slot = lurk_edge_slot(&o->edge, &fields[i]);
+
+        if (*slot == NULL && (v = NCONF_get_string(conf, section, fields[i].name)) != NULL)
+            *slot = v;
+    }
     ERR_clear_error();
     *confp = conf; /* the strings above live in it */
     return 1;
@@ -464,6 +448,7 @@ int main(int argc, char **argv)
     char err[512], tmp[4096];
     lurk_client *client = NULL;
     lurk_client_conf cc;
+    lurk_edge_values ev;
     FILE *out = stdout;
     int opt, rc = EXIT_USAGE, keyref;
 
@@ -471,13 +456,13 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'C': config = optarg; break;
         case 'S': section = optarg; break;
-        case 's': o.servers = optarg; break;
-        case 'c': o.cert = optarg; break;
-        case 'k': o.key = optarg; break;
-        case 'a': o.ca = optarg; break;
-        case 'n': o.server_name = optarg; break;
-        case 't': o.timeout_ms = lurkctl_ms(optarg); break;
-        case 'I': o.allow_insecure = 1; break;
+        case 's': o.edge.servers = optarg; break;
+        case 'c': o.edge.tls_cert = optarg; break;
+        case 'k': o.edge.tls_key = optarg; break;
+        case 'a': o.edge.tls_ca = optarg; break;
+        case 'n': o.edge.server_name = optarg; break;
+        case 't': o.edge.timeout_ms = optarg; break;
+        case 'I': o.edge.allow_insecure = "yes"; break;
         case 'o': o.out = optarg; break;
         case 'K': o.keyserver_config = optarg; break;
         case 'M': o.match_cert = optarg; break;
@@ -512,22 +497,23 @@ int main(int argc, char **argv)
         return lurkctl_keyref(NULL, &o, argv[optind + 1]);
     if (config != NULL && !lurkctl_read_config(config, section, &o, &conf))
         return EXIT_USAGE;
-    if (o.timeout_ms < 0) {
-        fprintf(stderr, "lurkctl: timeout: give milliseconds, 10 to 600000\n");
+    if (lurk_edge_parse(&o.edge, &ev, err, sizeof(err)) != 0) {
+        fprintf(stderr, "lurkctl: %s\n", err);
         NCONF_free(conf);
         return EXIT_USAGE;
     }
-    if ((urls = lurk_url_list_parse(o.servers, o.allow_insecure, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "lurkctl: servers: %s\n", err);
+    if ((urls = ev.servers) == NULL) {
+        fprintf(stderr, "lurkctl: servers: no URL given (--servers, or servers = in the "
+                "provider's section of --config)\n");
         goto done;
     }
     memset(&cc, 0, sizeof(cc));
     cc.urls = urls;
-    cc.tls.cert = o.cert;
-    cc.tls.key = o.key;
-    cc.tls.ca = o.ca;
-    cc.tls.server_name = o.server_name;
-    cc.timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : 2000;
+    cc.tls.cert = o.edge.tls_cert;
+    cc.tls.key = o.edge.tls_key;
+    cc.tls.ca = o.edge.tls_ca;
+    cc.tls.server_name = o.edge.server_name;
+    cc.timeout_ms = ev.timeout_ms;
     if (lurk_client_new(&cc, &client, err, sizeof(err)) != 0) {
         fprintf(stderr, "lurkctl: %s\n", err);
         goto done;
