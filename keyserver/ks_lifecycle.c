@@ -154,6 +154,9 @@ static void ks_slot_work_inline(ks_slot *s)
         return;
     pthread_mutex_lock(&srv->q_lock);
     idle = ks_server_idle_locked(srv);
+    /* ks_server_shutdown waits for the last of these (the workers are gone). */
+    if (srv->q_shutdown)
+        pthread_cond_broadcast(&srv->q_cond);
     pthread_mutex_unlock(&srv->q_lock);
     if (idle)
         ks_audit_flush(srv->audit);
@@ -419,8 +422,10 @@ static void ks_server_shutdown(ks_server *srv)
         pthread_join(srv->workers[i], NULL);
     srv->n_workers = 0;
     /* The same for answers being sent from nng's callbacks; new ones see `closed`. */
+    pthread_mutex_lock(&srv->q_lock);
     while (atomic_load(&srv->inline_active) > 0)
-        nng_msleep(1);
+        pthread_cond_wait(&srv->q_cond, &srv->q_lock);
+    pthread_mutex_unlock(&srv->q_lock);
     /* Closing the socket fails every pending receive and send with NNG_ECLOSED. */
     if (srv->sock_open) {
         nng_close(srv->sock);
@@ -442,6 +447,7 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
 {
     ks_server *srv = calloc(1, sizeof(*srv));
     ks_slot_act act;
+    pthread_condattr_t cattr;
     int rv;
 
     *out = NULL;
@@ -456,7 +462,11 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
     pthread_mutex_init(&srv->q_lock, NULL);
     pthread_cond_init(&srv->q_cond, NULL);
     pthread_mutex_init(&srv->slot_lock, NULL);
-    pthread_cond_init(&srv->slot_cond, NULL);
+    /* The drain's deadline must not move with the wall clock. */
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->slot_cond, &cattr);
+    pthread_condattr_destroy(&cattr);
     pthread_mutex_init(&srv->lim_lock, NULL);
     pthread_mutex_init(&srv->replay_lock, NULL);
     ks_ratelog_init(&srv->rlog_total, KS_SERVER_LOG_INTERVAL_US);
@@ -618,7 +628,7 @@ void ks_server_stop(ks_server *srv)
     ks_runtime_release(rt);
     /* Stop taking connections and requests; let the admitted ones finish. */
     atomic_store(&srv->draining, 1);
-    clock_gettime(CLOCK_REALTIME, &deadline);
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += (time_t)timeout_s;
     pthread_mutex_lock(&srv->slot_lock);
     ks_slots_step_locked(srv, NULL, &(ks_slot_ev){ .type = KS_SLOT_EV_DRAIN }, &act);

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -382,30 +383,56 @@ static size_t lurk_rpc_read_all(int fd, unsigned char *buf, size_t size,
 }
 
 /*
- * Reaps the helper: it gets until the deadline to exit once its answer is
- * in, then it is killed. Returns its wait status, or -1 if the host reaped
- * it first (SIGCHLD ignored, a waitpid(-1) loop in another thread).
+ * The helper as a pidfd (Linux 5.3), opened as soon as it runs: signals and
+ * waiting then name this process, not a pid that the host may have reaped
+ * and the kernel handed to another one. -1 where the kernel has none.
  */
-static int lurk_rpc_reap(pid_t pid, const struct timespec *start, int timeout_ms)
+static int lurk_rpc_pidfd(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static void lurk_rpc_kill(pid_t pid, int pidfd)
+{
+    if (pidfd >= 0)
+        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    else
+        kill(pid, SIGKILL);
+}
+
+/*
+ * Reaps the helper: it gets until the deadline to exit once its answer is
+ * in, then it is killed. With a pidfd this waits for the exit itself (the
+ * fd becomes readable); without one it looks every 2 ms. Returns its wait
+ * status, or -1 if the host reaped it first (SIGCHLD ignored, a
+ * waitpid(-1) loop in another thread).
+ */
+static int lurk_rpc_reap(pid_t pid, int pidfd, const struct timespec *start, int timeout_ms)
 {
     int status;
     pid_t r;
 
     for (;;) {
+        long left = timeout_ms - lurk_ms_since(start);
+
         r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             return status;
         if (r < 0 && errno != EINTR)
             return -1;
-        if (r == 0 && lurk_ms_since(start) >= timeout_ms)
+        if (r == 0 && left <= 0)
             break;
-        if (r == 0) {
+        if (r == 0 && pidfd >= 0) {
+            struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+            (void)poll(&pfd, 1, (int)left);
+        } else if (r == 0) {
             struct timespec nap = { 0, 2 * 1000 * 1000 };
 
             nanosleep(&nap, NULL);
         }
     }
-    kill(pid, SIGKILL);
+    lurk_rpc_kill(pid, pidfd);
     while ((r = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
         ;
     return r == pid ? status : -1;
@@ -533,7 +560,7 @@ static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
 {
     const char *helper = prov->pubkey_helper != NULL ? prov->pubkey_helper : LURK_PUBKEY_HELPER;
     char *argv[LURK_HELPER_MAX_ARGS], *envp[8], timeout[16], attempt[16];
-    int fds[2], status, eof, deadline = prov->timeout_ms + 1000;
+    int fds[2], status, eof, pidfd, deadline = prov->timeout_ms + 1000;
     struct timespec start;
     pid_t pid;
     unsigned char *buf;
@@ -571,11 +598,14 @@ static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
         return 0;
     }
     close(fds[1]);
+    pidfd = lurk_rpc_pidfd(pid);
     len = lurk_rpc_read_all(fds[0], buf, LURK_MAX_MESSAGE, &start, deadline, &eof);
     close(fds[0]);
     if (!eof)
-        kill(pid, SIGKILL); /* out of time: no reason to wait any longer */
-    status = lurk_rpc_reap(pid, &start, deadline);
+        lurk_rpc_kill(pid, pidfd); /* out of time: no reason to wait any longer */
+    status = lurk_rpc_reap(pid, pidfd, &start, deadline);
+    if (pidfd >= 0)
+        close(pidfd);
     if (len > LURK_MAX_MESSAGE) {
         lurk_raise(prov, LURK_R_KEY_SERVER_BAD_REPLY, "key \"%s\": the key lookup helper %s "
                    "answered more than %u bytes", key_id, helper, LURK_MAX_MESSAGE);
