@@ -43,10 +43,10 @@ typedef struct {
     int port;
     int conns;
     int threads;
-    double duration;  /* seconds of measurement, after warmup */
-    double warmup;    /* seconds not counted */
-    long count;       /* total handshakes to measure instead of a duration */
-    int tls_version;  /* 0 (any), TLS1_2_VERSION or TLS1_3_VERSION */
+    double duration; /* seconds of measurement, after warmup */
+    double warmup;   /* seconds not counted */
+    long count;      /* total handshakes to measure instead of a duration */
+    int tls_version; /* 0 (any), TLS1_2_VERSION or TLS1_3_VERSION */
     const char *sigalgs, *ciphers, *ciphersuites, *groups, *servername, *cafile;
     int http;
     int linger0;
@@ -54,8 +54,14 @@ typedef struct {
 } hs_opts;
 
 static hs_opts opt = {
-    .host = "127.0.0.1", .port = 0, .conns = 1, .threads = 1, .duration = 5.0,
-    .warmup = 0.5, .count = 0, .servername = "localhost",
+    .host = "127.0.0.1",
+    .port = 0,
+    .conns = 1,
+    .threads = 1,
+    .duration = 5.0,
+    .warmup = 0.5,
+    .count = 0,
+    .servername = "localhost",
 };
 
 enum { ST_CONNECT, ST_HANDSHAKE, ST_WRITE, ST_READ, ST_SHUTDOWN };
@@ -64,10 +70,10 @@ typedef struct {
     int fd;
     SSL *ssl;
     int state;
-    double t0;       /* connect() */
-    double t_hs;     /* handshake done */
+    double t0;   /* connect() */
+    double t_hs; /* handshake done */
     size_t sent;
-    int counted;     /* started inside the measurement window */
+    int counted; /* started inside the measurement window */
 } hs_conn;
 
 typedef struct {
@@ -78,14 +84,14 @@ typedef struct {
     int ep;
     hs_conn *c;
     /* results */
-    double *lat;     /* handshake latencies of counted handshakes, ms */
+    double *lat; /* handshake latencies of counted handshakes, ms */
     size_t nlat, caplat;
     unsigned long errors, reused;
     char first_err[256];
 } hs_thread;
 
 static double t_start, t_measure, t_end;
-static atomic_long started_counted;  /* count mode: handshakes started */
+static atomic_long started_counted; /* count mode: handshakes started */
 static atomic_int stop_now;
 static char neg_proto[32], neg_cipher[64], neg_sig[64], neg_group[64];
 static pthread_mutex_t neg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -116,49 +122,53 @@ static void die(const char *fmt, ...)
 
 static void usage(FILE *out)
 {
-    fputs(
-"Usage: lurk-hsbench -p PORT [options]\n"
-"  -H, --host ADDR        server IPv4 address (127.0.0.1)\n"
-"  -p, --port PORT        server port (required)\n"
-"  -c, --conns N          concurrent connections (1)\n"
-"  -T, --threads N        client threads sharing the connections (1)\n"
-"  -d, --duration S       measure for S seconds (5)\n"
-"  -w, --warmup S         run S seconds before measuring (0.5)\n"
-"  -n, --count N          measure N handshakes instead of a duration\n"
-"  -V, --tls 1.2|1.3      only this TLS version (default: any)\n"
-"      --sigalgs LIST     signature algorithms offered (OpenSSL syntax)\n"
-"      --ciphers LIST     TLS 1.2 cipher list\n"
-"      --ciphersuites L   TLS 1.3 cipher suites\n"
-"      --groups LIST      key exchange groups\n"
-"      --servername NAME  SNI (localhost)\n"
-"      --cafile FILE      verify the server chain against FILE (default: no\n"
-"                         chain check; the handshake signature is always verified)\n"
-"      --http             send GET / HTTP/1.0 and read the answer to the end\n"
-"      --linger0          close with RST (no TIME_WAIT) instead of FIN\n"
-"  -q, --quiet            no progress on stderr\n"
-"Every handshake is a full one: no session tickets, no session cache.\n"
-"Prints one line: handshakes= errors= seconds= rate= p50_ms= p90_ms= p99_ms=\n"
-"mean_ms= max_ms= reused= proto= cipher= sigalg= group=\n", out);
+    fputs("Usage: lurk-hsbench -p PORT [options]\n"
+          "  -H, --host ADDR        server IPv4 address (127.0.0.1)\n"
+          "  -p, --port PORT        server port (required)\n"
+          "  -c, --conns N          concurrent connections (1)\n"
+          "  -T, --threads N        client threads sharing the connections (1)\n"
+          "  -d, --duration S       measure for S seconds (5)\n"
+          "  -w, --warmup S         run S seconds before measuring (0.5)\n"
+          "  -n, --count N          measure N handshakes instead of a duration\n"
+          "  -V, --tls 1.2|1.3      only this TLS version (default: any)\n"
+          "      --sigalgs LIST     signature algorithms offered (OpenSSL syntax)\n"
+          "      --ciphers LIST     TLS 1.2 cipher list\n"
+          "      --ciphersuites L   TLS 1.3 cipher suites\n"
+          "      --groups LIST      key exchange groups\n"
+          "      --servername NAME  SNI (localhost)\n"
+          "      --cafile FILE      verify the server chain against FILE (default: no\n"
+          "                         chain check; the handshake signature is always verified)\n"
+          "      --http             send GET / HTTP/1.0 and read the answer to the end\n"
+          "      --linger0          close with RST (no TIME_WAIT) instead of FIN\n"
+          "  -q, --quiet            no progress on stderr\n"
+          "Every handshake is a full one: no session tickets, no session cache.\n"
+          "Prints one line: handshakes= errors= seconds= rate= p50_ms= p90_ms= p99_ms=\n"
+          "mean_ms= max_ms= reused= proto= cipher= sigalg= group=\n",
+          out);
 }
 
 static void parse_args(int argc, char **argv)
 {
     enum { O_SIGALGS = 256, O_CIPHERS, O_SUITES, O_GROUPS, O_SNI, O_CA, O_HTTP, O_LINGER };
-    static const struct option lo[] = {
-        { "host", required_argument, 0, 'H' },      { "port", required_argument, 0, 'p' },
-        { "conns", required_argument, 0, 'c' },     { "threads", required_argument, 0, 'T' },
-        { "duration", required_argument, 0, 'd' },  { "warmup", required_argument, 0, 'w' },
-        { "count", required_argument, 0, 'n' },     { "tls", required_argument, 0, 'V' },
-        { "sigalgs", required_argument, 0, O_SIGALGS },
-        { "ciphers", required_argument, 0, O_CIPHERS },
-        { "ciphersuites", required_argument, 0, O_SUITES },
-        { "groups", required_argument, 0, O_GROUPS },
-        { "servername", required_argument, 0, O_SNI },
-        { "cafile", required_argument, 0, O_CA },
-        { "http", no_argument, 0, O_HTTP },         { "linger0", no_argument, 0, O_LINGER },
-        { "quiet", no_argument, 0, 'q' },           { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 }
-    };
+    static const struct option lo[] = { { "host", required_argument, 0, 'H' },
+                                        { "port", required_argument, 0, 'p' },
+                                        { "conns", required_argument, 0, 'c' },
+                                        { "threads", required_argument, 0, 'T' },
+                                        { "duration", required_argument, 0, 'd' },
+                                        { "warmup", required_argument, 0, 'w' },
+                                        { "count", required_argument, 0, 'n' },
+                                        { "tls", required_argument, 0, 'V' },
+                                        { "sigalgs", required_argument, 0, O_SIGALGS },
+                                        { "ciphers", required_argument, 0, O_CIPHERS },
+                                        { "ciphersuites", required_argument, 0, O_SUITES },
+                                        { "groups", required_argument, 0, O_GROUPS },
+                                        { "servername", required_argument, 0, O_SNI },
+                                        { "cafile", required_argument, 0, O_CA },
+                                        { "http", no_argument, 0, O_HTTP },
+                                        { "linger0", no_argument, 0, O_LINGER },
+                                        { "quiet", no_argument, 0, 'q' },
+                                        { "help", no_argument, 0, 'h' },
+                                        { 0, 0, 0, 0 } };
     int ch;
 
     while ((ch = getopt_long(argc, argv, "H:p:c:T:d:w:n:V:qh", lo, NULL)) != -1) {
@@ -191,9 +201,9 @@ static void parse_args(int argc, char **argv)
         default: usage(stderr); exit(2);
         }
     }
-    if (optind != argc || opt.port <= 0 || opt.port > 65535 || opt.conns < 1
-        || opt.conns > 4096 || opt.threads < 1 || opt.threads > opt.conns
-        || (opt.count <= 0 && opt.duration <= 0) || opt.warmup < 0) {
+    if (optind != argc || opt.port <= 0 || opt.port > 65535 || opt.conns < 1 || opt.conns > 4096
+        || opt.threads < 1 || opt.threads > opt.conns || (opt.count <= 0 && opt.duration <= 0)
+        || opt.warmup < 0) {
         usage(stderr);
         exit(2);
     }
@@ -485,8 +495,9 @@ static void *thread_main(void *arg)
                 }
             }
         }
-        if (active == 0 && (atomic_load(&stop_now) || (opt.count <= 0 && now >= t_end)
-                            || (opt.count > 0 && atomic_load(&started_counted) >= opt.count)))
+        if (active == 0
+            && (atomic_load(&stop_now) || (opt.count <= 0 && now >= t_end)
+                || (opt.count > 0 && atomic_load(&started_counted) >= opt.count)))
             break;
         n = epoll_wait(t->ep, ev, 64, timeout_ms);
         if (n < 0 && errno != EINTR)

@@ -54,9 +54,17 @@ static struct {
     double duration, warmup;
     long count, gap_us;
 } opt = {
-    .server_name = "localhost", .key_id = "rsa", .scheme = 0x0804, .op = OP_SIGN,
-    .inflight = 32, .clients = 1, .verify = 3, .size = 200, .timeout_ms = 10000,
-    .duration = 5.0, .warmup = 0.5,
+    .server_name = "localhost",
+    .key_id = "rsa",
+    .scheme = 0x0804,
+    .op = OP_SIGN,
+    .inflight = 32,
+    .clients = 1,
+    .verify = 3,
+    .size = 200,
+    .timeout_ms = 10000,
+    .duration = 5.0,
+    .warmup = 0.5,
 };
 
 static void die(const char *fmt, ...)
@@ -82,49 +90,53 @@ static double now_s(void)
 
 static void usage(FILE *out)
 {
-    fputs(
-"Usage: lurk-signbench --url URL --cert EDGE.crt --key EDGE.key --ca CA.crt [options]\n"
-"       lurk-signbench --serve-echo URL --cert SRV.crt --key SRV.key --ca CA.crt\n"
-"  -u, --url URL            key server (or echo server) URL\n"
-"      --cert/--key/--ca F  mutual TLS files, as in the lurk provider's section\n"
-"      --server-name NAME   name expected in the server certificate (localhost)\n"
-"  -o, --op OP              sign, ping, echo (bare nng req0), echo-client\n"
-"                           (echo through the edges' client code) (sign)\n"
-"  -k, --key-id ID          key to sign with (rsa)\n"
-"  -s, --scheme CODE        TLS SignatureScheme, e.g. 0x0804 0x0403 0x0807 (0x0804)\n"
-"  -i, --inflight K         requests in flight (32; echo is always 1)\n"
-"  -C, --clients N          client connections sharing them (1)\n"
-"  -d, --duration S         measure for S seconds (5)\n"
-"  -w, --warmup S           run S seconds before measuring (0.5)\n"
-"  -n, --count N            measure N requests instead of a duration\n"
-"      --verify N           check the first N signatures with the public key (3)\n"
-"      --size B             echo payload bytes (200)\n"
-"      --gap-us U           echo: wait U microseconds between requests (0), so\n"
-"                           that threads sleep between them as in handshakes\n"
-"      --serve-echo URL     run a bare nng rep0 echo server until SIGTERM\n"
-"Prints one line: ops= errors= seconds= rate= p50_ms= p90_ms= p99_ms= mean_ms= max_ms=\n",
+    fputs("Usage: lurk-signbench --url URL --cert EDGE.crt --key EDGE.key --ca CA.crt [options]\n"
+          "       lurk-signbench --serve-echo URL --cert SRV.crt --key SRV.key --ca CA.crt\n"
+          "  -u, --url URL            key server (or echo server) URL\n"
+          "      --cert/--key/--ca F  mutual TLS files, as in the lurk provider's section\n"
+          "      --server-name NAME   name expected in the server certificate (localhost)\n"
+          "  -o, --op OP              sign, ping, echo (bare nng req0), echo-client\n"
+          "                           (echo through the edges' client code) (sign)\n"
+          "  -k, --key-id ID          key to sign with (rsa)\n"
+          "  -s, --scheme CODE        TLS SignatureScheme, e.g. 0x0804 0x0403 0x0807 (0x0804)\n"
+          "  -i, --inflight K         requests in flight (32; echo is always 1)\n"
+          "  -C, --clients N          client connections sharing them (1)\n"
+          "  -d, --duration S         measure for S seconds (5)\n"
+          "  -w, --warmup S           run S seconds before measuring (0.5)\n"
+          "  -n, --count N            measure N requests instead of a duration\n"
+          "      --verify N           check the first N signatures with the public key (3)\n"
+          "      --size B             echo payload bytes (200)\n"
+          "      --gap-us U           echo: wait U microseconds between requests (0), so\n"
+          "                           that threads sleep between them as in handshakes\n"
+          "      --serve-echo URL     run a bare nng rep0 echo server until SIGTERM\n"
+          "Prints one line: ops= errors= seconds= rate= p50_ms= p90_ms= p99_ms= mean_ms= max_ms=\n",
           out);
 }
 
 static void parse_args(int argc, char **argv)
 {
     enum { O_CERT = 256, O_KEY, O_CA, O_SNI, O_VERIFY, O_SIZE, O_SERVE, O_TIMEOUT, O_GAP };
-    static const struct option lo[] = {
-        { "url", required_argument, 0, 'u' },       { "cert", required_argument, 0, O_CERT },
-        { "key", required_argument, 0, O_KEY },     { "ca", required_argument, 0, O_CA },
-        { "server-name", required_argument, 0, O_SNI },
-        { "op", required_argument, 0, 'o' },        { "key-id", required_argument, 0, 'k' },
-        { "scheme", required_argument, 0, 's' },    { "inflight", required_argument, 0, 'i' },
-        { "clients", required_argument, 0, 'C' },   { "duration", required_argument, 0, 'd' },
-        { "warmup", required_argument, 0, 'w' },    { "count", required_argument, 0, 'n' },
-        { "verify", required_argument, 0, O_VERIFY },
-        { "size", required_argument, 0, O_SIZE },
-        { "serve-echo", required_argument, 0, O_SERVE },
-        { "gap-us", required_argument, 0, O_GAP },
-        { "timeout-ms", required_argument, 0, O_TIMEOUT },
-        { "quiet", no_argument, 0, 'q' },           { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 }
-    };
+    static const struct option lo[] = { { "url", required_argument, 0, 'u' },
+                                        { "cert", required_argument, 0, O_CERT },
+                                        { "key", required_argument, 0, O_KEY },
+                                        { "ca", required_argument, 0, O_CA },
+                                        { "server-name", required_argument, 0, O_SNI },
+                                        { "op", required_argument, 0, 'o' },
+                                        { "key-id", required_argument, 0, 'k' },
+                                        { "scheme", required_argument, 0, 's' },
+                                        { "inflight", required_argument, 0, 'i' },
+                                        { "clients", required_argument, 0, 'C' },
+                                        { "duration", required_argument, 0, 'd' },
+                                        { "warmup", required_argument, 0, 'w' },
+                                        { "count", required_argument, 0, 'n' },
+                                        { "verify", required_argument, 0, O_VERIFY },
+                                        { "size", required_argument, 0, O_SIZE },
+                                        { "serve-echo", required_argument, 0, O_SERVE },
+                                        { "gap-us", required_argument, 0, O_GAP },
+                                        { "timeout-ms", required_argument, 0, O_TIMEOUT },
+                                        { "quiet", no_argument, 0, 'q' },
+                                        { "help", no_argument, 0, 'h' },
+                                        { 0, 0, 0, 0 } };
     int ch;
 
     while ((ch = getopt_long(argc, argv, "u:o:k:s:i:C:d:w:n:qh", lo, NULL)) != -1) {
@@ -265,9 +277,9 @@ static int serve_echo(void)
 
 /* 64 spaces, the context string, a zero byte, a SHA-256 transcript hash. */
 #define CV_PREFIX 64
-#define CV_LABEL "TLS 1.3, server CertificateVerify"
-#define CV_HASH 32
-#define CV_LEN (CV_PREFIX + sizeof(CV_LABEL) - 1 + 1 + CV_HASH)
+#define CV_LABEL  "TLS 1.3, server CertificateVerify"
+#define CV_HASH   32
+#define CV_LEN    (CV_PREFIX + sizeof(CV_LABEL) - 1 + 1 + CV_HASH)
 
 typedef struct {
     int idx;
@@ -390,7 +402,8 @@ static EVP_PKEY *fetch_pubkey(lurk_client *c)
     req.op_case = LURK__V1__REQUEST__OP_GET_PUBLIC_KEY;
     req.get_public_key = &get;
     if (lurk_client_call(c, &req, LURK__V1__RESPONSE__RESULT_GET_PUBLIC_KEY, &resp, err,
-                         sizeof(err)) != LURK_CALL_OK)
+                         sizeof(err))
+        != LURK_CALL_OK)
         die("public key of \"%s\": %s", opt.key_id, err);
     p = resp->get_public_key->spki.data;
     pk = d2i_PUBKEY(NULL, &p, (long)resp->get_public_key->spki.len);
@@ -412,7 +425,7 @@ static void verify_sig(const slot *s, const uint8_t *sig, size_t len)
     ok = EVP_DigestVerifyInit_ex(m, &pc, sc->md, NULL, NULL, pubkey, NULL) == 1;
     if (ok && sc->padding == LURK_PAD_PSS)
         ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0
-             && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) > 0;
+            && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) > 0;
     ok = ok && EVP_DigestVerify(m, sig, len, s->tbs, CV_LEN) == 1;
     EVP_MD_CTX_free(m);
     if (!ok)
@@ -493,7 +506,9 @@ fail:
 
 static void bare_open(nng_socket *sock)
 {
-    lurk_tls_files f = { .cert = opt.cert, .key = opt.key, .ca = opt.ca,
+    lurk_tls_files f = { .cert = opt.cert,
+                         .key = opt.key,
+                         .ca = opt.ca,
                          .server_name = opt.server_name ? opt.server_name : "127.0.0.1" };
     nng_tls_config *tls = NULL;
     nng_dialer d;
@@ -554,8 +569,7 @@ static void run_echo(echo_fn echo, void *arg)
             nanosleep(&ts, NULL);
         }
     }
-    report(&l, errors, opt.count > 0 ? now_s() - t_measure : opt.duration,
-           first[0] ? first : NULL);
+    report(&l, errors, opt.count > 0 ? now_s() - t_measure : opt.duration, first[0] ? first : NULL);
     free(l.v);
     free(buf);
 }
@@ -624,7 +638,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.clients; i++) {
         lurk_client_conf conf = {
             .urls = urls,
-            .tls = { .cert = opt.cert, .key = opt.key, .ca = opt.ca,
+            .tls = { .cert = opt.cert,
+                     .key = opt.key,
+                     .ca = opt.ca,
                      .server_name = opt.server_name },
             .timeout_ms = opt.timeout_ms,
         };
@@ -652,7 +668,8 @@ int main(int argc, char **argv)
         req.op_case = LURK__V1__REQUEST__OP_PING;
         req.ping = &ping;
         if (lurk_client_call(clients[i], &req, LURK__V1__RESPONSE__RESULT_PING, &resp, err,
-                             sizeof(err)) != LURK_CALL_OK)
+                             sizeof(err))
+            != LURK_CALL_OK)
             die("ping: %s", err);
         lurk__v1__response__free_unpacked(resp, NULL);
     }
@@ -686,8 +703,9 @@ int main(int argc, char **argv)
         }
         s = &slots[idx];
         active--;
-        r = lurk_pending_finish(s->p, opt.op == OP_SIGN ? LURK__V1__RESPONSE__RESULT_SIGN
-                                                        : LURK__V1__RESPONSE__RESULT_PING,
+        r = lurk_pending_finish(s->p,
+                                opt.op == OP_SIGN ? LURK__V1__RESPONSE__RESULT_SIGN
+                                                  : LURK__V1__RESPONSE__RESULT_PING,
                                 &resp, err, sizeof(err));
         now = now_s();
         if (r == LURK_CALL_OK) {

@@ -56,8 +56,8 @@ static int init_ctx(EVP_MD_CTX *m, EVP_PKEY *k)
         return 0;
     if (pss)
         return EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0
-               && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) > 0
-               && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, md_name, NULL) > 0;
+            && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) > 0
+            && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, md_name, NULL) > 0;
     return 1;
 }
 
@@ -86,8 +86,7 @@ static void *worker(void *arg)
         size_t len = sizeof(sig);
 
         memcpy(tbs + 98, &n, sizeof(n));
-        if (m == NULL
-            || (mode == M_REUSE ? EVP_MD_CTX_copy_ex(m, tmpl) != 1 : !init_ctx(m, k))
+        if (m == NULL || (mode == M_REUSE ? EVP_MD_CTX_copy_ex(m, tmpl) != 1 : !init_ctx(m, k))
             || EVP_DigestSign(m, sig, &len, tbs, sizeof(tbs)) != 1) {
             ERR_print_errors_fp(stderr);
             abort();
@@ -119,7 +118,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc)
             m = argv[++i];
         else {
-            fprintf(stderr, "Usage: lurk-signcore --key PEM [--threads T] [--seconds S] "
+            fprintf(stderr,
+                    "Usage: lurk-signcore --key PEM [--threads T] [--seconds S] "
                     "[--mode shared|dup|reuse]\n");
             return 2;
         }

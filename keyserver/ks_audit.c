@@ -24,9 +24,9 @@
 #define KS_AUDIT_FLUSH_AT (16 * 1024)
 
 struct ks_audit {
-    pthread_mutex_t lock;    /* guards fd, path and the buffer */
-    int fd;                  /* 2 for standard error */
-    char *path;              /* NULL: standard error */
+    pthread_mutex_t lock; /* guards fd, path and the buffer */
+    int fd;               /* 2 for standard error */
+    char *path;           /* NULL: standard error */
     /*
      * Largest single write(2): the whole buffer to a regular file, where
      * O_APPEND keeps it in one piece; PIPE_BUF to a pipe or terminal,
@@ -34,8 +34,8 @@ struct ks_audit {
      */
     size_t chunk;
     char buf[KS_AUDIT_FLUSH_AT + KS_AUDIT_LINE];
-    size_t used;             /* bytes waiting in buf: whole lines only */
-    size_t lines;            /* lines waiting in buf */
+    size_t used;  /* bytes waiting in buf: whole lines only */
+    size_t lines; /* lines waiting in buf */
     atomic_ullong written;
     atomic_ullong failed;
 };
@@ -57,7 +57,12 @@ size_t ks_audit_value(char *buf, size_t len, const char *value)
 {
     size_t used = 0;
 
-#define PUT(ch) do { if (used + 1 < len) buf[used] = (ch); used++; } while (0)
+#define PUT(ch)               \
+    do {                      \
+        if (used + 1 < len)   \
+            buf[used] = (ch); \
+        used++;               \
+    } while (0)
     if (value == NULL)
         value = "-";
     if (!ks_audit_needs_quotes(value)) {
@@ -157,12 +162,10 @@ size_t ks_audit_format(char *buf, size_t len, const ks_audit_rec *rec)
 
 static int ks_audit_is_stderr(const char *path)
 {
-    return path == NULL || path[0] == '\0' || strcmp(path, "-") == 0
-           || strcmp(path, "stderr") == 0;
+    return path == NULL || path[0] == '\0' || strcmp(path, "-") == 0 || strcmp(path, "stderr") == 0;
 }
 
-static int ks_audit_open_fd(const char *path, int *fd, size_t *chunk, char *err,
-                            size_t errlen)
+static int ks_audit_open_fd(const char *path, int *fd, size_t *chunk, char *err, size_t errlen)
 {
     struct stat st;
 
@@ -176,7 +179,7 @@ static int ks_audit_open_fd(const char *path, int *fd, size_t *chunk, char *err,
         }
     }
     *chunk = fstat(*fd, &st) == 0 && S_ISREG(st.st_mode) ? KS_AUDIT_FLUSH_AT + KS_AUDIT_LINE
-                                                          : PIPE_BUF;
+                                                         : PIPE_BUF;
     return 0;
 }
 

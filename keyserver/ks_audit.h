@@ -22,17 +22,17 @@
 #include <time.h>
 
 typedef struct {
-    struct timespec when;       /* CLOCK_REALTIME at the request's arrival */
-    const char *group;          /* edge group */
-    const char *peer;           /* address, or "ipc pid N uid N" */
-    uint32_t conn;              /* nng pipe id */
+    struct timespec when; /* CLOCK_REALTIME at the request's arrival */
+    const char *group;    /* edge group */
+    const char *peer;     /* address, or "ipc pid N uid N" */
+    uint32_t conn;        /* nng pipe id */
     uint64_t request_id;
-    const char *op;             /* sign, decrypt, ping, ... */
-    const char *key;            /* NULL: none */
-    const char *scheme;         /* NULL: none */
-    const char *result;         /* status name: OK, NOT_PERMITTED, ... */
-    const char *reason;         /* short refusal reason token, NULL when OK */
-    const char *detail;         /* free text, NULL when OK */
+    const char *op;     /* sign, decrypt, ping, ... */
+    const char *key;    /* NULL: none */
+    const char *scheme; /* NULL: none */
+    const char *result; /* status name: OK, NOT_PERMITTED, ... */
+    const char *reason; /* short refusal reason token, NULL when OK */
+    const char *detail; /* free text, NULL when OK */
     uint64_t latency_us;
     uint64_t epoch;
 } ks_audit_rec;

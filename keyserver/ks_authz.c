@@ -102,6 +102,5 @@ int ks_authz_permits(const ks_authz_grant *g, const char *key_id)
         return 0;
     if (g->all)
         return 1;
-    return g->n > 0
-           && bsearch(&key_id, g->ids, g->n, sizeof(*g->ids), ks_authz_cmp) != NULL;
+    return g->n > 0 && bsearch(&key_id, g->ids, g->n, sizeof(*g->ids), ks_authz_cmp) != NULL;
 }

@@ -12,8 +12,8 @@
 #include <stddef.h>
 
 typedef struct {
-    int all;            /* every key of the key server */
-    char **ids;         /* sorted, unique; NULL when all */
+    int all;    /* every key of the key server */
+    char **ids; /* sorted, unique; NULL when all */
     size_t n;
 } ks_authz_grant;
 

@@ -35,15 +35,37 @@
 /* ---- [keyserver] ------------------------------------------------------- */
 
 static const char *const ks_config_known[] = {
-    "listen", "tls_cert", "tls_key", "client_ca", "client_crl", "allow_insecure",
-    "workers", "keys", "server_id", "tls13", "tls12", "ffdhe", "rsa_decrypt", "legacy_hashes",
-    "rate", "burst", "key_rate", "key_burst", "replay_window", "replay_cache",
-    "max_message", "max_inflight", "max_inflight_per_conn", "max_connections",
-    "drain_timeout", "audit_log", "metrics_listen",
+    "listen",
+    "tls_cert",
+    "tls_key",
+    "client_ca",
+    "client_crl",
+    "allow_insecure",
+    "workers",
+    "keys",
+    "server_id",
+    "tls13",
+    "tls12",
+    "ffdhe",
+    "rsa_decrypt",
+    "legacy_hashes",
+    "rate",
+    "burst",
+    "key_rate",
+    "key_burst",
+    "replay_window",
+    "replay_cache",
+    "max_message",
+    "max_inflight",
+    "max_inflight_per_conn",
+    "max_connections",
+    "drain_timeout",
+    "audit_log",
+    "metrics_listen",
 };
 
 /* The value of a setting of one section, never one inherited from [default]. */
-const char *ks_sect_get(STACK_OF(CONF_VALUE) *sect, const char *name)
+const char *ks_sect_get(STACK_OF(CONF_VALUE) * sect, const char *name)
 {
     for (int i = 0; i < sk_CONF_VALUE_num(sect); i++) {
         const CONF_VALUE *v = sk_CONF_VALUE_value(sect, i);
@@ -104,8 +126,8 @@ static void ks_main_warn_unknown(const ks_parse *p)
         if (!known) {
             long line = ks_main_line(p, v->name);
 
-            ks_log(KS_LOG_WARN, "%s:%ld: [keyserver]: unknown setting \"%s\" ignored",
-                   p->text_name, line, v->name);
+            ks_log(KS_LOG_WARN, "%s:%ld: [keyserver]: unknown setting \"%s\" ignored", p->text_name,
+                   line, v->name);
         }
     }
 }
@@ -170,8 +192,7 @@ static int ks_main_workers(ks_parse *p, ks_config *cfg)
     if (v != NULL) {
         errno = 0;
         w = strtoul(v, &end, 10);
-        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0
-            || w > KS_CONFIG_MAX_WORKERS) {
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno != 0 || w > KS_CONFIG_MAX_WORKERS) {
             ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, "workers"),
                            "workers: \"%s\" is not a number from 0 (automatic) to %u", v,
                            KS_CONFIG_MAX_WORKERS);
@@ -212,8 +233,10 @@ static int ks_main_policy(ks_parse *p, ks_config *cfg)
      */
     cfg->policy.allow_legacy_hashes = legacy != 0;
     if (legacy)
-        ks_log(KS_LOG_WARN, "%s: legacy_hashes = yes: TLS 1.2 signatures with SHA-1 and SHA-224 "
-               "are served (only for clients and edges that still choose them)", p->text_name);
+        ks_log(KS_LOG_WARN,
+               "%s: legacy_hashes = yes: TLS 1.2 signatures with SHA-1 and SHA-224 "
+               "are served (only for clients and edges that still choose them)",
+               p->text_name);
     if (!tls13 && !tls12)
         ks_log(KS_LOG_WARN, "%s: tls13 and tls12 are both off: every signature will be refused",
                p->text_name);
@@ -244,8 +267,7 @@ static int ks_main_server_id(ks_parse *p, ks_config *cfg)
  * The scanner and NCONF must agree on the names in the section, or a
  * duplicate could hide behind syntax only one of them understands.
  */
-static int ks_keys_cross_check(ks_parse *p, const char *section,
-                               STACK_OF(CONF_VALUE) *sect)
+static int ks_keys_cross_check(ks_parse *p, const char *section, STACK_OF(CONF_VALUE) * sect)
 {
     size_t distinct = 0;
 
@@ -280,9 +302,8 @@ static int ks_keys_parse(ks_parse *p, ks_config *cfg)
 
     ERR_clear_error(); /* NCONF_get_section queues an error for a missing section */
     if (sect == NULL || (n = sk_CONF_VALUE_num(sect)) <= 0) {
-        ks_config_errf(p->err, p->errlen, p->text_name, 0,
-                       "keys: no keys: section [%s] is %s", section,
-                       sect == NULL ? "missing" : "empty");
+        ks_config_errf(p->err, p->errlen, p->text_name, 0, "keys: no keys: section [%s] is %s",
+                       section, sect == NULL ? "missing" : "empty");
         return -1;
     }
     if ((dup = ks_scan_duplicate(&p->scan, section, &first)) != NULL) {
@@ -303,7 +324,8 @@ static int ks_keys_parse(ks_parse *p, ks_config *cfg)
         if (!lurk_key_id_valid(v->name)) {
             ks_config_errf(p->err, p->errlen, p->text_name, line,
                            "keys: \"%s\" is not a valid key id (1 to %u characters of "
-                           "A-Z a-z 0-9 . _ -, not starting with . or -)", v->name, LURK_MAX_KEY_ID);
+                           "A-Z a-z 0-9 . _ -, not starting with . or -)",
+                           v->name, LURK_MAX_KEY_ID);
             return -1;
         }
         if (src == NULL || src[0] == '\0') {
@@ -330,9 +352,8 @@ static int ks_keys_parse(ks_parse *p, ks_config *cfg)
  * An unsigned number setting of `section`: decimal, from min to max;
  * `dflt` when absent.
  */
-int ks_sect_uint(ks_parse *p, STACK_OF(CONF_VALUE) *sect, const char *section,
-                 const char *name, unsigned long dflt, unsigned long min,
-                 unsigned long max, unsigned long *out)
+int ks_sect_uint(ks_parse *p, STACK_OF(CONF_VALUE) * sect, const char *section, const char *name,
+                 unsigned long dflt, unsigned long min, unsigned long max, unsigned long *out)
 {
     const char *v = ks_sect_get(sect, name);
     char *end;
@@ -364,32 +385,39 @@ static int ks_main_ops(ks_parse *p, ks_config *cfg)
         return -1;
     cfg->key_burst = (uint32_t)n;
     if (ks_sect_uint(p, p->main, KS_MAIN, "replay_window", KS_CONFIG_DEFAULT_REPLAY_WINDOW, 0,
-                     86400, &n) != 0)
+                     86400, &n)
+        != 0)
         return -1;
     cfg->replay_window = (unsigned int)n;
     if (ks_sect_uint(p, p->main, KS_MAIN, "replay_cache", KS_CONFIG_DEFAULT_REPLAY_CACHE, 16,
-                     KS_REPLAY_MAX_CAPACITY, &n) != 0)
+                     KS_REPLAY_MAX_CAPACITY, &n)
+        != 0)
         return -1;
     cfg->replay_cache = n;
-    if (ks_sect_uint(p, p->main, KS_MAIN, "max_message", LURK_MAX_MESSAGE,
-                     KS_CONFIG_MIN_MESSAGE, LURK_MAX_MESSAGE, &n) != 0)
+    if (ks_sect_uint(p, p->main, KS_MAIN, "max_message", LURK_MAX_MESSAGE, KS_CONFIG_MIN_MESSAGE,
+                     LURK_MAX_MESSAGE, &n)
+        != 0)
         return -1;
     cfg->max_message = n;
     /* Default: a queue as deep again as the workers, so bursts wait a little. */
     if (ks_sect_uint(p, p->main, KS_MAIN, "max_inflight", 2ul * cfg->workers, 1,
-                     KS_CONFIG_MAX_INFLIGHT, &n) != 0)
+                     KS_CONFIG_MAX_INFLIGHT, &n)
+        != 0)
         return -1;
     cfg->max_inflight = (unsigned int)n;
     if (ks_sect_uint(p, p->main, KS_MAIN, "max_inflight_per_conn", cfg->workers, 1,
-                     KS_CONFIG_MAX_INFLIGHT, &n) != 0)
+                     KS_CONFIG_MAX_INFLIGHT, &n)
+        != 0)
         return -1;
     cfg->max_inflight_per_conn = (unsigned int)n;
-    if (ks_sect_uint(p, p->main, KS_MAIN, "max_connections", KS_CONFIG_DEFAULT_MAX_CONNECTIONS,
-                     1, 1000000, &n) != 0)
+    if (ks_sect_uint(p, p->main, KS_MAIN, "max_connections", KS_CONFIG_DEFAULT_MAX_CONNECTIONS, 1,
+                     1000000, &n)
+        != 0)
         return -1;
     cfg->max_connections = (unsigned int)n;
-    if (ks_sect_uint(p, p->main, KS_MAIN, "drain_timeout", KS_CONFIG_DEFAULT_DRAIN_TIMEOUT, 0,
-                     3600, &n) != 0)
+    if (ks_sect_uint(p, p->main, KS_MAIN, "drain_timeout", KS_CONFIG_DEFAULT_DRAIN_TIMEOUT, 0, 3600,
+                     &n)
+        != 0)
         return -1;
     cfg->drain_timeout = (unsigned int)n;
     if ((v = ks_main_get(p, "audit_log")) != NULL) {
@@ -402,7 +430,8 @@ static int ks_main_ops(ks_parse *p, ks_config *cfg)
         if (strncmp(v, "http://", 7) != 0 || strchr(v + 7, ':') == NULL) {
             ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, "metrics_listen"),
                            "metrics_listen: \"%s\" is not http://HOST:PORT (plain HTTP; keep "
-                           "it on a loopback or management address)", v);
+                           "it on a loopback or management address)",
+                           v);
             return -1;
         }
         if ((cfg->metrics_listen = strdup(v)) == NULL)
@@ -475,8 +504,8 @@ static int ks_config_parse(ks_parse *p, ks_config *cfg, const char *text, size_t
     if ((dup = ks_scan_duplicate(&p->scan, KS_MAIN, &first)) != NULL) {
         ks_config_errf(p->err, p->errlen, p->text_name, dup->line,
                        "%s: set twice in [keyserver] (first on line %ld)%s", dup->name, first,
-                       strcmp(dup->name, "listen") == 0
-                       ? "; list all URLs in one listen setting" : "");
+                       strcmp(dup->name, "listen") == 0 ? "; list all URLs in one listen setting"
+                                                        : "");
         return -1;
     }
     ks_main_warn_unknown(p);
@@ -496,15 +525,13 @@ static int ks_config_parse(ks_parse *p, ks_config *cfg, const char *text, size_t
         rv = ks_groups_parse(p, cfg, edges, n_edges);
     else
         rv = ks_main_listen(p, cfg) != 0 || ks_main_tls(p, cfg) != 0
-             || ks_group_implicit(p, cfg) != 0 ? -1 : 0;
+                || ks_group_implicit(p, cfg) != 0
+            ? -1
+            : 0;
     free(edges);
-    if (rv != 0
-        || ks_main_workers(p, cfg) != 0
-        || ks_main_ops(p, cfg) != 0
-        || ks_main_policy(p, cfg) != 0
-        || ks_main_server_id(p, cfg) != 0
-        || ks_keys_parse(p, cfg) != 0
-        || ks_groups_check_keys(p, cfg) != 0)
+    if (rv != 0 || ks_main_workers(p, cfg) != 0 || ks_main_ops(p, cfg) != 0
+        || ks_main_policy(p, cfg) != 0 || ks_main_server_id(p, cfg) != 0
+        || ks_keys_parse(p, cfg) != 0 || ks_groups_check_keys(p, cfg) != 0)
         return -1;
     ks_config_warn_sections(p, cfg);
     return 0;
@@ -529,8 +556,7 @@ int ks_config_parse_text(const char *text, size_t len, const char *name, const c
         ks_config_errf(err, errlen, p.text_name, 0, "larger than %u bytes", KS_CONFIG_MAX_TEXT);
         return -1;
     }
-    if ((cfg = calloc(1, sizeof(*cfg))) == NULL
-        || (cfg->name = strdup(p.text_name)) == NULL
+    if ((cfg = calloc(1, sizeof(*cfg))) == NULL || (cfg->name = strdup(p.text_name)) == NULL
         || (basedir != NULL && (cfg->basedir = strdup(basedir)) == NULL)) {
         ks_config_errf(err, errlen, p.text_name, 0, "out of memory");
         goto out;
@@ -550,8 +576,8 @@ out:
     return rv;
 }
 
-int ks_config_parse_bio(BIO *bio, const char *name, const char *basedir, ks_config **out,
-                        char *err, size_t errlen)
+int ks_config_parse_bio(BIO *bio, const char *name, const char *basedir, ks_config **out, char *err,
+                        size_t errlen)
 {
     char *buf = NULL;
     size_t len = 0, cap = 0;
@@ -569,8 +595,7 @@ int ks_config_parse_bio(BIO *bio, const char *name, const char *basedir, ks_conf
                 cap = KS_CONFIG_MAX_TEXT + 8192u;
             if ((grown = realloc(buf, cap)) == NULL) {
                 free(buf);
-                ks_config_errf(err, errlen, name != NULL ? name : "<config>", 0,
-                               "out of memory");
+                ks_config_errf(err, errlen, name != NULL ? name : "<config>", 0, "out of memory");
                 return -1;
             }
             buf = grown;

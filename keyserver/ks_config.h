@@ -45,12 +45,12 @@
 /* Name of the implicit group of the single-[keyserver] form. */
 #define KS_CONFIG_DEFAULT_GROUP "default"
 /* Defaults of the operational settings (docs/keyserver.md). */
-#define KS_CONFIG_DEFAULT_REPLAY_WINDOW 60u      /* seconds */
-#define KS_CONFIG_DEFAULT_REPLAY_CACHE 2097152u  /* entries: >= peak signatures/s x window */
+#define KS_CONFIG_DEFAULT_REPLAY_WINDOW   60u      /* seconds */
+#define KS_CONFIG_DEFAULT_REPLAY_CACHE    2097152u /* entries: >= peak signatures/s x window */
 #define KS_CONFIG_DEFAULT_MAX_CONNECTIONS 1024u
-#define KS_CONFIG_DEFAULT_DRAIN_TIMEOUT 10u      /* seconds */
-#define KS_CONFIG_MIN_MESSAGE 1024u
-#define KS_CONFIG_MAX_INFLIGHT 65536u
+#define KS_CONFIG_DEFAULT_DRAIN_TIMEOUT   10u /* seconds */
+#define KS_CONFIG_MIN_MESSAGE             1024u
+#define KS_CONFIG_MAX_INFLIGHT            65536u
 
 typedef struct {
     char *id;      /* key id, lurk_key_id_valid() */
@@ -63,26 +63,26 @@ typedef struct {
 
 /* One group of edges: its listeners (and so its CA) and what it may use. */
 typedef struct {
-    char *name;               /* "cdn1" for [edge.cdn1]; "default" when implicit */
-    int implicit;             /* the single-[keyserver] form */
-    char **listen;            /* NULL-terminated */
+    char *name;    /* "cdn1" for [edge.cdn1]; "default" when implicit */
+    int implicit;  /* the single-[keyserver] form */
+    char **listen; /* NULL-terminated */
     size_t n_listen;
     int has_tls;
-    char *client_ca;          /* resolved path; NULL without tls+tcp:// */
-    char *client_crl;         /* optional */
+    char *client_ca;  /* resolved path; NULL without tls+tcp:// */
+    char *client_crl; /* optional */
     ks_authz_grant grant;
-    uint32_t rate;            /* Sign+Decrypt per second for the whole group, 0: unlimited */
+    uint32_t rate; /* Sign+Decrypt per second for the whole group, 0: unlimited */
     uint32_t burst;
     long line;
 } ks_config_group;
 
 typedef struct ks_config {
-    char *name;               /* the file as given, for messages */
-    char *basedir;            /* where relative paths are resolved */
+    char *name;    /* the file as given, for messages */
+    char *basedir; /* where relative paths are resolved */
 
-    char **listen;            /* NULL-terminated, lurk_url_list_parse() */
+    char **listen; /* NULL-terminated, lurk_url_list_parse() */
     size_t n_listen;
-    int has_tls;              /* some listener is tls+tcp:// */
+    int has_tls; /* some listener is tls+tcp:// */
     int allow_insecure;
 
     /* Resolved paths, NULL when not set. */
@@ -109,14 +109,14 @@ typedef struct ks_config {
     size_t n_groups;
 
     /* Operations (docs/keyserver.md). */
-    char *audit_log;              /* resolved path; NULL: standard error */
-    char *metrics_listen;         /* http://host:port; NULL: no metrics */
-    uint32_t key_rate;            /* default per-key limit, 0: unlimited */
+    char *audit_log;      /* resolved path; NULL: standard error */
+    char *metrics_listen; /* http://host:port; NULL: no metrics */
+    uint32_t key_rate;    /* default per-key limit, 0: unlimited */
     uint32_t key_burst;
-    unsigned int replay_window;   /* seconds, 0: off */
-    size_t replay_cache;          /* entries */
-    size_t max_message;           /* bytes of one request */
-    unsigned int max_inflight;    /* received and not answered, all edges */
+    unsigned int replay_window; /* seconds, 0: off */
+    size_t replay_cache;        /* entries */
+    size_t max_message;         /* bytes of one request */
+    unsigned int max_inflight;  /* received and not answered, all edges */
     unsigned int max_inflight_per_conn;
     unsigned int max_connections; /* all groups together */
     unsigned int drain_timeout;   /* seconds SIGTERM waits for in-flight requests */
@@ -133,13 +133,12 @@ int ks_config_load(const char *path, ks_config **out, char *err, size_t errlen);
  * Parse configuration text. `name` is used in messages only; relative
  * paths are resolved against `basedir` (NULL: left relative).
  */
-int ks_config_parse_text(const char *text, size_t len, const char *name,
-                         const char *basedir, ks_config **out,
-                         char *err, size_t errlen);
+int ks_config_parse_text(const char *text, size_t len, const char *name, const char *basedir,
+                         ks_config **out, char *err, size_t errlen);
 
 /* The same, reading the whole BIO first (at most KS_CONFIG_MAX_TEXT). */
-int ks_config_parse_bio(BIO *bio, const char *name, const char *basedir,
-                        ks_config **out, char *err, size_t errlen);
+int ks_config_parse_bio(BIO *bio, const char *name, const char *basedir, ks_config **out, char *err,
+                        size_t errlen);
 
 void ks_config_free(ks_config *cfg);
 

@@ -51,7 +51,7 @@ static int ks_rate_pair(const char *v, uint32_t *rate, uint32_t *burst)
     return 0;
 }
 
-static int ks_group_path(ks_parse *p, STACK_OF(CONF_VALUE) *sect, const char *name, char **out)
+static int ks_group_path(ks_parse *p, STACK_OF(CONF_VALUE) * sect, const char *name, char **out)
 {
     const char *v = ks_sect_get(sect, name);
 
@@ -61,7 +61,7 @@ static int ks_group_path(ks_parse *p, STACK_OF(CONF_VALUE) *sect, const char *na
     return (*out = ks_config_resolve(p->basedir, v)) == NULL ? -1 : 0;
 }
 
-static int ks_group_rate(ks_parse *p, STACK_OF(CONF_VALUE) *sect, const char *section,
+static int ks_group_rate(ks_parse *p, STACK_OF(CONF_VALUE) * sect, const char *section,
                          ks_config_group *g)
 {
     unsigned long n;
@@ -105,9 +105,10 @@ static int ks_group_parse(ks_parse *p, ks_config *cfg, const char *section, ks_c
     ERR_clear_error();
     g->line = line;
     if (!lurk_key_id_valid(name)) {
-        ks_config_errf(p->err, p->errlen, p->text_name, line, "[%s]: \"%s\" is not a valid edge "
-                       "group name (1 to %u of A-Z a-z 0-9 . _ -, not starting with . or -)", section, name,
-                       LURK_MAX_KEY_ID);
+        ks_config_errf(p->err, p->errlen, p->text_name, line,
+                       "[%s]: \"%s\" is not a valid edge "
+                       "group name (1 to %u of A-Z a-z 0-9 . _ -, not starting with . or -)",
+                       section, name, LURK_MAX_KEY_ID);
         return -1;
     }
     if (sect == NULL) {
@@ -133,8 +134,10 @@ static int ks_group_parse(ks_parse *p, ks_config *cfg, const char *section, ks_c
     if ((g->name = strdup(name)) == NULL)
         return -1;
     if ((v = ks_sect_get(sect, "listen")) == NULL) {
-        ks_config_errf(p->err, p->errlen, p->text_name, line, "[%s]: listen: required "
-                       "(each edge group has listeners of its own)", section);
+        ks_config_errf(p->err, p->errlen, p->text_name, line,
+                       "[%s]: listen: required "
+                       "(each edge group has listeners of its own)",
+                       section);
         return -1;
     }
     if (ks_group_listen(p, cfg, section, v, g) != 0
@@ -143,22 +146,29 @@ static int ks_group_parse(ks_parse *p, ks_config *cfg, const char *section, ks_c
         || ks_group_rate(p, sect, section, g) != 0)
         return -1;
     if (g->has_tls && g->client_ca == NULL) {
-        ks_config_errf(p->err, p->errlen, p->text_name, line, "[%s]: client_ca: required for "
+        ks_config_errf(p->err, p->errlen, p->text_name, line,
+                       "[%s]: client_ca: required for "
                        "tls+tcp:// listeners (this group's edge certificates must chain to it)",
                        section);
         return -1;
     }
     if (!g->has_tls && (g->client_ca != NULL || g->client_crl != NULL))
-        ks_log(KS_LOG_WARN, "%s: [%s]: client_ca/client_crl set but no tls+tcp:// listener "
-               "uses them", p->text_name, section);
+        ks_log(KS_LOG_WARN,
+               "%s: [%s]: client_ca/client_crl set but no tls+tcp:// listener "
+               "uses them",
+               p->text_name, section);
     if (g->client_crl != NULL && g->client_ca == NULL) {
-        ks_config_errf(p->err, p->errlen, p->text_name, line, "[%s]: client_crl without "
-                       "client_ca", section);
+        ks_config_errf(p->err, p->errlen, p->text_name, line,
+                       "[%s]: client_crl without "
+                       "client_ca",
+                       section);
         return -1;
     }
     if ((v = ks_sect_get(sect, "keys")) == NULL) {
-        ks_config_errf(p->err, p->errlen, p->text_name, line, "[%s]: keys: required (the key "
-                       "ids this group may use, or * for all)", section);
+        ks_config_errf(p->err, p->errlen, p->text_name, line,
+                       "[%s]: keys: required (the key "
+                       "ids this group may use, or * for all)",
+                       section);
         return -1;
     }
     if (ks_authz_grant_parse(v, &g->grant, why, sizeof(why)) != 0) {
@@ -210,8 +220,8 @@ static int ks_groups_union(ks_parse *p, ks_config *cfg)
                 if (strcmp(cfg->listen[m], g->listen[j]) == 0) {
                     ks_config_errf(p->err, p->errlen, p->text_name, g->line,
                                    "[edge.%s]: listen: %s is already a listener of another "
-                                   "group; a listener belongs to one group", g->name,
-                                   g->listen[j]);
+                                   "group; a listener belongs to one group",
+                                   g->name, g->listen[j]);
                     return -1;
                 }
             }
@@ -227,14 +237,14 @@ static int ks_groups_union(ks_parse *p, ks_config *cfg)
 
 int ks_groups_parse(ks_parse *p, ks_config *cfg, const char **names, size_t n)
 {
-    static const char *const main_only[] = { "listen", "client_ca", "client_crl", "rate",
-                                             "burst" };
+    static const char *const main_only[] = { "listen", "client_ca", "client_crl", "rate", "burst" };
 
     for (size_t i = 0; i < sizeof(main_only) / sizeof(main_only[0]); i++) {
         if (ks_main_get(p, main_only[i]) != NULL) {
             ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, main_only[i]),
                            "%s: with [edge.*] sections, set it in each [edge.NAME] section, "
-                           "not in [keyserver]", main_only[i]);
+                           "not in [keyserver]",
+                           main_only[i]);
             return -1;
         }
     }
@@ -251,8 +261,10 @@ int ks_groups_parse(ks_parse *p, ks_config *cfg, const char **names, size_t n)
         || ks_main_path(p, "tls_key", &cfg->tls_key) != 0)
         return -1;
     if (cfg->has_tls && (cfg->tls_cert == NULL || cfg->tls_key == NULL)) {
-        ks_config_errf(p->err, p->errlen, p->text_name, 0, "%s: required in [keyserver] for "
-                       "tls+tcp:// listeners", cfg->tls_cert == NULL ? "tls_cert" : "tls_key");
+        ks_config_errf(p->err, p->errlen, p->text_name, 0,
+                       "%s: required in [keyserver] for "
+                       "tls+tcp:// listeners",
+                       cfg->tls_cert == NULL ? "tls_cert" : "tls_key");
         return -1;
     }
     /* Groups that trust the same CA file cannot be told apart by it. */
@@ -260,10 +272,12 @@ int ks_groups_parse(ks_parse *p, ks_config *cfg, const char **names, size_t n)
         for (size_t j = 0; j < i; j++)
             if (cfg->groups[i].client_ca != NULL && cfg->groups[j].client_ca != NULL
                 && strcmp(cfg->groups[i].client_ca, cfg->groups[j].client_ca) == 0)
-                ks_log(KS_LOG_WARN, "%s: [edge.%s] and [edge.%s] trust the same client_ca %s: "
+                ks_log(KS_LOG_WARN,
+                       "%s: [edge.%s] and [edge.%s] trust the same client_ca %s: "
                        "an edge of either can connect to the other's listeners; give each "
-                       "group its own CA", p->text_name, cfg->groups[j].name,
-                       cfg->groups[i].name, cfg->groups[i].client_ca);
+                       "group its own CA",
+                       p->text_name, cfg->groups[j].name, cfg->groups[i].name,
+                       cfg->groups[i].client_ca);
     return 0;
 }
 
@@ -294,7 +308,7 @@ int ks_group_implicit(ks_parse *p, ks_config *cfg)
 /* Every granted key exists; [key_limits] names known keys. */
 int ks_groups_check_keys(ks_parse *p, ks_config *cfg)
 {
-    STACK_OF(CONF_VALUE) *lim;
+    STACK_OF(CONF_VALUE) * lim;
 
     for (size_t i = 0; i < cfg->n_groups; i++) {
         const ks_config_group *g = &cfg->groups[i];
@@ -308,9 +322,10 @@ int ks_groups_check_keys(ks_parse *p, ks_config *cfg)
                 char sec[128];
 
                 snprintf(sec, sizeof(sec), KS_EDGE_PREFIX "%s", g->name);
-                ks_config_errf(p->err, p->errlen, p->text_name,
-                               ks_scan_last(&p->scan, sec, "keys"), "[edge.%s]: keys: no key "
-                               "\"%s\" in [%s]", g->name, g->grant.ids[j], cfg->keys_section);
+                ks_config_errf(p->err, p->errlen, p->text_name, ks_scan_last(&p->scan, sec, "keys"),
+                               "[edge.%s]: keys: no key "
+                               "\"%s\" in [%s]",
+                               g->name, g->grant.ids[j], cfg->keys_section);
                 return -1;
             }
         }
@@ -330,14 +345,17 @@ int ks_groups_check_keys(ks_parse *p, ks_config *cfg)
             if (strcmp(cfg->keys[k].id, v->name) == 0)
                 key = &cfg->keys[k];
         if (key == NULL) {
-            ks_config_errf(p->err, p->errlen, p->text_name, line, "[key_limits]: no key \"%s\" "
-                           "in [%s]", v->name, cfg->keys_section);
+            ks_config_errf(p->err, p->errlen, p->text_name, line,
+                           "[key_limits]: no key \"%s\" "
+                           "in [%s]",
+                           v->name, cfg->keys_section);
             return -1;
         }
         if (v->value == NULL || ks_rate_pair(v->value, &key->rate, &key->burst) != 0) {
-            ks_config_errf(p->err, p->errlen, p->text_name, line, "[key_limits]: %s: \"%s\" is "
-                           "not RATE or RATE BURST (requests per second, 0 to %u)", v->name,
-                           v->value != NULL ? v->value : "", KS_LIMITS_MAX_RATE);
+            ks_config_errf(p->err, p->errlen, p->text_name, line,
+                           "[key_limits]: %s: \"%s\" is "
+                           "not RATE or RATE BURST (requests per second, 0 to %u)",
+                           v->name, v->value != NULL ? v->value : "", KS_LIMITS_MAX_RATE);
             return -1;
         }
     }
@@ -346,8 +364,10 @@ int ks_groups_check_keys(ks_parse *p, ks_config *cfg)
         long first = 0;
 
         if ((dup = ks_scan_duplicate(&p->scan, "key_limits", &first)) != NULL) {
-            ks_config_errf(p->err, p->errlen, p->text_name, dup->line, "[key_limits]: \"%s\" "
-                           "set twice (first on line %ld)", dup->name, first);
+            ks_config_errf(p->err, p->errlen, p->text_name, dup->line,
+                           "[key_limits]: \"%s\" "
+                           "set twice (first on line %ld)",
+                           dup->name, first);
             return -1;
         }
     }
@@ -373,10 +393,11 @@ void ks_config_warn_sections(const ks_parse *p, const ks_config *cfg)
             || strcmp(s, "key_limits") == 0
             || strncmp(s, KS_EDGE_PREFIX, strlen(KS_EDGE_PREFIX)) == 0)
             continue;
-        ks_log(KS_LOG_WARN, "%s:%ld: \"%s\" in %s%s%s is ignored: settings belong in "
-               "[keyserver] and keys in [%s]", p->text_name, p->scan.v[i].line,
-               p->scan.v[i].name, strcmp(s, "default") == 0 ? "no section" : "[",
-               strcmp(s, "default") == 0 ? "" : s, strcmp(s, "default") == 0 ? "" : "]",
-               cfg->keys_section);
+        ks_log(KS_LOG_WARN,
+               "%s:%ld: \"%s\" in %s%s%s is ignored: settings belong in "
+               "[keyserver] and keys in [%s]",
+               p->text_name, p->scan.v[i].line, p->scan.v[i].name,
+               strcmp(s, "default") == 0 ? "no section" : "[", strcmp(s, "default") == 0 ? "" : s,
+               strcmp(s, "default") == 0 ? "" : "]", cfg->keys_section);
     }
 }

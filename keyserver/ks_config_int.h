@@ -12,7 +12,7 @@
 
 #include "ks_config.h"
 
-#define KS_MAIN "keyserver"
+#define KS_MAIN        "keyserver"
 #define KS_EDGE_PREFIX "edge."
 
 /* ---- the line scanner (ks_config_scan.c) -------------------------------- */
@@ -61,20 +61,20 @@ typedef struct {
     const char *basedir;
     CONF *conf;
     ks_scan scan;
-    STACK_OF(CONF_VALUE) *main;
+    STACK_OF(CONF_VALUE) * main;
     char *err;
     size_t errlen;
 } ks_parse;
 
 /* A setting of one section, never one inherited from [default]; NULL if unset or empty. */
-const char *ks_sect_get(STACK_OF(CONF_VALUE) *sect, const char *name);
+const char *ks_sect_get(STACK_OF(CONF_VALUE) * sect, const char *name);
 /* The same for [keyserver], and the line it was set on. */
 const char *ks_main_get(const ks_parse *p, const char *name);
 long ks_main_line(const ks_parse *p, const char *name);
 /* A path setting of [keyserver] resolved against the config's directory; NULL if unset. */
 int ks_main_path(ks_parse *p, const char *name, char **out);
 /* A decimal setting of `section` from min to max, `dflt` when absent; -1 with a message. */
-int ks_sect_uint(ks_parse *p, STACK_OF(CONF_VALUE) *sect, const char *section, const char *name,
+int ks_sect_uint(ks_parse *p, STACK_OF(CONF_VALUE) * sect, const char *section, const char *name,
                  unsigned long dflt, unsigned long min, unsigned long max, unsigned long *out);
 
 /* ---- edge groups (ks_config_groups.c) ------------------------------------ */

@@ -15,8 +15,7 @@
 
 /* ---- messages ---------------------------------------------------------- */
 
-void ks_config_errf(char *err, size_t errlen, const char *name, long line,
-                    const char *fmt, ...)
+void ks_config_errf(char *err, size_t errlen, const char *name, long line, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -46,8 +45,7 @@ void ks_scan_free(ks_scan *s)
     memset(s, 0, sizeof(*s));
 }
 
-static int ks_scan_add(ks_scan *s, const char *section, const char *name, size_t namelen,
-                       long line)
+static int ks_scan_add(ks_scan *s, const char *section, const char *name, size_t namelen, long line)
 {
     ks_scan_entry *e;
 
@@ -222,12 +220,10 @@ out:
 }
 
 /* Line of the first (nth = 0) or a later assignment of section::name. */
-long ks_scan_find(const ks_scan *s, const char *section, const char *name,
-                  size_t nth)
+long ks_scan_find(const ks_scan *s, const char *section, const char *name, size_t nth)
 {
     for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->v[i].section, section) == 0 && strcmp(s->v[i].name, name) == 0
-            && nth-- == 0)
+        if (strcmp(s->v[i].section, section) == 0 && strcmp(s->v[i].name, name) == 0 && nth-- == 0)
             return s->v[i].line;
     return 0;
 }
@@ -244,15 +240,13 @@ long ks_scan_last(const ks_scan *s, const char *section, const char *name)
 }
 
 /* First name assigned twice in `section`, with both lines. */
-const ks_scan_entry *ks_scan_duplicate(const ks_scan *s, const char *section,
-                                       long *first)
+const ks_scan_entry *ks_scan_duplicate(const ks_scan *s, const char *section, long *first)
 {
     for (size_t i = 0; i < s->n; i++) {
         if (strcmp(s->v[i].section, section) != 0)
             continue;
         for (size_t j = 0; j < i; j++) {
-            if (strcmp(s->v[j].section, section) == 0
-                && strcmp(s->v[j].name, s->v[i].name) == 0) {
+            if (strcmp(s->v[j].section, section) == 0 && strcmp(s->v[j].name, s->v[i].name) == 0) {
                 *first = s->v[j].line;
                 return &s->v[i];
             }
@@ -272,8 +266,8 @@ static int ks_config_scheme_len(const char *s)
     for (n = 1; s[n] != '\0' && s[n] != ':'; n++) {
         char c = s[n];
 
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '+' || c == '-' || c == '.'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+'
+              || c == '-' || c == '.'))
             return 0;
     }
     return s[n] == ':' ? n : 0;
@@ -314,8 +308,7 @@ char *ks_config_resolve(const char *basedir, const char *path)
         path += 2 + strspn(path + 2, "/"); /* "./x" is "x", and reads better in logs */
     n = strlen(basedir) + 1 + strlen(path) + 1;
     if ((out = malloc(n)) != NULL)
-        snprintf(out, n, "%s%s%s", basedir,
-                 basedir[strlen(basedir) - 1] == '/' ? "" : "/", path);
+        snprintf(out, n, "%s%s%s", basedir, basedir[strlen(basedir) - 1] == '/' ? "" : "/", path);
     return out;
 }
 

@@ -33,7 +33,8 @@ static void ks_http_metrics(nng_aio *aio)
         }
     } else if ((rv = nng_http_res_alloc(&res)) != 0
                || (rv = nng_http_res_set_header(res, "Content-Type",
-                                                "text/plain; version=0.0.4; charset=utf-8")) != 0
+                                                "text/plain; version=0.0.4; charset=utf-8"))
+                   != 0
                || (rv = nng_http_res_copy_data(res, body, len)) != 0) {
         free(body);
         if (res != NULL)
@@ -46,11 +47,10 @@ static void ks_http_metrics(nng_aio *aio)
     nng_aio_finish(aio, 0);
 }
 
-int ks_http_start(const char *url, ks_http_render_fn render, void *arg, ks_http **out,
-                  char *err, size_t errlen)
+int ks_http_start(const char *url, ks_http_render_fn render, void *arg, ks_http **out, char *err,
+                  size_t errlen)
 {
-    static const char index_html[] =
-        "lurk-keyserver: Prometheus metrics at /metrics\n";
+    static const char index_html[] = "lurk-keyserver: Prometheus metrics at /metrics\n";
     ks_http *hs = calloc(1, sizeof(*hs));
     nng_http_handler *h = NULL, *root = NULL;
     int rv;
@@ -82,7 +82,8 @@ int ks_http_start(const char *url, ks_http_render_fn render, void *arg, ks_http 
         goto fail;
     }
     if ((rv = nng_http_handler_alloc_static(&root, "/", index_html, sizeof(index_html) - 1,
-                                            "text/plain")) != 0
+                                            "text/plain"))
+            != 0
         || (rv = nng_http_server_add_handler(hs->server, root)) != 0) {
         if (root != NULL)
             nng_http_handler_free(root);

@@ -13,8 +13,8 @@ typedef struct ks_http ks_http;
 typedef char *(*ks_http_render_fn)(void *arg, size_t *len);
 
 /* Listen on http://HOST:PORT and serve /metrics (and / with a pointer to it). */
-int ks_http_start(const char *url, ks_http_render_fn render, void *arg, ks_http **out,
-                  char *err, size_t errlen);
+int ks_http_start(const char *url, ks_http_render_fn render, void *arg, ks_http **out, char *err,
+                  size_t errlen);
 
 void ks_http_stop(ks_http *h);
 

@@ -50,8 +50,7 @@ static int ks_keys_check_file(const ks_config_key *ck, char *err, size_t errlen)
     struct stat st;
 
     if (stat(ck->uri, &st) != 0) {
-        lurk_errf(err, errlen, "key \"%s\": cannot use %s: %s", ck->id, ck->uri,
-                     strerror(errno));
+        lurk_errf(err, errlen, "key \"%s\": cannot use %s: %s", ck->id, ck->uri, strerror(errno));
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -60,16 +59,15 @@ static int ks_keys_check_file(const ks_config_key *ck, char *err, size_t errlen)
     }
     if ((st.st_mode & (S_IROTH | S_IWOTH)) != 0) {
         lurk_errf(err, errlen,
-                     "key \"%s\": %s is %s by every user (mode %04o); run chmod 600 %s "
-                     "(or chmod 640 with a group only the key server is in)",
-                     ck->id, ck->uri,
-                     (st.st_mode & S_IROTH) ? "readable" : "writable",
-                     (unsigned int)(st.st_mode & 07777), ck->uri);
+                  "key \"%s\": %s is %s by every user (mode %04o); run chmod 600 %s "
+                  "(or chmod 640 with a group only the key server is in)",
+                  ck->id, ck->uri, (st.st_mode & S_IROTH) ? "readable" : "writable",
+                  (unsigned int)(st.st_mode & 07777), ck->uri);
         return -1;
     }
     if (access(ck->uri, R_OK) != 0) {
-        lurk_errf(err, errlen, "key \"%s\": %s is not readable by uid %ld: %s", ck->id,
-                     ck->uri, (long)geteuid(), strerror(errno));
+        lurk_errf(err, errlen, "key \"%s\": %s is not readable by uid %ld: %s", ck->id, ck->uri,
+                  (long)geteuid(), strerror(errno));
         return -1;
     }
     return 0;
@@ -85,8 +83,8 @@ static int ks_keys_no_loader(void)
     unsigned long e = ERR_peek_last_error();
 
     return ERR_GET_LIB(e) == ERR_LIB_OSSL_STORE
-           && (ERR_GET_REASON(e) == ERR_R_UNSUPPORTED
-               || ERR_GET_REASON(e) == OSSL_STORE_R_UNREGISTERED_SCHEME);
+        && (ERR_GET_REASON(e) == ERR_R_UNSUPPORTED
+            || ERR_GET_REASON(e) == OSSL_STORE_R_UNREGISTERED_SCHEME);
 }
 
 /* The first private key the store yields. */
@@ -104,15 +102,16 @@ static EVP_PKEY *ks_keys_open(const ks_config_key *ck, char *err, size_t errlen)
     if (sctx == NULL) {
         if (!ck->is_path && ks_keys_no_loader()) {
             ERR_clear_error();
-            lurk_errf(err, errlen, "key \"%s\": no OpenSSL provider opens \"%.*s:\" URIs; "
-                         "activate one (e.g. pkcs11-provider, tpm2-provider) in the OpenSSL "
-                         "configuration (OPENSSL_CONF)", ck->id,
-                         (int)strcspn(ck->uri, ":"), ck->uri);
+            lurk_errf(err, errlen,
+                      "key \"%s\": no OpenSSL provider opens \"%.*s:\" URIs; "
+                      "activate one (e.g. pkcs11-provider, tpm2-provider) in the OpenSSL "
+                      "configuration (OPENSSL_CONF)",
+                      ck->id, (int)strcspn(ck->uri, ":"), ck->uri);
             return NULL;
         }
         ks_log_openssl_errors(why, sizeof(why));
         lurk_errf(err, errlen, "key \"%s\": cannot open %s: %s", ck->id, ck->uri,
-                     why[0] ? why : "no OpenSSL store (provider) accepts this URI");
+                  why[0] ? why : "no OpenSSL store (provider) accepts this URI");
         return NULL;
     }
     if (OSSL_STORE_expect(sctx, OSSL_STORE_INFO_PKEY) != 1) {
@@ -132,9 +131,9 @@ static EVP_PKEY *ks_keys_open(const ks_config_key *ck, char *err, size_t errlen)
     if (pkey == NULL) {
         ks_log_openssl_errors(why, sizeof(why));
         lurk_errf(err, errlen,
-                     "key \"%s\": no private key in %s%s%s (a certificate or public key is not "
-                     "enough; encrypted keys are not supported)",
-                     ck->id, ck->uri, why[0] ? ": " : "", why);
+                  "key \"%s\": no private key in %s%s%s (a certificate or public key is not "
+                  "enough; encrypted keys are not supported)",
+                  ck->id, ck->uri, why[0] ? ": " : "", why);
     }
     ERR_clear_error();
     OSSL_STORE_close(sctx);
@@ -144,8 +143,8 @@ static EVP_PKEY *ks_keys_open(const ks_config_key *ck, char *err, size_t errlen)
 static int ks_keys_rsa_bits(const ks_key *k, char *err, size_t errlen)
 {
     if (k->desc.bits < KS_KEYS_RSA_MIN_BITS || k->desc.bits > KS_KEYS_RSA_MAX_BITS) {
-        lurk_errf(err, errlen, "key \"%s\": %s key of %d bits; LURK serves %d to %d bits",
-                  k->id, lurk_key_type_name(k->desc.type), k->desc.bits, KS_KEYS_RSA_MIN_BITS,
+        lurk_errf(err, errlen, "key \"%s\": %s key of %d bits; LURK serves %d to %d bits", k->id,
+                  lurk_key_type_name(k->desc.type), k->desc.bits, KS_KEYS_RSA_MIN_BITS,
                   KS_KEYS_RSA_MAX_BITS);
         return -1;
     }
@@ -176,8 +175,10 @@ static int ks_keys_pss(ks_key *k, char *err, size_t errlen)
     lurk_pss_restrictions r;
 
     if (lurk_pss_restrictions_of(k->pkey, NULL, &r) != 1) {
-        lurk_errf(err, errlen, "key \"%s\": RSA-PSS key whose parameter restrictions "
-                  "(hash, MGF1 hash, salt length) the provider does not report", k->id);
+        lurk_errf(err, errlen,
+                  "key \"%s\": RSA-PSS key whose parameter restrictions "
+                  "(hash, MGF1 hash, salt length) the provider does not report",
+                  k->id);
         return -1;
     }
     /* Static strings from lurk_pss_restrictions_of: they outlive the key and its moves. */
@@ -186,10 +187,12 @@ static int ks_keys_pss(ks_key *k, char *err, size_t errlen)
     k->desc.pss.mgf1_md = r.mgf1_md;
     k->desc.pss.min_saltlen = r.min_saltlen;
     if (!ks_keys_pss_usable(&r))
-        ks_log(KS_LOG_WARN, "key \"%s\": its RSA-PSS restrictions fit no TLS signature "
+        ks_log(KS_LOG_WARN,
+               "key \"%s\": its RSA-PSS restrictions fit no TLS signature "
                "scheme (TLS needs SHA-256, SHA-384 or SHA-512 with the same MGF1 hash and a "
                "minimum salt length no longer than the hash); every signature with it will "
-               "be refused", k->id);
+               "be refused",
+               k->id);
     return 0;
 }
 
@@ -211,16 +214,21 @@ static int ks_keys_describe(ks_key *k, char *err, size_t errlen)
     } else if (EVP_PKEY_is_a(pkey, "EC")) {
         k->desc.type = LURK__V1__KEY_TYPE__KEY_TYPE_EC;
         if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, k->group,
-                                           sizeof(k->group), &glen) != 1) {
+                                           sizeof(k->group), &glen)
+            != 1) {
             ERR_clear_error();
-            lurk_errf(err, errlen, "key \"%s\": EC key without a named curve (explicit "
-                         "parameters are not supported)", k->id);
+            lurk_errf(err, errlen,
+                      "key \"%s\": EC key without a named curve (explicit "
+                      "parameters are not supported)",
+                      k->id);
             return -1;
         }
         if (strcmp(k->group, "prime256v1") != 0 && strcmp(k->group, "secp384r1") != 0
             && strcmp(k->group, "secp521r1") != 0) {
-            lurk_errf(err, errlen, "key \"%s\": EC curve %s is not one TLS signs with "
-                         "(prime256v1, secp384r1, secp521r1)", k->id, k->group);
+            lurk_errf(err, errlen,
+                      "key \"%s\": EC curve %s is not one TLS signs with "
+                      "(prime256v1, secp384r1, secp521r1)",
+                      k->id, k->group);
             return -1;
         }
         k->desc.group = k->group;
@@ -229,8 +237,10 @@ static int ks_keys_describe(ks_key *k, char *err, size_t errlen)
     } else {
         const char *t = EVP_PKEY_get0_type_name(pkey);
 
-        lurk_errf(err, errlen, "key \"%s\": key type %s is not supported (RSA, RSA-PSS, "
-                     "EC P-256, P-384, P-521 and Ed25519 are)", k->id, t != NULL ? t : "unknown");
+        lurk_errf(err, errlen,
+                  "key \"%s\": key type %s is not supported (RSA, RSA-PSS, "
+                  "EC P-256, P-384, P-521 and Ed25519 are)",
+                  k->id, t != NULL ? t : "unknown");
         return -1;
     }
     if (EVP_PKEY_get_size(pkey) <= 0) {
@@ -286,14 +296,15 @@ static int ks_keys_load_one(const ks_config_key *ck, ks_key *k, char *err, size_
     }
     /* A lurk: key lives on a key server: serving it here would loop. */
     if (strncasecmp(ck->uri, "lurk:", 5) == 0) {
-        lurk_errf(err, errlen, "key \"%s\": %s is a LURK reference; a key server must "
-                     "hold the key itself (a file, pkcs11:, handle:, ...)", ck->id, ck->uri);
+        lurk_errf(err, errlen,
+                  "key \"%s\": %s is a LURK reference; a key server must "
+                  "hold the key itself (a file, pkcs11:, handle:, ...)",
+                  ck->id, ck->uri);
         return -1;
     }
     if (ck->is_path && ks_keys_check_file(ck, err, errlen) != 0)
         return -1;
-    if ((k->pkey = ks_keys_open(ck, err, errlen)) == NULL
-        || ks_keys_describe(k, err, errlen) != 0
+    if ((k->pkey = ks_keys_open(ck, err, errlen)) == NULL || ks_keys_describe(k, err, errlen) != 0
         || ks_keys_public(k, err, errlen) != 0)
         return -1;
     k->serial = (uint64_t)atomic_fetch_add(&ks_keys_serials, 1) + 1;
@@ -302,14 +313,15 @@ static int ks_keys_load_one(const ks_config_key *ck, ks_key *k, char *err, size_
         ks_log(KS_LOG_INFO, "key \"%s\": EC %s (%d bits), spki sha256 %s", k->id, k->group,
                k->desc.bits, hex);
     else if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && k->desc.pss.restricted)
-        ks_log(KS_LOG_INFO, "key \"%s\": RSA-PSS %d bits, restricted to hash %s, MGF1 %s, "
-               "salt >= %u, spki sha256 %s", k->id, k->desc.bits,
-               k->desc.pss.md[0] ? k->desc.pss.md : "(not a TLS hash)",
+        ks_log(KS_LOG_INFO,
+               "key \"%s\": RSA-PSS %d bits, restricted to hash %s, MGF1 %s, "
+               "salt >= %u, spki sha256 %s",
+               k->id, k->desc.bits, k->desc.pss.md[0] ? k->desc.pss.md : "(not a TLS hash)",
                k->desc.pss.mgf1_md[0] ? k->desc.pss.mgf1_md : "(not a TLS hash)",
                k->desc.pss.min_saltlen, hex);
     else if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
-        ks_log(KS_LOG_INFO, "key \"%s\": RSA-PSS %d bits, unrestricted, spki sha256 %s",
-               k->id, k->desc.bits, hex);
+        ks_log(KS_LOG_INFO, "key \"%s\": RSA-PSS %d bits, unrestricted, spki sha256 %s", k->id,
+               k->desc.bits, hex);
     else
         ks_log(KS_LOG_INFO, "key \"%s\": %s %d bits, spki sha256 %s", k->id,
                lurk_key_type_name(k->desc.type), k->desc.bits, hex);
@@ -339,7 +351,7 @@ static int ks_keys_epoch(const ks_config *cfg, ks_keyring *kr)
 
     /* Called before sorting: configuration order, so a reordering counts too. */
     ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
-         && EVP_DigestUpdate(md, cfg->text_sha256, sizeof(cfg->text_sha256)) == 1;
+        && EVP_DigestUpdate(md, cfg->text_sha256, sizeof(cfg->text_sha256)) == 1;
     for (size_t i = 0; ok && i < kr->n; i++)
         ok = EVP_DigestUpdate(md, kr->keys[i].spki, kr->keys[i].spki_len) == 1;
     ok = ok && EVP_DigestFinal_ex(md, h, NULL) == 1;
@@ -377,8 +389,8 @@ int ks_keys_load(const ks_config *cfg, ks_keyring **out, char *err, size_t errle
         kr->n++;
     }
     if (failed > 0)
-        lurk_errf(err, errlen, "%zu of %zu keys could not be loaded (see above)",
-                     failed, cfg->n_keys);
+        lurk_errf(err, errlen, "%zu of %zu keys could not be loaded (see above)", failed,
+                  cfg->n_keys);
     if (failed == 0 && ks_keys_epoch(cfg, kr) != 0) {
         lurk_errf(err, errlen, "cannot compute the configuration epoch");
         failed = 1;

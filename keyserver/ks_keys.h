@@ -20,7 +20,7 @@
 
 typedef struct {
     char *id;
-    char *uri;                  /* where it was loaded from, for logs */
+    char *uri; /* where it was loaded from, for logs */
     EVP_PKEY *pkey;
     /*
      * Unique in the process, never reused (0: none): what caches of this
@@ -28,10 +28,10 @@ typedef struct {
      * may land at the same address.
      */
     uint64_t serial;
-    ks_key_desc desc;           /* desc.group points into group[]: do not copy a ks_key */
-    char group[32];             /* EC curve name, "" otherwise */
-    size_t max_size;            /* EVP_PKEY_get_size(): largest signature */
-    unsigned char *spki;        /* DER SubjectPublicKeyInfo */
+    ks_key_desc desc;    /* desc.group points into group[]: do not copy a ks_key */
+    char group[32];      /* EC curve name, "" otherwise */
+    size_t max_size;     /* EVP_PKEY_get_size(): largest signature */
+    unsigned char *spki; /* DER SubjectPublicKeyInfo */
     size_t spki_len;
     unsigned char spki_sha256[32];
     /*
@@ -43,7 +43,7 @@ typedef struct {
 } ks_key;
 
 typedef struct {
-    ks_key *keys;               /* sorted by id for ks_keys_find() */
+    ks_key *keys; /* sorted by id for ks_keys_find() */
     size_t n;
     /*
      * First 8 bytes of SHA-256 over the configuration text and every SPKI

@@ -37,8 +37,7 @@ static void ks_slot_refuse(ks_slot *s, const ks_slot_act *act);
  * drain when due. An event the state does not allow comes back as
  * KS_SLOT_A_INVALID, logged by ks_slots_carry() once the lock is released.
  */
-static void ks_slots_step_locked(ks_server *srv, ks_slot *s, const ks_slot_ev *ev,
-                                 ks_slot_act *act)
+static void ks_slots_step_locked(ks_server *srv, ks_slot *s, const ks_slot_ev *ev, ks_slot_act *act)
 {
     (void)ks_slot_step(&srv->sm, s != NULL ? s->index : 0, ev, act);
     if (act->acts & KS_SLOT_A_NOTIFY)
@@ -88,8 +87,10 @@ static void ks_slots_carry(ks_slot *s, const ks_slot_act *act, nng_msg *reply)
 {
     if (act->acts & KS_SLOT_A_INVALID) {
         /* A bug of ours, not the edge's: say so; the slot stays as it was. */
-        ks_log(KS_LOG_ERROR, "request slot %zu: an event its state does not allow was "
-               "ignored", s->index);
+        ks_log(KS_LOG_ERROR,
+               "request slot %zu: an event its state does not allow was "
+               "ignored",
+               s->index);
         return;
     }
     if (act->acts & KS_SLOT_A_CONN_LEAVE)
@@ -169,12 +170,12 @@ static void ks_slot_refuse(ks_slot *s, const ks_slot_act *act)
 
     if (act->refusal == KS_SLOT_REFUSE_TOTAL)
         ks_server_overload_log(&srv->rlog_total, &srv->lim_lock, s->t0_us,
-                               "max_inflight (%u) reached, last from %s [%s]", act->limit,
-                               s->peer, s->group);
+                               "max_inflight (%u) reached, last from %s [%s]", act->limit, s->peer,
+                               s->group);
     else
         ks_server_overload_log(&srv->rlog_conn, &srv->lim_lock, s->t0_us,
-                               "max_inflight_per_conn (%u) reached by %s [%s]", act->limit,
-                               s->peer, s->group);
+                               "max_inflight_per_conn (%u) reached by %s [%s]", act->limit, s->peer,
+                               s->group);
     ks_slot_done(s, ks_server_refuse_slot(srv, s, act->refusal));
 }
 
@@ -251,8 +252,7 @@ static void ks_slot_cb(void *arg)
                 ks_log(KS_LOG_DEBUG, "answer to %s not sent: %s", s->peer, nng_strerror(rv));
         }
         break;
-    default:
-        return;
+    default: return;
     }
     act = ks_slots_step(srv, s, ev);
     ks_slots_carry(s, &act, NULL);
@@ -264,8 +264,10 @@ void ks_slots_conn_closed(ks_server *srv, uint32_t id)
     ks_slot_act act = ks_slots_step(srv, NULL, ev);
 
     if (act.n > 0)
-        ks_log(KS_LOG_DEBUG, "pipe %u closed with %u requests in flight; their answers go "
-               "nowhere", id, act.n);
+        ks_log(KS_LOG_DEBUG,
+               "pipe %u closed with %u requests in flight; their answers go "
+               "nowhere",
+               id, act.n);
 }
 
 static void *ks_server_worker(void *arg)
@@ -334,8 +336,7 @@ static int ks_server_workers_start(ks_server *srv, unsigned int n, char *err, si
     }
     for (unsigned int i = 0; i < n; i++) {
         if ((rv = pthread_create(&srv->workers[i], NULL, ks_server_worker, srv)) != 0) {
-            lurk_errf(err, errlen, "cannot start worker %u of %u: %s", i + 1, n,
-                           strerror(rv));
+            lurk_errf(err, errlen, "cannot start worker %u of %u: %s", i + 1, n, strerror(rv));
             return -1;
         }
         srv->n_workers++;
@@ -489,16 +490,19 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
     }
     srv->sock_open = 1;
     if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ,
-                                  cfg->max_message + KS_SERVER_SP_HEADROOM)) != 0
+                                  cfg->max_message + KS_SERVER_SP_HEADROOM))
+            != 0
         || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_PRE, ks_server_pipe_event, srv)) != 0
         || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_ADD_POST, ks_server_pipe_event, srv)) != 0
-        || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_REM_POST, ks_server_pipe_event, srv)) != 0) {
+        || (rv = nng_pipe_notify(srv->sock, NNG_PIPE_EV_REM_POST, ks_server_pipe_event, srv))
+            != 0) {
         lurk_errf(err, errlen, "nng socket setup: %s", nng_strerror(rv));
         goto fail;
     }
     if (ks_server_workers_start(srv, cfg->workers, err, errlen) != 0
         || ks_server_slots_start(srv, (size_t)cfg->max_inflight + KS_SERVER_SPARE_SLOTS, err,
-                                 errlen) != 0)
+                                 errlen)
+            != 0)
         goto fail;
     /* Slots receive before we listen: a request arriving at once finds one waiting. */
     for (size_t i = 0; i < srv->n_slots; i++) {
@@ -508,8 +512,7 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
     if (ks_listen_start(srv, cfg, err, errlen) != 0)
         goto fail;
     if (cfg->metrics_listen != NULL
-        && ks_http_start(cfg->metrics_listen, ks_server_render, srv, &srv->http, err,
-                         errlen) != 0)
+        && ks_http_start(cfg->metrics_listen, ks_server_render, srv, &srv->http, err, errlen) != 0)
         goto fail;
     atomic_store(&srv->config_loads, 1);
     *out = srv;
@@ -540,8 +543,8 @@ static int ks_server_audit_same(const char *a, const char *b)
  * things that cannot fail, or whose failure keeps the old state (the audit
  * log), remain.
  */
-int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops,
-                     char *err, size_t errlen)
+int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops, char *err,
+                     size_t errlen)
 {
     ks_runtime *rt_new, *rt_old;
     ks_slot_ev limits;
@@ -572,7 +575,8 @@ int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops
     ks_log(KS_LOG_DEBUG, "reload: generation %llu, %u requests in flight carry on",
            (unsigned long long)srv->generation, act.n);
     if ((rv = nng_socket_set_size(srv->sock, NNG_OPT_RECVMAXSZ,
-                                  cfg->max_message + KS_SERVER_SP_HEADROOM)) != 0)
+                                  cfg->max_message + KS_SERVER_SP_HEADROOM))
+        != 0)
         ks_log(KS_LOG_WARN, "max_message: %s", nng_strerror(rv));
     ks_listen_commit(srv, cfg);
     if (!ks_server_audit_same(rt_old->cfg->audit_log, cfg->audit_log)) {
@@ -582,8 +586,10 @@ int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops
             ks_log(KS_LOG_ERROR, "reload: %s; the audit log stays where it was", why);
     }
     if (cfg->max_inflight > srv->max_slots_inflight)
-        ks_log(KS_LOG_WARN, "reload: max_inflight %u is above the %u this process started "
-               "with; restart to raise it", cfg->max_inflight, srv->max_slots_inflight);
+        ks_log(KS_LOG_WARN,
+               "reload: max_inflight %u is above the %u this process started "
+               "with; restart to raise it",
+               cfg->max_inflight, srv->max_slots_inflight);
     if (cfg->workers != rt_old->cfg->workers)
         ks_log(KS_LOG_WARN, "reload: workers changed to %u; restart to apply (still %zu)",
                cfg->workers, srv->n_workers);
@@ -640,15 +646,16 @@ void ks_server_stop(ks_server *srv)
     left = srv->sm.busy;
     pthread_mutex_unlock(&srv->slot_lock);
     if (left > 0)
-        ks_log(KS_LOG_WARN, "drain: %u of %u requests still in flight after drain_timeout "
-               "(%u s); their connections close and the edges resend them elsewhere", left,
-               at_start, timeout_s);
+        ks_log(KS_LOG_WARN,
+               "drain: %u of %u requests still in flight after drain_timeout "
+               "(%u s); their connections close and the edges resend them elsewhere",
+               left, at_start, timeout_s);
     else
-        ks_log(KS_LOG_INFO, "drained: %u requests in flight at the stop were answered",
-               at_start);
+        ks_log(KS_LOG_INFO, "drained: %u requests in flight at the stop were answered", at_start);
     nworkers = srv->n_workers;
     ks_server_shutdown(srv);
-    ks_log(KS_LOG_INFO, "stopped: %llu requests answered, %llu refused, peak %u of %zu workers "
+    ks_log(KS_LOG_INFO,
+           "stopped: %llu requests answered, %llu refused, peak %u of %zu workers "
            "busy (admitted in flight; max_inflight %u)",
            (unsigned long long)atomic_load(&srv->answered),
            (unsigned long long)atomic_load(&srv->refused), srv->sm.peak, nworkers,

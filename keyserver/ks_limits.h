@@ -20,7 +20,7 @@
 typedef struct {
     uint32_t rate;
     uint32_t burst;
-    uint64_t micro_tokens;   /* tokens x 1e6 */
+    uint64_t micro_tokens; /* tokens x 1e6 */
     uint64_t last_us;
 } ks_bucket;
 
@@ -38,7 +38,7 @@ int ks_bucket_take(ks_bucket *b, uint64_t now_us);
 typedef struct {
     uint64_t interval_us;
     uint64_t last_us;
-    uint64_t pending;        /* events not yet reported */
+    uint64_t pending; /* events not yet reported */
     int started;
 } ks_ratelog;
 
@@ -49,8 +49,8 @@ int ks_ratelog_hit(ks_ratelog *r, uint64_t now_us, uint64_t *count);
 
 typedef enum {
     KS_ADMIT_OK = 0,
-    KS_ADMIT_TOTAL,          /* max_inflight reached */
-    KS_ADMIT_CONNECTION      /* max_inflight_per_conn reached */
+    KS_ADMIT_TOTAL,     /* max_inflight reached */
+    KS_ADMIT_CONNECTION /* max_inflight_per_conn reached */
 } ks_admit;
 
 /*

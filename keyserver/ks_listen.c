@@ -88,7 +88,7 @@ static int ks_server_tls_pair(const ks_config *cfg, char *err, size_t errlen)
         rv = 0;
     } else if (X509_check_private_key(cert, key) != 1) {
         lurk_errf(err, errlen, "tls_cert %s does not match tls_key %s", cfg->tls_cert,
-                       cfg->tls_key);
+                  cfg->tls_key);
         ERR_clear_error();
     } else {
         rv = 0;
@@ -132,11 +132,15 @@ static void ks_group_check_dates(const ks_config *cfg, const ks_config_group *g)
     if (crl != NULL && (t = X509_CRL_get0_nextUpdate(crl)) != NULL
         && ASN1_TIME_diff(&days, &secs, NULL, t)) {
         if (days < 0 || secs < 0)
-            ks_log(KS_LOG_WARN, "client_crl %s is past its nextUpdate: every edge of group %s is "
-                   "refused until a fresh CRL is installed (then SIGHUP)", g->client_crl, g->name);
+            ks_log(KS_LOG_WARN,
+                   "client_crl %s is past its nextUpdate: every edge of group %s is "
+                   "refused until a fresh CRL is installed (then SIGHUP)",
+                   g->client_crl, g->name);
         else if (days < soon_days)
-            ks_log(KS_LOG_WARN, "client_crl %s reaches its nextUpdate in %d days: after that "
-                   "every edge of group %s is refused", g->client_crl, days, g->name);
+            ks_log(KS_LOG_WARN,
+                   "client_crl %s reaches its nextUpdate in %d days: after that "
+                   "every edge of group %s is refused",
+                   g->client_crl, days, g->name);
     }
     X509_CRL_free(crl);
     ERR_clear_error();
@@ -158,7 +162,7 @@ static int ks_group_tls(const ks_config *cfg, const ks_config_group *g, nng_tls_
     if (lurk_tls_config_make(1, &f, tls, why, sizeof(why)) != 0
         || ks_server_tls_pair(cfg, why, sizeof(why)) != 0) {
         lurk_errf(err, errlen, "%s: TLS for %s%s: %s", cfg->name,
-                       g->implicit ? "[keyserver]" : "[edge.", g->implicit ? "" : g->name, why);
+                  g->implicit ? "[keyserver]" : "[edge.", g->implicit ? "" : g->name, why);
         if (*tls != NULL)
             nng_tls_config_free(*tls);
         *tls = NULL;
@@ -169,8 +173,7 @@ static int ks_group_tls(const ks_config *cfg, const ks_config_group *g, nng_tls_
      * channel, and refusing would lock out setups that share it on purpose.
      */
     if (f.key != NULL && stat(f.key, &st) == 0 && (st.st_mode & S_IROTH) != 0)
-        ks_log(KS_LOG_WARN, "tls_key %s is readable by every user; run chmod 600 %s", f.key,
-               f.key);
+        ks_log(KS_LOG_WARN, "tls_key %s is readable by every user; run chmod 600 %s", f.key, f.key);
     ks_group_check_dates(cfg, g);
     return 0;
 }
@@ -264,8 +267,10 @@ static int ks_listener_open(ks_server *srv, const char *cfg_name, const char *gr
         return -1;
     }
     if (lurk_url_classify(url) == LURK_URL_TCP)
-        ks_log(KS_LOG_WARN, "listening on %s without TLS: anyone who can reach it can use "
-               "every key of group %s", url, group);
+        ks_log(KS_LOG_WARN,
+               "listening on %s without TLS: anyone who can reach it can use "
+               "every key of group %s",
+               url, group);
     return 0;
 }
 
@@ -287,7 +292,7 @@ typedef struct {
     const char *url;
     nng_tls_config *tls;
     unsigned char sig[32];
-    ks_lst *old;            /* reload: the listener on this URL now */
+    ks_lst *old; /* reload: the listener on this URL now */
 } ks_plan;
 
 static void ks_plan_free(ks_plan *plan, size_t n)
@@ -373,8 +378,8 @@ static int ks_plan_changed(const ks_plan *p)
  * one had. `retired[i]` is the old listener of changed plan entry i (NULL
  * when not (yet) restarted).
  */
-static void ks_listen_undo(ks_server *srv, const ks_config *cfg, ks_lst **created,
-                           size_t n_created, ks_lst **retired, size_t n)
+static void ks_listen_undo(ks_server *srv, const ks_config *cfg, ks_lst **created, size_t n_created,
+                           ks_lst **retired, size_t n)
 {
     for (size_t j = 0; j < n_created; j++)
         ks_listener_close(srv, created[j]);
@@ -387,11 +392,14 @@ static void ks_listen_undo(ks_server *srv, const ks_config *cfg, ks_lst **create
         if ((now = ks_listener_find(srv, old->url)) != NULL)
             ks_listener_close(srv, now);
         if (ks_listener_open(srv, cfg->name, old->group, old->url, old->tls_cfg, old->sig,
-                             old->recv_max, why, sizeof(why)) == 0)
+                             old->recv_max, why, sizeof(why))
+            == 0)
             ks_log(KS_LOG_INFO, "reload: listener %s restored as it was", old->url);
         else
-            ks_log(KS_LOG_ERROR, "reload: listener %s could not be restored: %s; it stays "
-                   "closed until the next successful reload", old->url, why);
+            ks_log(KS_LOG_ERROR,
+                   "reload: listener %s could not be restored: %s; it stays "
+                   "closed until the next successful reload",
+                   old->url, why);
         ks_lst_free(old);
         retired[i] = NULL;
     }
@@ -432,13 +440,17 @@ int ks_listen_prepare(ks_server *srv, const ks_config *cfg, char *err, size_t er
 
         if (!ks_plan_changed(&plan[i]))
             continue;
-        ks_log(KS_LOG_INFO, "reload: restarting listener %s (group %s): its TLS files or "
-               "group changed; its connections drop", plan[i].url, plan[i].g->name);
+        ks_log(KS_LOG_INFO,
+               "reload: restarting listener %s (group %s): its TLS files or "
+               "group changed; its connections drop",
+               plan[i].url, plan[i].g->name);
         retired[i] = plan[i].old;
         ks_listener_detach(srv, retired[i]);
         if (ks_plan_open(srv, cfg, &plan[i], why, sizeof(why)) != 0) {
-            lurk_errf(err, errlen, "listener %s (group %s) could not be reopened with its new "
-                      "TLS files or group: %s", plan[i].url, plan[i].g->name, why);
+            lurk_errf(err, errlen,
+                      "listener %s (group %s) could not be reopened with its new "
+                      "TLS files or group: %s",
+                      plan[i].url, plan[i].g->name, why);
             goto fail;
         }
     }

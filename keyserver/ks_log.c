@@ -25,8 +25,8 @@ static const char *ks_log_level_name(ks_log_level level)
 {
     switch (level) {
     case KS_LOG_ERROR: return "error";
-    case KS_LOG_WARN:  return "warn";
-    case KS_LOG_INFO:  return "info";
+    case KS_LOG_WARN: return "warn";
+    case KS_LOG_INFO: return "info";
     case KS_LOG_DEBUG: return "debug";
     }
     return "?";

@@ -11,12 +11,7 @@
 
 #include <stddef.h>
 
-typedef enum {
-    KS_LOG_ERROR = 0,
-    KS_LOG_WARN,
-    KS_LOG_INFO,
-    KS_LOG_DEBUG
-} ks_log_level;
+typedef enum { KS_LOG_ERROR = 0, KS_LOG_WARN, KS_LOG_INFO, KS_LOG_DEBUG } ks_log_level;
 
 /* Messages above `level` are dropped; the default is KS_LOG_INFO. */
 void ks_log_set_level(ks_log_level level);
@@ -27,8 +22,7 @@ int ks_log_enabled(ks_log_level level);
 void ks_log_set_ident(const char *ident);
 
 /* `lurk-keyserver[pid]: <level>: <message>`; the newline is added. */
-void ks_log(ks_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void ks_log(ks_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * Append OpenSSL's queued errors (in the order raised, "; "-separated) to

@@ -26,8 +26,8 @@
 #define KS_VERSION "unknown"
 #endif
 
-#define KS_EXIT_OK 0
-#define KS_EXIT_FAIL 1
+#define KS_EXIT_OK    0
+#define KS_EXIT_FAIL  1
 #define KS_EXIT_USAGE 2
 
 /* The longest --debug-delay-ms: one minute is beyond any test's timeout. */
@@ -42,109 +42,109 @@ typedef struct {
 
 static void ks_usage(FILE *out)
 {
-    fputs(
-"Usage: lurk-keyserver -c FILE [--check] [-v] [--debug-delay-ms N]\n"
-"       lurk-keyserver --help | --version\n"
-"\n"
-"Hold TLS private keys and sign or decrypt for TLS edge servers (nginx,\n"
-"HAProxy, openssl s_server...) that use the LURK OpenSSL provider. Only\n"
-"TLS handshake signatures (TLS 1.3 CertificateVerify, TLS 1.2\n"
-"ServerKeyExchange) and TLS 1.2 RSA premaster decryption are performed:\n"
-"the key server is not a general signing or decryption oracle.\n"
-"Runs in the foreground and logs to standard error.\n"
-"\n"
-"Options:\n"
-"  -c, --config FILE     configuration file (required)\n"
-"      --check           load and validate the configuration, the TLS files\n"
-"                        and every key, print a summary, exit; do not listen\n"
-"  -v, --verbose         log at debug level (every operation, without secrets)\n"
-"      --debug-delay-ms N\n"
-"                        wait N ms before answering each Sign and Decrypt\n"
-"                        (testing timeouts and concurrency; never in production)\n"
-"  -h, --help            show this help\n"
-"  -V, --version         show the version\n"
-"\n"
-"Configuration (OpenSSL config syntax; relative paths are relative to the\n"
-"directory of FILE; a name given twice in a section is an error):\n"
-"  [keyserver]\n"
-"  listen = URL...       tls+tcp://HOST:PORT (mutual TLS, recommended),\n"
-"                        ipc:///PATH (same host; file permissions decide),\n"
-"                        tcp://HOST:PORT (cleartext; needs allow_insecure);\n"
-"                        several URLs separated by spaces or commas\n"
-"  tls_cert = FILE       PEM certificate chain presented to edges   (tls+tcp)\n"
-"  tls_key = FILE        its private key, PEM, unencrypted          (tls+tcp)\n"
-"  client_ca = FILE      CA the edges' certificates must chain to   (tls+tcp)\n"
-"  client_crl = FILE     optional PEM CRL for edge certificates\n"
-"  allow_insecure = no   yes to allow tcp:// listeners\n"
-"  workers = 0           worker threads for TPM/HSM keys; 0 = 4 x online CPUs\n"
-"                        (keys from files are signed on the receiving thread)\n"
-"  server_id = NAME      name reported in Capabilities (default: host name)\n"
-"  keys = keys           name of the section listing the keys\n"
-"  tls13 = yes           sign TLS 1.3 CertificateVerify\n"
-"  tls12 = yes           sign (D)TLS 1.2 ServerKeyExchange\n"
-"  ffdhe = yes           ... including finite-field DHE parameters\n"
-"  rsa_decrypt = no      yes: decrypt TLS 1.2 RSA key exchange premasters\n"
-"  legacy_hashes = no    yes: also sign TLS 1.2 with SHA-1 and SHA-224 (old clients)\n"
-"                        (off by default: see docs/security.md)\n"
-"  rate = 0, burst = 0   Sign+Decrypt per second (and bucket size) for all\n"
-"                        edges of the single [keyserver] form; 0 = unlimited\n"
-"  key_rate = 0          default per-key limit (requests/s); 0 = unlimited\n"
-"  key_burst = 0         default per-key burst; 0 = the rate\n"
-"  replay_window = 60    seconds during which identical TLS context bytes are\n"
-"                        signed (or decrypted) once; 0 = off\n"
-"  replay_cache = 2097152\n"
-"                        entries the replay window holds (size it to peak\n"
-"                        signatures per second x replay_window); when full,\n"
-"                        refuse Sign, answer Decrypt with random bytes\n"
-"  max_message = 65536   largest request in bytes (larger: connection closed)\n"
-"  max_inflight = 2 x workers\n"
-"                        requests received and not answered, all edges;\n"
-"                        beyond it: OVERLOADED at once\n"
-"  max_inflight_per_conn = workers\n"
-"                        the same for one edge connection\n"
-"  max_connections = 1024\n"
-"                        edge connections, all groups; beyond: closed\n"
-"  drain_timeout = 10    seconds SIGTERM waits for requests in flight\n"
-"  audit_log = FILE      one line per operation; default: standard error\n"
-"  metrics_listen = URL  http://HOST:PORT serving Prometheus /metrics\n"
-"\n"
-"  [edge.NAME]           one edge group (instead of listen/client_ca/\n"
-"                        client_crl/rate/burst in [keyserver]):\n"
-"  listen = URL...       this group's own listeners\n"
-"  client_ca = FILE      the CA this group's edge certificates chain to\n"
-"  client_crl = FILE     optional PEM CRL for them\n"
-"  keys = ID...          the key ids this group may use, or *\n"
-"  rate = 0, burst = 0   Sign+Decrypt per second for the group; 0 = unlimited\n"
-"\n"
-"  [key_limits]\n"
-"  ID = RATE [BURST]     per-key limit overriding key_rate/key_burst\n"
-"\n"
-"  [keys]\n"
-"  ID = FILE-OR-URI      one line per key: ID is 1-64 of A-Z a-z 0-9 . _ -\n"
-"                        (not starting with . or -);\n"
-"                        a PEM/DER file (must not be readable by others:\n"
-"                        chmod 600) or any OSSL_STORE URI (pkcs11:...,\n"
-"                        handle:0x81000001, ...); RSA and RSA-PSS\n"
-"                        2048-8192 bits, EC P-256/P-384/P-521, Ed25519\n"
-"\n"
-"Signals:\n"
-"  SIGTERM, SIGINT       stop taking connections and requests, answer those\n"
-"                        in flight (up to drain_timeout), exit 0\n"
-"  SIGHUP                reload the configuration and keys, all or nothing: a\n"
-"                        broken one is logged and the running one stays;\n"
-"                        reopen the audit log\n"
-"  SIGUSR1               reopen the audit log (log rotation)\n"
-"\n"
-"Exit status:\n"
-"  0  clean stop after a signal, or --check found no problem\n"
-"  1  configuration, key, TLS or listen error (the message names it)\n"
-"  2  usage error\n", out);
+    fputs("Usage: lurk-keyserver -c FILE [--check] [-v] [--debug-delay-ms N]\n"
+          "       lurk-keyserver --help | --version\n"
+          "\n"
+          "Hold TLS private keys and sign or decrypt for TLS edge servers (nginx,\n"
+          "HAProxy, openssl s_server...) that use the LURK OpenSSL provider. Only\n"
+          "TLS handshake signatures (TLS 1.3 CertificateVerify, TLS 1.2\n"
+          "ServerKeyExchange) and TLS 1.2 RSA premaster decryption are performed:\n"
+          "the key server is not a general signing or decryption oracle.\n"
+          "Runs in the foreground and logs to standard error.\n"
+          "\n"
+          "Options:\n"
+          "  -c, --config FILE     configuration file (required)\n"
+          "      --check           load and validate the configuration, the TLS files\n"
+          "                        and every key, print a summary, exit; do not listen\n"
+          "  -v, --verbose         log at debug level (every operation, without secrets)\n"
+          "      --debug-delay-ms N\n"
+          "                        wait N ms before answering each Sign and Decrypt\n"
+          "                        (testing timeouts and concurrency; never in production)\n"
+          "  -h, --help            show this help\n"
+          "  -V, --version         show the version\n"
+          "\n"
+          "Configuration (OpenSSL config syntax; relative paths are relative to the\n"
+          "directory of FILE; a name given twice in a section is an error):\n"
+          "  [keyserver]\n"
+          "  listen = URL...       tls+tcp://HOST:PORT (mutual TLS, recommended),\n"
+          "                        ipc:///PATH (same host; file permissions decide),\n"
+          "                        tcp://HOST:PORT (cleartext; needs allow_insecure);\n"
+          "                        several URLs separated by spaces or commas\n"
+          "  tls_cert = FILE       PEM certificate chain presented to edges   (tls+tcp)\n"
+          "  tls_key = FILE        its private key, PEM, unencrypted          (tls+tcp)\n"
+          "  client_ca = FILE      CA the edges' certificates must chain to   (tls+tcp)\n"
+          "  client_crl = FILE     optional PEM CRL for edge certificates\n"
+          "  allow_insecure = no   yes to allow tcp:// listeners\n"
+          "  workers = 0           worker threads for TPM/HSM keys; 0 = 4 x online CPUs\n"
+          "                        (keys from files are signed on the receiving thread)\n"
+          "  server_id = NAME      name reported in Capabilities (default: host name)\n"
+          "  keys = keys           name of the section listing the keys\n"
+          "  tls13 = yes           sign TLS 1.3 CertificateVerify\n"
+          "  tls12 = yes           sign (D)TLS 1.2 ServerKeyExchange\n"
+          "  ffdhe = yes           ... including finite-field DHE parameters\n"
+          "  rsa_decrypt = no      yes: decrypt TLS 1.2 RSA key exchange premasters\n"
+          "  legacy_hashes = no    yes: also sign TLS 1.2 with SHA-1 and SHA-224 (old clients)\n"
+          "                        (off by default: see docs/security.md)\n"
+          "  rate = 0, burst = 0   Sign+Decrypt per second (and bucket size) for all\n"
+          "                        edges of the single [keyserver] form; 0 = unlimited\n"
+          "  key_rate = 0          default per-key limit (requests/s); 0 = unlimited\n"
+          "  key_burst = 0         default per-key burst; 0 = the rate\n"
+          "  replay_window = 60    seconds during which identical TLS context bytes are\n"
+          "                        signed (or decrypted) once; 0 = off\n"
+          "  replay_cache = 2097152\n"
+          "                        entries the replay window holds (size it to peak\n"
+          "                        signatures per second x replay_window); when full,\n"
+          "                        refuse Sign, answer Decrypt with random bytes\n"
+          "  max_message = 65536   largest request in bytes (larger: connection closed)\n"
+          "  max_inflight = 2 x workers\n"
+          "                        requests received and not answered, all edges;\n"
+          "                        beyond it: OVERLOADED at once\n"
+          "  max_inflight_per_conn = workers\n"
+          "                        the same for one edge connection\n"
+          "  max_connections = 1024\n"
+          "                        edge connections, all groups; beyond: closed\n"
+          "  drain_timeout = 10    seconds SIGTERM waits for requests in flight\n"
+          "  audit_log = FILE      one line per operation; default: standard error\n"
+          "  metrics_listen = URL  http://HOST:PORT serving Prometheus /metrics\n"
+          "\n"
+          "  [edge.NAME]           one edge group (instead of listen/client_ca/\n"
+          "                        client_crl/rate/burst in [keyserver]):\n"
+          "  listen = URL...       this group's own listeners\n"
+          "  client_ca = FILE      the CA this group's edge certificates chain to\n"
+          "  client_crl = FILE     optional PEM CRL for them\n"
+          "  keys = ID...          the key ids this group may use, or *\n"
+          "  rate = 0, burst = 0   Sign+Decrypt per second for the group; 0 = unlimited\n"
+          "\n"
+          "  [key_limits]\n"
+          "  ID = RATE [BURST]     per-key limit overriding key_rate/key_burst\n"
+          "\n"
+          "  [keys]\n"
+          "  ID = FILE-OR-URI      one line per key: ID is 1-64 of A-Z a-z 0-9 . _ -\n"
+          "                        (not starting with . or -);\n"
+          "                        a PEM/DER file (must not be readable by others:\n"
+          "                        chmod 600) or any OSSL_STORE URI (pkcs11:...,\n"
+          "                        handle:0x81000001, ...); RSA and RSA-PSS\n"
+          "                        2048-8192 bits, EC P-256/P-384/P-521, Ed25519\n"
+          "\n"
+          "Signals:\n"
+          "  SIGTERM, SIGINT       stop taking connections and requests, answer those\n"
+          "                        in flight (up to drain_timeout), exit 0\n"
+          "  SIGHUP                reload the configuration and keys, all or nothing: a\n"
+          "                        broken one is logged and the running one stays;\n"
+          "                        reopen the audit log\n"
+          "  SIGUSR1               reopen the audit log (log rotation)\n"
+          "\n"
+          "Exit status:\n"
+          "  0  clean stop after a signal, or --check found no problem\n"
+          "  1  configuration, key, TLS or listen error (the message names it)\n"
+          "  2  usage error\n",
+          out);
 }
 
 static void ks_version(void)
 {
-    printf("lurk-keyserver %s (LURK protocol %u, %s, nng %s)\n", KS_VERSION,
-           LURK_PROTOCOL_VERSION, OpenSSL_version(OPENSSL_VERSION), nng_version());
+    printf("lurk-keyserver %s (LURK protocol %u, %s, nng %s)\n", KS_VERSION, LURK_PROTOCOL_VERSION,
+           OpenSSL_version(OPENSSL_VERSION), nng_version());
 }
 
 static int ks_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -162,8 +162,7 @@ static int ks_usage_error(const char *fmt, ...)
 }
 
 /* "--name=value" or "--name value"; NULL when `arg` is another option. */
-static const char *ks_opt_value(int argc, char **argv, int *i, const char *arg,
-                                const char *name)
+static const char *ks_opt_value(int argc, char **argv, int *i, const char *arg, const char *name)
 {
     size_t n = strlen(name);
 
@@ -213,13 +212,14 @@ static int ks_parse_args(int argc, char **argv, ks_args *a, int *exit_code)
             if (v[0] == '\0' || *end != '\0' || errno != 0 || ms < 0
                 || ms > KS_MAX_DEBUG_DELAY_MS) {
                 *exit_code = ks_usage_error("--debug-delay-ms needs a number of "
-                                            "milliseconds from 0 to 60000, not \"%s\"", v);
+                                            "milliseconds from 0 to 60000, not \"%s\"",
+                                            v);
                 return -1;
             }
             a->debug_delay_ms = (int)ms;
         } else {
-            *exit_code = ks_usage_error("%s %s", arg[0] == '-' ? "unknown option"
-                                        : "unexpected argument", arg);
+            *exit_code = ks_usage_error(
+                "%s %s", arg[0] == '-' ? "unknown option" : "unexpected argument", arg);
             return -1;
         }
     }
@@ -255,8 +255,7 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
     for (size_t i = 0; i < cfg->n_groups; i++) {
         const ks_config_group *g = &cfg->groups[i];
 
-        printf("  edge group  %s%s\n", g->name, g->implicit ? " (the [keyserver] listeners)"
-                                                             : "");
+        printf("  edge group  %s%s\n", g->name, g->implicit ? " (the [keyserver] listeners)" : "");
         for (size_t j = 0; j < g->n_listen; j++)
             printf("    listen      %s\n", g->listen[j]);
         if (g->has_tls) {
@@ -275,8 +274,8 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
             printf("    rate        unlimited\n");
     }
     printf("  limits      max_inflight %u, per connection %u, max_connections %u, "
-           "max_message %zu\n", cfg->max_inflight, cfg->max_inflight_per_conn,
-           cfg->max_connections, cfg->max_message);
+           "max_message %zu\n",
+           cfg->max_inflight, cfg->max_inflight_per_conn, cfg->max_connections, cfg->max_message);
     if (cfg->replay_window != 0)
         printf("  replay      window %u s, cache %zu entries\n", cfg->replay_window,
                cfg->replay_cache);
@@ -298,13 +297,14 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
 
         ks_keys_hex(k->spki_sha256, sizeof(k->spki_sha256), hex);
         printf("    %s: %s %d bits%s%s, spki sha256 %s\n      from %s\n", k->id,
-               lurk_key_type_name(k->desc.type), k->desc.bits, k->group[0] ? " " : "",
-               k->group, hex, k->uri);
+               lurk_key_type_name(k->desc.type), k->desc.bits, k->group[0] ? " " : "", k->group,
+               hex, k->uri);
         if (k->desc.type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
             ks_check_pss(&k->desc.pss);
         printf("      schemes");
         for (size_t j = 0; (s = lurk_scheme_at(j)) != NULL; j++) {
-            if (ks_policy_check_scheme(&cfg->policy, &k->desc, s).status != LURK__V1__STATUS__STATUS_OK)
+            if (ks_policy_check_scheme(&cfg->policy, &k->desc, s).status
+                != LURK__V1__STATUS__STATUS_OK)
                 continue;
             printf("%s%s", first ? " " : ", ", s->name);
             first = 0;
@@ -320,8 +320,8 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
 }
 
 /* Configuration, keys and operations, all or nothing. */
-static int ks_load_all(const char *path, ks_config **cfg, ks_keyring **kr, ks_ops **ops,
-                       char *err, size_t errlen)
+static int ks_load_all(const char *path, ks_config **cfg, ks_keyring **kr, ks_ops **ops, char *err,
+                       size_t errlen)
 {
     char one[1024] = "";
 
@@ -358,8 +358,10 @@ static void ks_reload(ks_server *srv, const char *path, uint64_t *epoch)
     ks_log(KS_LOG_INFO, "SIGHUP: reloading %s", path);
     ks_server_reopen_audit(srv);
     if (ks_load_all(path, &cfg, &kr, &ops, err, sizeof(err)) != 0) {
-        ks_log(KS_LOG_ERROR, "reload rejected, the running configuration stays (epoch "
-               "%016llx): %s", (unsigned long long)*epoch, err);
+        ks_log(KS_LOG_ERROR,
+               "reload rejected, the running configuration stays (epoch "
+               "%016llx): %s",
+               (unsigned long long)*epoch, err);
         ks_server_reload_failed(srv);
         return;
     }
@@ -368,8 +370,10 @@ static void ks_reload(ks_server *srv, const char *path, uint64_t *epoch)
         size_t nkeys = kr->n, ngroups = cfg->n_groups;
 
         if (ks_server_reload(srv, cfg, kr, ops, err, sizeof(err)) != 0) {
-            ks_log(KS_LOG_ERROR, "reload rejected, the running configuration stays (epoch "
-                   "%016llx): %s", (unsigned long long)*epoch, err);
+            ks_log(KS_LOG_ERROR,
+                   "reload rejected, the running configuration stays (epoch "
+                   "%016llx): %s",
+                   (unsigned long long)*epoch, err);
             ks_server_reload_failed(srv);
             ks_ops_free(ops);
             ks_keys_free(kr);
@@ -426,9 +430,11 @@ static void ks_log_ready(const ks_config *cfg, const ks_keyring *kr)
             break;
         gused += (size_t)n;
     }
-    ks_log(KS_LOG_INFO, "ready: listening on %s, %zu keys, %zu edge groups (%s), %u workers, "
-           "epoch %016llx%s%s", urls, kr->n, cfg->n_groups, groups, cfg->workers,
-           (unsigned long long)kr->epoch, cfg->metrics_listen != NULL ? ", metrics on " : "",
+    ks_log(KS_LOG_INFO,
+           "ready: listening on %s, %zu keys, %zu edge groups (%s), %u workers, "
+           "epoch %016llx%s%s",
+           urls, kr->n, cfg->n_groups, groups, cfg->workers, (unsigned long long)kr->epoch,
+           cfg->metrics_listen != NULL ? ", metrics on " : "",
            cfg->metrics_listen != NULL ? cfg->metrics_listen : "");
 }
 
@@ -496,8 +502,10 @@ int main(int argc, char **argv)
         goto out;
     }
     if (args.debug_delay_ms > 0)
-        ks_log(KS_LOG_WARN, "--debug-delay-ms %d: every Sign and Decrypt is delayed (testing "
-               "only)", args.debug_delay_ms);
+        ks_log(KS_LOG_WARN,
+               "--debug-delay-ms %d: every Sign and Decrypt is delayed (testing "
+               "only)",
+               args.debug_delay_ms);
     if (ks_server_start(cfg, kr, ops, args.debug_delay_ms, &srv, err, sizeof(err)) != 0) {
         ks_log(KS_LOG_ERROR, "%s", err);
         goto out;

@@ -14,17 +14,16 @@
 #define KS_METRICS_HASH 256u
 
 static const uint64_t ks_metrics_bounds_us[KS_METRICS_N_BUCKETS] = {
-    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
-    5000000,
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
 };
 
 /* One latency histogram per operation name (lurk_op_name_at), "request" last. */
 #define KS_METRICS_N_OPS LURK_OP_NAMES
 
 typedef struct ks_series {
-    struct ks_series *next;   /* hash chain */
-    struct ks_series *order;  /* creation order, for a stable output */
-    char *labels;             /* NUL-separated values */
+    struct ks_series *next;  /* hash chain */
+    struct ks_series *order; /* creation order, for a stable output */
+    char *labels;            /* NUL-separated values */
     size_t labels_len;
     uint64_t value;
 } ks_series;
@@ -42,8 +41,8 @@ typedef struct {
 
 struct ks_metrics {
     pthread_mutex_t lock;
-    ks_family requests;       /* op, key, group, result */
-    ks_family refusals;       /* reason */
+    ks_family requests; /* op, key, group, result */
+    ks_family refusals; /* reason */
     ks_histogram latency[KS_METRICS_N_OPS];
 };
 
@@ -302,8 +301,7 @@ char *ks_metrics_render(ks_metrics *m, const ks_metrics_gauges *g, size_t *len)
         ks_out_labels(&o, req_labels, 4, s->labels);
         ks_out_printf(&o, " %llu\n", (unsigned long long)s->value);
     }
-    ks_out_head(&o, "lurk_keyserver_refusals_total", "counter",
-                "Requests refused, by reason.");
+    ks_out_head(&o, "lurk_keyserver_refusals_total", "counter", "Requests refused, by reason.");
     for (ks_series *s = m->refusals.first; s != NULL; s = s->order) {
         ks_out_printf(&o, "lurk_keyserver_refusals_total");
         ks_out_labels(&o, ref_labels, 1, s->labels);
@@ -320,12 +318,16 @@ char *ks_metrics_render(ks_metrics *m, const ks_metrics_gauges *g, size_t *len)
         for (size_t b = 0; b <= KS_METRICS_N_BUCKETS; b++) {
             cum += h->buckets[b];
             if (b < KS_METRICS_N_BUCKETS)
-                ks_out_printf(&o, "lurk_keyserver_request_duration_seconds_bucket{op=\"%s\","
-                              "le=\"%g\"} %llu\n", lurk_op_name_at(i),
-                              (double)ks_metrics_bounds_us[b] / 1e6, (unsigned long long)cum);
+                ks_out_printf(&o,
+                              "lurk_keyserver_request_duration_seconds_bucket{op=\"%s\","
+                              "le=\"%g\"} %llu\n",
+                              lurk_op_name_at(i), (double)ks_metrics_bounds_us[b] / 1e6,
+                              (unsigned long long)cum);
             else
-                ks_out_printf(&o, "lurk_keyserver_request_duration_seconds_bucket{op=\"%s\","
-                              "le=\"+Inf\"} %llu\n", lurk_op_name_at(i), (unsigned long long)cum);
+                ks_out_printf(&o,
+                              "lurk_keyserver_request_duration_seconds_bucket{op=\"%s\","
+                              "le=\"+Inf\"} %llu\n",
+                              lurk_op_name_at(i), (unsigned long long)cum);
         }
         ks_out_printf(&o, "lurk_keyserver_request_duration_seconds_sum{op=\"%s\"} %.6f\n",
                       lurk_op_name_at(i), (double)h->sum_us / 1e6);
@@ -334,8 +336,7 @@ char *ks_metrics_render(ks_metrics *m, const ks_metrics_gauges *g, size_t *len)
     }
     pthread_mutex_unlock(&m->lock);
 
-    ks_out_head(&o, "lurk_keyserver_in_flight", "gauge",
-                "Requests received and not yet answered.");
+    ks_out_head(&o, "lurk_keyserver_in_flight", "gauge", "Requests received and not yet answered.");
     ks_out_printf(&o, "lurk_keyserver_in_flight %u\n", g->in_flight);
     ks_out_head(&o, "lurk_keyserver_in_flight_max", "gauge", "The max_inflight limit.");
     ks_out_printf(&o, "lurk_keyserver_in_flight_max %u\n", g->max_inflight);

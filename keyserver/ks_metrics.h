@@ -32,9 +32,9 @@ typedef struct {
     unsigned int max_inflight;
     size_t keys;
     uint64_t epoch;
-    uint64_t config_loads;          /* successful loads, the first included */
-    uint64_t config_failures;       /* rejected reloads */
-    double config_loaded_time;      /* Unix time of the last successful load */
+    uint64_t config_loads;     /* successful loads, the first included */
+    uint64_t config_failures;  /* rejected reloads */
+    double config_loaded_time; /* Unix time of the last successful load */
     size_t n_groups;
     const char *const *group_names;
     const unsigned int *group_connections;

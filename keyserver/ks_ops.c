@@ -27,7 +27,6 @@
 
 #include "ks_log.h"
 
-
 /* ---- building answers -------------------------------------------------- */
 
 void ks_ops_answer_init(ks_ops_answer *ans, uint64_t id)
@@ -69,8 +68,8 @@ static void ks_ops_deny(ks_ops_answer *ans, const Lurk__V1__Request *req, const 
 {
     ks_ops_refuse(ans, req->id, status, reason);
     if (key_id != NULL)
-        ks_log(KS_LOG_INFO, "refused %s key \"%s\" from %s: %s: %s", ks_ops_name(req), key_id,
-               peer, lurk_status_name(status), ans->detail);
+        ks_log(KS_LOG_INFO, "refused %s key \"%s\" from %s: %s: %s", ks_ops_name(req), key_id, peer,
+               lurk_status_name(status), ans->detail);
     else
         ks_log(KS_LOG_INFO, "refused %s from %s: %s: %s", ks_ops_name(req), peer,
                lurk_status_name(status), ans->detail);
@@ -105,15 +104,16 @@ static void ks_ops_fault(ks_ops_answer *ans, const Lurk__V1__Request *req, const
     char why[512] = "";
 
     ks_log_openssl_errors(why, sizeof(why));
-    ks_log(KS_LOG_ERROR, "%s key \"%s\" for %s: %s failed: %s", ks_ops_name(req), k->id, peer,
-           what, why[0] ? why : "no OpenSSL error");
-    ks_ops_refuse(ans, req->id, ST(INTERNAL), "the key operation failed; the key server log "
+    ks_log(KS_LOG_ERROR, "%s key \"%s\" for %s: %s failed: %s", ks_ops_name(req), k->id, peer, what,
+           why[0] ? why : "no OpenSSL error");
+    ks_ops_refuse(ans, req->id, ST(INTERNAL),
+                  "the key operation failed; the key server log "
                   "says why");
 }
 
 /* A go-ahead from the gate that says to answer random bytes, and why. */
 typedef struct {
-    int random;                 /* 0, KS_OPS_RANDOM_WARN or KS_OPS_RANDOM_QUIET */
+    int random; /* 0, KS_OPS_RANDOM_WARN or KS_OPS_RANDOM_QUIET */
     const char *reason;
     char detail[192];
 } ks_ops_gated;
@@ -136,15 +136,16 @@ static int ks_ops_gate(const ks_ops_call *call, const Lurk__V1__Request *req, co
         return 1;
     st = call->gate(call->gate_arg, req, k, &reason, detail, sizeof(detail), &random);
     if (st == ST(OK) && random && out == NULL) {
-        ks_log(KS_LOG_ERROR, "%s key \"%s\" from %s: the gate asked for a random answer, "
-               "which only a decryption can have", ks_ops_name(req), k->id, call->peer);
+        ks_log(KS_LOG_ERROR,
+               "%s key \"%s\" from %s: the gate asked for a random answer, "
+               "which only a decryption can have",
+               ks_ops_name(req), k->id, call->peer);
         ks_ops_refuse(ans, req->id, ST(INTERNAL), "internal error; the key server log says why");
         return 0;
     }
     if (st == ST(OK)) {
         if (out != NULL && random) {
-            out->random = random == KS_OPS_RANDOM_QUIET ? KS_OPS_RANDOM_QUIET
-                                                        : KS_OPS_RANDOM_WARN;
+            out->random = random == KS_OPS_RANDOM_QUIET ? KS_OPS_RANDOM_QUIET : KS_OPS_RANDOM_WARN;
             out->reason = reason != NULL ? reason : "replay";
             snprintf(out->detail, sizeof(out->detail), "%s", detail);
         }
@@ -214,8 +215,8 @@ static int ks_ops_sign_init(EVP_MD_CTX *mctx, const ks_key *k, const lurk_scheme
         return 0;
     if (scheme->padding == LURK_PAD_PSS)
         return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
-               && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0
-               && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, scheme->md, NULL) > 0;
+            && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0
+            && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, scheme->md, NULL) > 0;
     if (scheme->padding == LURK_PAD_PKCS1)
         return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0;
     return 1;
@@ -232,7 +233,7 @@ static int ks_ops_sign_init(EVP_MD_CTX *mctx, const ks_key *k, const lurk_scheme
 #define KS_SIGN_CACHE_SLOTS 16
 
 typedef struct {
-    uint64_t serial;            /* ks_key.serial; 0: a free slot */
+    uint64_t serial; /* ks_key.serial; 0: a free slot */
     uint32_t scheme;
     uint64_t last_use;
     /*
@@ -246,7 +247,7 @@ typedef struct {
 typedef struct {
     ks_sign_slot slots[KS_SIGN_CACHE_SLOTS];
     uint64_t clock;
-    uint64_t retired;           /* ks_keys_retired() when last looked at */
+    uint64_t retired; /* ks_keys_retired() when last looked at */
 } ks_sign_cache;
 
 static pthread_once_t ks_sign_once = PTHREAD_ONCE_INIT;
@@ -415,8 +416,7 @@ static int ks_ops_sign_bytes(const ks_key *k, const lurk_scheme *scheme, const u
     int ok = 0;
 
     *sig = NULL;
-    if (mctx == NULL
-        && ((mctx = EVP_MD_CTX_new()) == NULL || !ks_ops_sign_init(mctx, k, scheme)))
+    if (mctx == NULL && ((mctx = EVP_MD_CTX_new()) == NULL || !ks_ops_sign_init(mctx, k, scheme)))
         goto out;
     /*
      * Used for one signature: let EVP_DigestSignFinal() finish this context
@@ -438,8 +438,8 @@ out:
     return ok;
 }
 
-static void ks_ops_sign(const ks_ops *ops, const ks_ops_call *call,
-                        const Lurk__V1__Request *req, ks_ops_answer *ans)
+static void ks_ops_sign(const ks_ops *ops, const ks_ops_call *call, const Lurk__V1__Request *req,
+                        ks_ops_answer *ans)
 {
     const char *peer = call->peer;
     const Lurk__V1__SignRequest *s = req->sign;
@@ -480,8 +480,8 @@ static void ks_ops_sign(const ks_ops *ops, const ks_ops_call *call,
     ans->resp.result_case = LURK__V1__RESPONSE__RESULT_SIGN;
     ans->resp.sign = &ans->r.sign;
     if (ks_log_enabled(KS_LOG_DEBUG))
-        ks_log(KS_LOG_DEBUG, "signed %s with key \"%s\" for %s (%zu bytes of %s)",
-               scheme->name, k->id, peer, s->tbs.len, ks_ctx_kind_name(v.kind));
+        ks_log(KS_LOG_DEBUG, "signed %s with key \"%s\" for %s (%zu bytes of %s)", scheme->name,
+               k->id, peer, s->tbs.len, ks_ctx_kind_name(v.kind));
 }
 
 /*
@@ -505,21 +505,19 @@ static int ks_ops_out_of_range(const ks_key *k, const uint8_t *ct, size_t len)
  * only, the response carries no detail, as no successful one does.
  */
 static int ks_ops_random_premaster(ks_ops_answer *ans, const ks_ops_gated *g,
-                                   const Lurk__V1__Request *req, const ks_key *k,
-                                   const char *peer)
+                                   const Lurk__V1__Request *req, const ks_key *k, const char *peer)
 {
     if (RAND_priv_bytes(ans->premaster, LURK_PREMASTER_LEN) != 1)
         return 0;
     ans->reason = g->reason;
     snprintf(ans->detail, sizeof(ans->detail), "%s", g->detail);
     if (g->random == KS_OPS_RANDOM_WARN)
-        ks_log(KS_LOG_WARN, "%s key \"%s\" from %s: %s", ks_ops_name(req), k->id, peer,
-               g->detail);
+        ks_log(KS_LOG_WARN, "%s key \"%s\" from %s: %s", ks_ops_name(req), k->id, peer, g->detail);
     return 1;
 }
 
-static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
-                           const Lurk__V1__Request *req, ks_ops_answer *ans)
+static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call, const Lurk__V1__Request *req,
+                           ks_ops_answer *ans)
 {
     const char *peer = call->peer;
     const Lurk__V1__DecryptRequest *d = req->decrypt;
@@ -555,8 +553,7 @@ static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
     *p = OSSL_PARAM_construct_end();
     ks_ops_propq(k, propq, sizeof(propq));
     if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, propq)) == NULL
-        || EVP_PKEY_decrypt_init(ctx) != 1
-        || EVP_PKEY_CTX_set_params(ctx, params) != 1) {
+        || EVP_PKEY_decrypt_init(ctx) != 1 || EVP_PKEY_CTX_set_params(ctx, params) != 1) {
         ks_ops_fault(ans, req, k, peer, "decrypt setup");
         goto out;
     }
@@ -565,8 +562,8 @@ static void ks_ops_decrypt(const ks_ops *ops, const ks_ops_call *call,
      * ciphertext (random ones on bad padding or version, chosen in constant
      * time); nothing here may branch on which.
      */
-    if (EVP_PKEY_decrypt(ctx, ans->premaster, &outlen, d->ciphertext.data,
-                         d->ciphertext.len) != 1) {
+    if (EVP_PKEY_decrypt(ctx, ans->premaster, &outlen, d->ciphertext.data, d->ciphertext.len)
+        != 1) {
         if (ks_ops_out_of_range(k, d->ciphertext.data, d->ciphertext.len)) {
             ERR_clear_error();
             ks_ops_deny(ans, req, k->id, peer, ST(MALFORMED), "ciphertext out of range");
@@ -598,29 +595,19 @@ out:
     EVP_PKEY_CTX_free(ctx);
 }
 
-void ks_ops_handle_call(const ks_ops *ops, const ks_ops_call *call_in,
-                        const Lurk__V1__Request *req, ks_ops_answer *ans)
+void ks_ops_handle_call(const ks_ops *ops, const ks_ops_call *call_in, const Lurk__V1__Request *req,
+                        ks_ops_answer *ans)
 {
     ks_ops_call call = *call_in;
 
     if (call.peer == NULL)
         call.peer = "unknown peer";
     switch (req->op_case) {
-    case LURK__V1__REQUEST__OP_PING:
-        ks_ops_ping(req, ans);
-        break;
-    case LURK__V1__REQUEST__OP_CAPABILITIES:
-        ks_ops_capabilities(ops, &call, req, ans);
-        break;
-    case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY:
-        ks_ops_get_public_key(ops, &call, req, ans);
-        break;
-    case LURK__V1__REQUEST__OP_SIGN:
-        ks_ops_sign(ops, &call, req, ans);
-        break;
-    case LURK__V1__REQUEST__OP_DECRYPT:
-        ks_ops_decrypt(ops, &call, req, ans);
-        break;
+    case LURK__V1__REQUEST__OP_PING: ks_ops_ping(req, ans); break;
+    case LURK__V1__REQUEST__OP_CAPABILITIES: ks_ops_capabilities(ops, &call, req, ans); break;
+    case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY: ks_ops_get_public_key(ops, &call, req, ans); break;
+    case LURK__V1__REQUEST__OP_SIGN: ks_ops_sign(ops, &call, req, ans); break;
+    case LURK__V1__REQUEST__OP_DECRYPT: ks_ops_decrypt(ops, &call, req, ans); break;
     default:
         /* lurk_request_check() lets no such request through. */
         ks_ops_deny(ans, req, NULL, call.peer, ST(MALFORMED), "no or unknown operation");
@@ -643,19 +630,16 @@ const char *ks_ops_key_id(const Lurk__V1__Request *req)
     switch (req->op_case) {
     case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY:
         return req->get_public_key != NULL ? req->get_public_key->key_id : NULL;
-    case LURK__V1__REQUEST__OP_SIGN:
-        return req->sign != NULL ? req->sign->key_id : NULL;
-    case LURK__V1__REQUEST__OP_DECRYPT:
-        return req->decrypt != NULL ? req->decrypt->key_id : NULL;
-    default:
-        return NULL;
+    case LURK__V1__REQUEST__OP_SIGN: return req->sign != NULL ? req->sign->key_id : NULL;
+    case LURK__V1__REQUEST__OP_DECRYPT: return req->decrypt != NULL ? req->decrypt->key_id : NULL;
+    default: return NULL;
     }
 }
 
 int ks_ops_is_private(const Lurk__V1__Request *req)
 {
     return req->op_case == LURK__V1__REQUEST__OP_SIGN
-           || req->op_case == LURK__V1__REQUEST__OP_DECRYPT;
+        || req->op_case == LURK__V1__REQUEST__OP_DECRYPT;
 }
 
 const char *ks_ops_name(const Lurk__V1__Request *req)

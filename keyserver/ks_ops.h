@@ -33,10 +33,10 @@ typedef struct {
         Lurk__V1__DecryptResponse decrypt;
         Lurk__V1__CapabilitiesResponse capabilities; /* a group's view */
     } r;
-    unsigned char *sig;                     /* OPENSSL_malloc'ed signature */
+    unsigned char *sig; /* OPENSSL_malloc'ed signature */
     unsigned char premaster[LURK_PREMASTER_LEN];
     char detail[256];
-    Lurk__V1__KeyInfo **capkeys;            /* malloc'ed: a group's keys */
+    Lurk__V1__KeyInfo **capkeys; /* malloc'ed: a group's keys */
     /*
      * Why a request was refused, as a short token for metrics and the
      * audit log (not_permitted, not_tls_context, replay, rate_key, ...);
@@ -58,19 +58,18 @@ typedef struct {
  * answered (a failed decryption is refused as usual and logs that
  * instead), with KS_OPS_RANDOM_QUIET the gate has logged it (rate-limited).
  */
-#define KS_OPS_RANDOM_WARN 1
+#define KS_OPS_RANDOM_WARN  1
 #define KS_OPS_RANDOM_QUIET 2
 
 typedef Lurk__V1__Status (*ks_ops_gate_fn)(void *arg, const Lurk__V1__Request *req,
-                                           const ks_key *key, const char **reason,
-                                           char *detail, size_t detail_len,
-                                           int *answer_random);
+                                           const ks_key *key, const char **reason, char *detail,
+                                           size_t detail_len, int *answer_random);
 
 /* Who asks, and what applies to them. */
 typedef struct {
-    const ks_authz_grant *grant;  /* NULL: every key */
-    const char *peer;             /* names the edge in logs */
-    ks_ops_gate_fn gate;          /* NULL: none */
+    const ks_authz_grant *grant; /* NULL: every key */
+    const char *peer;            /* names the edge in logs */
+    ks_ops_gate_fn gate;         /* NULL: none */
     void *gate_arg;
 } ks_ops_call;
 
@@ -93,15 +92,14 @@ void ks_ops_handle(const ks_ops *ops, const Lurk__V1__Request *req, const char *
  * NOT_PERMITTED (whether or not it exists: no group learns another's key
  * ids) and logged; Capabilities lists only the granted keys.
  */
-void ks_ops_handle_call(const ks_ops *ops, const ks_ops_call *call,
-                        const Lurk__V1__Request *req, ks_ops_answer *ans);
+void ks_ops_handle_call(const ks_ops *ops, const ks_ops_call *call, const Lurk__V1__Request *req,
+                        ks_ops_answer *ans);
 
 /* The key id a request names, NULL for ping and capabilities. */
 const char *ks_ops_key_id(const Lurk__V1__Request *req);
 
 /* An error answer with no result, for requests that never reach an operation. */
-void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status,
-                   const char *detail);
+void ks_ops_refuse(ks_ops_answer *ans, uint64_t id, Lurk__V1__Status status, const char *detail);
 
 /* Whether an operation is one that uses a private key (for delays, stats). */
 int ks_ops_is_private(const Lurk__V1__Request *req);

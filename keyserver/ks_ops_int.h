@@ -15,7 +15,7 @@ struct ks_ops {
     Lurk__V1__CapabilitiesResponse caps; /* built by ks_ops_new (ks_ops_caps.c) */
     Lurk__V1__KeyInfo *infos;
     Lurk__V1__KeyInfo **infop;
-    uint32_t *schemes;            /* all keys' scheme lists, back to back */
+    uint32_t *schemes;              /* all keys' scheme lists, back to back */
     Lurk__V1__PssRestrictions *pss; /* one per key, used by restricted RSA-PSS keys */
 };
 

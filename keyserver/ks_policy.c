@@ -15,7 +15,7 @@
 #include <openssl/ec.h>
 #include <openssl/obj_mac.h>
 
-#define KS_RANDOMS_LEN      64u  /* client_random || server_random */
+#define KS_RANDOMS_LEN      64u /* client_random || server_random */
 #define KS_TLS13_PAD_LEN    64u
 #define KS_CURVE_TYPE_NAMED 3u
 #define KS_FFDHE_MAX_P_LEN  1024u /* 8192 bits */
@@ -26,8 +26,8 @@ static const char ks_tls13_client_ctx[] = "TLS 1.3, client CertificateVerify";
 #define KS_TLS13_CTX_LEN (sizeof(ks_tls13_server_ctx) - 1u)
 
 typedef enum {
-    KS_SHARE_NIST,   /* X9.62 uncompressed point, checked on the curve */
-    KS_SHARE_MONT    /* RFC 7748 u-coordinate */
+    KS_SHARE_NIST, /* X9.62 uncompressed point, checked on the curve */
+    KS_SHARE_MONT  /* RFC 7748 u-coordinate */
 } ks_share_form;
 
 typedef struct {
@@ -64,8 +64,7 @@ static const char *const ks_curve_aliases[][3] = {
     { "secp521r1", "P-521", NULL },
 };
 
-static ks_verdict ks_verdict_make(Lurk__V1__Status status, ks_ctx_kind kind,
-                                  const char *reason)
+static ks_verdict ks_verdict_make(Lurk__V1__Status status, ks_ctx_kind kind, const char *reason)
 {
     ks_verdict v = { status, kind, reason };
     return v;
@@ -73,20 +72,17 @@ static ks_verdict ks_verdict_make(Lurk__V1__Status status, ks_ctx_kind kind,
 
 static ks_verdict ks_not_ctx(const char *reason)
 {
-    return ks_verdict_make(LURK__V1__STATUS__STATUS_NOT_TLS_CONTEXT, KS_CTX_NONE,
-                           reason);
+    return ks_verdict_make(LURK__V1__STATUS__STATUS_NOT_TLS_CONTEXT, KS_CTX_NONE, reason);
 }
 
 static ks_verdict ks_bad_scheme(const char *reason)
 {
-    return ks_verdict_make(LURK__V1__STATUS__STATUS_UNSUPPORTED_SCHEME,
-                           KS_CTX_NONE, reason);
+    return ks_verdict_make(LURK__V1__STATUS__STATUS_UNSUPPORTED_SCHEME, KS_CTX_NONE, reason);
 }
 
 static ks_verdict ks_ok(ks_ctx_kind kind)
 {
-    return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, kind,
-                           ks_ctx_kind_name(kind));
+    return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, kind, ks_ctx_kind_name(kind));
 }
 
 static uint16_t ks_be16(const uint8_t *p)
@@ -193,8 +189,7 @@ ks_verdict ks_policy_check_scheme(const ks_policy *pol, const ks_key_desc *key,
         return ks_bad_scheme("SHA-1 and SHA-224 signatures are off (legacy_hashes = no)");
     if (key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS)
         return ks_pss_restrictions(&key->pss, scheme);
-    return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, KS_CTX_NONE,
-                           "scheme fits the key");
+    return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, KS_CTX_NONE, "scheme fits the key");
 }
 
 static int ks_ascii_ieq(const char *a, const char *b)
@@ -272,8 +267,7 @@ static ks_verdict ks_tls13_parse(const uint8_t *tbs, size_t len)
 }
 
 /* RFC 8446 4.4.3 binds scheme and key tighter than TLS 1.2 does. */
-static ks_verdict ks_tls13_scheme(const ks_key_desc *key,
-                                  const lurk_scheme *scheme)
+static ks_verdict ks_tls13_scheme(const ks_key_desc *key, const lurk_scheme *scheme)
 {
     if (scheme->padding == LURK_PAD_PKCS1)
         return ks_bad_scheme("TLS 1.3 forbids RSA PKCS#1 v1.5 in CertificateVerify");
@@ -326,8 +320,7 @@ static ks_verdict ks_ecdhe_share(const ks_group *g, const uint8_t *pt, size_t le
 }
 
 /* params = 03 | NamedGroup(2) | len(1) | point, and nothing after it. */
-static ks_verdict ks_ecdhe_parse(const ks_policy *pol, const uint8_t *params,
-                                 size_t len)
+static ks_verdict ks_ecdhe_parse(const ks_policy *pol, const uint8_t *params, size_t len)
 {
     const ks_group *g;
     size_t idx, plen;
@@ -417,8 +410,7 @@ static int ks_dh_value_ok(const ks_span *x, const ks_span *p)
     return v[n - 1] < p->p[n - 1] - 1;
 }
 
-static ks_verdict ks_ffdhe_parse(const ks_policy *pol, const uint8_t *params,
-                                 size_t len)
+static ks_verdict ks_ffdhe_parse(const ks_policy *pol, const uint8_t *params, size_t len)
 {
     const uint8_t *cur = params;
     size_t left = len;
@@ -461,7 +453,7 @@ static ks_verdict ks_ffdhe_parse(const ks_policy *pol, const uint8_t *params,
 static int ks_dhe_key_ok(const ks_key_desc *key)
 {
     return key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA
-           || key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
+        || key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
 }
 
 /*
@@ -470,8 +462,8 @@ static int ks_dhe_key_ok(const ks_key_desc *key)
  * because it is the likelier intent. Likewise 0x01/0x02 open both the
  * explicit curve types and 2048/4096-bit primes.
  */
-static ks_verdict ks_tls12_parse(const ks_policy *pol, const ks_key_desc *key,
-                                 const uint8_t *tbs, size_t len)
+static ks_verdict ks_tls12_parse(const ks_policy *pol, const ks_key_desc *key, const uint8_t *tbs,
+                                 size_t len)
 {
     const uint8_t *params = tbs + KS_RANDOMS_LEN;
     size_t plen = len - KS_RANDOMS_LEN;
@@ -485,8 +477,7 @@ static ks_verdict ks_tls12_parse(const ks_policy *pol, const ks_key_desc *key,
     }
     if (ks_ffdhe_p_len_ok(pol, ks_be16(params))) {
         if (!pol->allow_ffdhe)
-            return ec.reason != NULL
-                   ? ec : ks_not_ctx("TLS 1.2 DHE: DHE not allowed by policy");
+            return ec.reason != NULL ? ec : ks_not_ctx("TLS 1.2 DHE: DHE not allowed by policy");
         dh = ks_ffdhe_parse(pol, params, plen);
         if (dh.status == LURK__V1__STATUS__STATUS_OK && !ks_dhe_key_ok(key))
             return ks_not_ctx("TLS 1.2 DHE: parameters are signed only with an RSA key "
@@ -505,8 +496,8 @@ static ks_verdict ks_tls12_parse(const ks_policy *pol, const ks_key_desc *key,
 /* The whole decision                                                 */
 /* ------------------------------------------------------------------ */
 
-static ks_verdict ks_structure(const ks_policy *pol, const ks_key_desc *key,
-                               const uint8_t *tbs, size_t len)
+static ks_verdict ks_structure(const ks_policy *pol, const ks_key_desc *key, const uint8_t *tbs,
+                               size_t len)
 {
     if (tbs == NULL || len == 0)
         return ks_not_ctx("empty to-be-signed data");
@@ -530,8 +521,7 @@ static ks_verdict ks_permitted(const ks_policy *pol, ks_ctx_kind kind)
     return ks_ok(kind);
 }
 
-ks_verdict ks_policy_check_sign(const ks_policy *pol, const ks_key_desc *key,
-                                uint32_t scheme_code,
+ks_verdict ks_policy_check_sign(const ks_policy *pol, const ks_key_desc *key, uint32_t scheme_code,
                                 const uint8_t *tbs, size_t tbs_len)
 {
     const lurk_scheme *scheme;
@@ -559,8 +549,7 @@ ks_verdict ks_policy_check_sign(const ks_policy *pol, const ks_key_desc *key,
 /* RSA key exchange                                                   */
 /* ------------------------------------------------------------------ */
 
-ks_verdict ks_policy_check_decrypt(const ks_policy *pol,
-                                   const ks_key_desc *key,
+ks_verdict ks_policy_check_decrypt(const ks_policy *pol, const ks_key_desc *key,
                                    size_t ciphertext_len, size_t modulus_len,
                                    uint32_t client_version)
 {
@@ -584,6 +573,5 @@ ks_verdict ks_policy_check_decrypt(const ks_policy *pol,
     if (!lurk_tls_version_valid(client_version))
         return ks_verdict_make(LURK__V1__STATUS__STATUS_MALFORMED, KS_CTX_NONE,
                                "client version is not a TLS or DTLS 1.x version");
-    return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, KS_CTX_NONE,
-                           "RSA key exchange");
+    return ks_verdict_make(LURK__V1__STATUS__STATUS_OK, KS_CTX_NONE, "RSA key exchange");
 }

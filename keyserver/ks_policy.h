@@ -36,27 +36,27 @@ typedef struct {
 /* The public facts about a key that the policy needs. */
 typedef struct {
     Lurk__V1__KeyType type;
-    const char *group;  /* EC only: OpenSSL group name, e.g. "prime256v1" */
-    int bits;           /* modulus or curve size */
-    ks_pss_desc pss;    /* RSA-PSS keys only */
+    const char *group; /* EC only: OpenSSL group name, e.g. "prime256v1" */
+    int bits;          /* modulus or curve size */
+    ks_pss_desc pss;   /* RSA-PSS keys only */
 } ks_key_desc;
 
 /* What an operator may narrow; ks_policy_default() is the safe default. */
 typedef struct {
     unsigned int allow_tls13 : 1;
     unsigned int allow_tls12 : 1;
-    unsigned int allow_ffdhe : 1;  /* TLS 1.2 DHE ServerKeyExchange */
-    unsigned int allow_decrypt : 1; /* TLS 1.2 RSA key exchange */
+    unsigned int allow_ffdhe : 1;         /* TLS 1.2 DHE ServerKeyExchange */
+    unsigned int allow_decrypt : 1;       /* TLS 1.2 RSA key exchange */
     unsigned int allow_legacy_hashes : 1; /* TLS 1.2 SHA-1 and SHA-224 signatures */
-    uint32_t groups;               /* bit (1u << i) per entry of ks_groups[] */
-    unsigned int min_ffdhe_bits;   /* smallest DH prime accepted, e.g. 2048 */
+    uint32_t groups;                      /* bit (1u << i) per entry of ks_groups[] */
+    unsigned int min_ffdhe_bits;          /* smallest DH prime accepted, e.g. 2048 */
 } ks_policy;
 
 typedef enum {
     KS_CTX_NONE = 0,
-    KS_CTX_TLS13_SERVER_CV,   /* TLS 1.3 server CertificateVerify */
-    KS_CTX_TLS12_SKE_ECDHE,   /* (D)TLS 1.2 ServerKeyExchange, ECDHE */
-    KS_CTX_TLS12_SKE_FFDHE    /* (D)TLS 1.2 ServerKeyExchange, DHE */
+    KS_CTX_TLS13_SERVER_CV, /* TLS 1.3 server CertificateVerify */
+    KS_CTX_TLS12_SKE_ECDHE, /* (D)TLS 1.2 ServerKeyExchange, ECDHE */
+    KS_CTX_TLS12_SKE_FFDHE  /* (D)TLS 1.2 ServerKeyExchange, DHE */
 } ks_ctx_kind;
 
 typedef struct {
@@ -84,14 +84,12 @@ ks_verdict ks_policy_check_scheme(const ks_policy *pol, const ks_key_desc *key,
  * bytes are exactly a server-side TLS handshake context under the policy.
  * The key server then hashes and signs exactly these bytes.
  */
-ks_verdict ks_policy_check_sign(const ks_policy *pol, const ks_key_desc *key,
-                                uint32_t scheme_code,
+ks_verdict ks_policy_check_sign(const ks_policy *pol, const ks_key_desc *key, uint32_t scheme_code,
                                 const uint8_t *tbs, size_t tbs_len);
 
 /* A Decrypt request: an RSA key, decrypt allowed, ciphertext exactly
  * `modulus_len` bytes. */
-ks_verdict ks_policy_check_decrypt(const ks_policy *pol,
-                                   const ks_key_desc *key,
+ks_verdict ks_policy_check_decrypt(const ks_policy *pol, const ks_key_desc *key,
                                    size_t ciphertext_len, size_t modulus_len,
                                    uint32_t client_version);
 

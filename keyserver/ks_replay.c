@@ -21,10 +21,10 @@ typedef struct {
 struct ks_replay {
     ks_replay_entry *ring;
     size_t capacity;
-    size_t head;            /* oldest entry */
+    size_t head; /* oldest entry */
     size_t count;
-    uint32_t *index;        /* ring position + 1, 0 = empty */
-    size_t index_mask;      /* index size - 1, a power of two >= 2 x capacity */
+    uint32_t *index;   /* ring position + 1, 0 = empty */
+    size_t index_mask; /* index size - 1, a power of two >= 2 x capacity */
 };
 
 ks_replay *ks_replay_new(size_t capacity)
@@ -162,8 +162,7 @@ ks_replay_action ks_replay_action_of(ks_replay_verdict v, ks_replay_op op)
         return KS_REPLAY_ANSWER;
     case KS_REPLAY_REPLAY:
         return op == KS_REPLAY_OP_DECRYPT ? KS_REPLAY_ANSWER_RANDOM : KS_REPLAY_REFUSE;
-    case KS_REPLAY_FULL:
-        break;
+    case KS_REPLAY_FULL: break;
     }
     /* Unknown verdicts fail closed like a full cache. */
     return op == KS_REPLAY_OP_DECRYPT ? KS_REPLAY_ANSWER_RANDOM : KS_REPLAY_REFUSE_FULL;

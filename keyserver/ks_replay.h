@@ -24,26 +24,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KS_REPLAY_DIGEST_LEN 32u
+#define KS_REPLAY_DIGEST_LEN   32u
 #define KS_REPLAY_MAX_CAPACITY (16u * 1024u * 1024u)
 
 typedef enum {
-    KS_REPLAY_FRESH = 0,  /* first time: recorded, go ahead */
-    KS_REPLAY_RETRY,      /* the same request again: go ahead, not recorded twice */
-    KS_REPLAY_REPLAY,     /* seen within the window from another request */
-    KS_REPLAY_FULL        /* no room: not recorded */
+    KS_REPLAY_FRESH = 0, /* first time: recorded, go ahead */
+    KS_REPLAY_RETRY,     /* the same request again: go ahead, not recorded twice */
+    KS_REPLAY_REPLAY,    /* seen within the window from another request */
+    KS_REPLAY_FULL       /* no room: not recorded */
 } ks_replay_verdict;
 
-typedef enum {
-    KS_REPLAY_OP_SIGN = 0,
-    KS_REPLAY_OP_DECRYPT
-} ks_replay_op;
+typedef enum { KS_REPLAY_OP_SIGN = 0, KS_REPLAY_OP_DECRYPT } ks_replay_op;
 
 typedef enum {
-    KS_REPLAY_ANSWER = 0,     /* do the operation, answer its result */
-    KS_REPLAY_ANSWER_RANDOM,  /* decrypt anyway, answer 48 fresh random bytes instead */
-    KS_REPLAY_REFUSE,         /* STATUS_NOT_PERMITTED, reason "replay" */
-    KS_REPLAY_REFUSE_FULL     /* STATUS_OVERLOADED, reason "replay_cache_full" */
+    KS_REPLAY_ANSWER = 0,    /* do the operation, answer its result */
+    KS_REPLAY_ANSWER_RANDOM, /* decrypt anyway, answer 48 fresh random bytes instead */
+    KS_REPLAY_REFUSE,        /* STATUS_NOT_PERMITTED, reason "replay" */
+    KS_REPLAY_REFUSE_FULL    /* STATUS_OVERLOADED, reason "replay_cache_full" */
 } ks_replay_action;
 
 typedef struct ks_replay ks_replay;

@@ -183,11 +183,8 @@ static void ks_server_format_addr(const nng_sockaddr *sa, char *buf, size_t len)
             break;
         snprintf(buf, len, "[%s]:%u", host, (unsigned int)ntohs(sa->s_in6.sa_port));
         return;
-    case NNG_AF_IPC:
-        snprintf(buf, len, "ipc://%.96s", sa->s_ipc.sa_path);
-        return;
-    default:
-        break;
+    case NNG_AF_IPC: snprintf(buf, len, "ipc://%.96s", sa->s_ipc.sa_path); return;
+    default: break;
     }
     snprintf(buf, len, "an unknown address");
 }
@@ -261,8 +258,8 @@ void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
          * Belt and braces: the TLS config already requires a verified
          * client certificate; never let an unverified TLS peer through.
          */
-        if (!known || (tls && (nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) != 0
-                               || !verified))) {
+        if (!known
+            || (tls && (nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) != 0 || !verified))) {
             ks_log(KS_LOG_WARN, "edge %s on %s: %s, closing", peer, url,
                    known ? "TLS peer not verified" : "unknown listener");
             atomic_fetch_add(&srv->conns_refused, 1);
@@ -319,9 +316,10 @@ void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
                 have |= c->pipe_id == id;
             pthread_mutex_unlock(&srv->conn_lock);
             if (have)
-                ks_log(KS_LOG_INFO, "edge connected: %s on %s, group %s%s (pipe %u, %u "
-                       "connected)", peer, url, group,
-                       tls ? ", TLS client certificate verified" : "", id, n);
+                ks_log(KS_LOG_INFO,
+                       "edge connected: %s on %s, group %s%s (pipe %u, %u "
+                       "connected)",
+                       peer, url, group, tls ? ", TLS client certificate verified" : "", id, n);
         }
         break;
     case NNG_PIPE_EV_REM_POST: {
@@ -348,8 +346,7 @@ void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
         }
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -381,8 +378,8 @@ static const char *ks_scheme_name(const Lurk__V1__Request *req)
     const lurk_scheme *s;
 
     if (req == NULL || req->op_case != LURK__V1__REQUEST__OP_SIGN || req->sign == NULL)
-        return req != NULL && req->op_case == LURK__V1__REQUEST__OP_DECRYPT
-               ? "tls12_rsa_premaster" : NULL;
+        return req != NULL && req->op_case == LURK__V1__REQUEST__OP_DECRYPT ? "tls12_rsa_premaster"
+                                                                            : NULL;
     s = lurk_scheme_find(req->sign->scheme);
     return s != NULL ? s->name : "unknown";
 }
@@ -493,8 +490,8 @@ static void ks_server_ratelog_v(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t 
            count > 1 ? " since the last such line" : "");
 }
 
-void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
-                            const char *fmt, ...)
+void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now, const char *fmt,
+                            ...)
 {
     va_list ap;
 
@@ -516,9 +513,9 @@ static void ks_server_random_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t
     va_end(ap);
 }
 
-static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
-                                       const ks_key *key, const char **reason, char *detail,
-                                       size_t detail_len, int *answer_random)
+static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req, const ks_key *key,
+                                       const char **reason, char *detail, size_t detail_len,
+                                       int *answer_random)
 {
     ks_gate_ctx *gc = arg;
     ks_server *srv = gc->srv;
@@ -538,17 +535,19 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
     if (!ok_group) {
         *reason = "rate_group";
         snprintf(detail, detail_len, "edge group %s is over its rate limit", gc->gs->g->name);
-        ks_server_overload_log(&gc->gs->rlog, &rt->lock, now, "edge group %s over its rate "
-                               "limit (rate %u/s, burst %u)", gc->gs->g->name,
-                               gc->gs->bucket.rate, gc->gs->bucket.burst);
+        ks_server_overload_log(&gc->gs->rlog, &rt->lock, now,
+                               "edge group %s over its rate "
+                               "limit (rate %u/s, burst %u)",
+                               gc->gs->g->name, gc->gs->bucket.rate, gc->gs->bucket.burst);
         return ST(OVERLOADED);
     }
     if (!ok_key) {
         *reason = "rate_key";
         snprintf(detail, detail_len, "key \"%s\" is over its rate limit", key->id);
-        ks_server_overload_log(&ks->rlog, &rt->lock, now, "key \"%s\" over its rate limit "
-                               "(rate %u/s, burst %u), last from group %s", key->id,
-                               ks->bucket.rate, ks->bucket.burst, gc->gs->g->name);
+        ks_server_overload_log(&ks->rlog, &rt->lock, now,
+                               "key \"%s\" over its rate limit "
+                               "(rate %u/s, burst %u), last from group %s",
+                               key->id, ks->bucket.rate, ks->bucket.burst, gc->gs->g->name);
         return ST(OVERLOADED);
     }
     if (rt->cfg->replay_window == 0)
@@ -562,9 +561,11 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
     case KS_REPLAY_ANSWER:
         if (v != KS_REPLAY_RETRY)
             return ST(OK);
-        ks_log(KS_LOG_INFO, "%s key \"%s\" from %s [%s]: retry of request %016llx (same "
-               "group, id and bytes): answered again", ks_ops_name(req), key->id,
-               gc->slot->peer, gc->gs->g->name, (unsigned long long)req->id);
+        ks_log(KS_LOG_INFO,
+               "%s key \"%s\" from %s [%s]: retry of request %016llx (same "
+               "group, id and bytes): answered again",
+               ks_ops_name(req), key->id, gc->slot->peer, gc->gs->g->name,
+               (unsigned long long)req->id);
         ks_metrics_refusal(srv->metrics, "retry_answered");
         return ST(OK);
     case KS_REPLAY_ANSWER_RANDOM:
@@ -573,7 +574,8 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
         if (v == KS_REPLAY_REPLAY) {
             *answer_random = KS_OPS_RANDOM_WARN;
             *reason = "replay";
-            snprintf(detail, detail_len, "replay: this ciphertext was already decrypted within "
+            snprintf(detail, detail_len,
+                     "replay: this ciphertext was already decrypted within "
                      "the replay window (%u s): answered with random bytes",
                      rt->cfg->replay_window);
             return ST(OK);
@@ -581,22 +583,27 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req,
         *answer_random = KS_OPS_RANDOM_QUIET;
         *reason = "replay_cache_full";
         snprintf(detail, detail_len, "replay cache full: answered with random bytes");
-        ks_server_random_log(&srv->rlog_replay_full_random, &srv->lim_lock, now, "replay cache "
+        ks_server_random_log(&srv->rlog_replay_full_random, &srv->lim_lock, now,
+                             "replay cache "
                              "full for decrypt (replay_cache = %zu entries within "
                              "replay_window = %u s)",
                              rt->cfg->replay_cache, rt->cfg->replay_window);
         return ST(OK);
     case KS_REPLAY_REFUSE:
         *reason = "replay";
-        snprintf(detail, detail_len, "replay: these TLS handshake bytes were already signed "
-                 "within the replay window (%u s)", rt->cfg->replay_window);
+        snprintf(detail, detail_len,
+                 "replay: these TLS handshake bytes were already signed "
+                 "within the replay window (%u s)",
+                 rt->cfg->replay_window);
         return ST(NOT_PERMITTED);
     case KS_REPLAY_REFUSE_FULL:
     default:
         *reason = "replay_cache_full";
-        snprintf(detail, detail_len, "replay cache full: too many operations within the "
+        snprintf(detail, detail_len,
+                 "replay cache full: too many operations within the "
                  "replay window");
-        ks_server_overload_log(&srv->rlog_replay_full, &srv->lim_lock, now, "replay cache full "
+        ks_server_overload_log(&srv->rlog_replay_full, &srv->lim_lock, now,
+                               "replay cache full "
                                "(replay_cache = %zu entries within replay_window = %u s)",
                                rt->cfg->replay_cache, rt->cfg->replay_window);
         return ST(OVERLOADED);
@@ -642,8 +649,9 @@ nng_msg *ks_server_answer(ks_server *srv, ks_slot *s)
     if (req == NULL || status != ST(OK)) {
         /* Answer with the request id when there is one, so the edge can match it. */
         ks_ops_refuse(&ans, req != NULL ? req->id : 0, status, why);
-        ks_log(KS_LOG_INFO, "refused %s from %s: %s: %s", req != NULL ? ks_ops_name(req)
-               : "request", who, lurk_status_name(status), ans.detail);
+        ks_log(KS_LOG_INFO, "refused %s from %s: %s: %s",
+               req != NULL ? ks_ops_name(req) : "request", who, lurk_status_name(status),
+               ans.detail);
     } else if (gs == NULL) {
         /* A connection of a group that a reload removed, not yet closed. */
         ks_ops_refuse(&ans, req->id, ST(NOT_PERMITTED), "edge group no longer configured");

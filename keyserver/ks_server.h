@@ -70,8 +70,8 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
  * whose address is taken by someone else between its close and its
  * reopening stays closed (logged at error).
  */
-int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops,
-                     char *err, size_t errlen);
+int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops, char *err,
+                     size_t errlen);
 
 /* Note a rejected reload (for the metrics). */
 void ks_server_reload_failed(ks_server *srv);

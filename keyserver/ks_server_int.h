@@ -41,8 +41,8 @@
 #define KS_SERVER_SPARE_SLOTS 8u
 /* Overload and refusal summaries: at most one line per reason per interval. */
 #define KS_SERVER_LOG_INTERVAL_US 10000000ull
-#define KS_SERVER_PIPE_BUCKETS 1024u
-#define KS_SERVER_GROUP_NAME 72
+#define KS_SERVER_PIPE_BUCKETS    1024u
+#define KS_SERVER_GROUP_NAME      72
 
 /* ---- the runtime: everything a reload replaces ---- */
 
@@ -50,7 +50,7 @@ typedef struct {
     const ks_config_group *g;
     ks_bucket bucket;
     ks_ratelog rlog;
-    uint32_t tag;               /* hash of the name: a retry's group across reloads */
+    uint32_t tag; /* hash of the name: a retry's group across reloads */
 } ks_gstate;
 
 typedef struct {
@@ -64,9 +64,9 @@ typedef struct ks_runtime {
     ks_keyring *kr;
     ks_ops *ops;
     ks_gstate *groups;
-    ks_kstate *keys;            /* same order as kr->keys */
-    int in_process;             /* every key is OpenSSL's own: answer in nng's callback */
-    pthread_mutex_t lock;       /* the buckets and their log limiters */
+    ks_kstate *keys;      /* same order as kr->keys */
+    int in_process;       /* every key is OpenSSL's own: answer in nng's callback */
+    pthread_mutex_t lock; /* the buckets and their log limiters */
     double loaded_time;
 } ks_runtime;
 
@@ -79,9 +79,9 @@ typedef struct ks_lst {
     char *url;
     char group[KS_SERVER_GROUP_NAME];
     int tls;
-    unsigned char sig[32];      /* SHA-256 of group name and TLS files */
+    unsigned char sig[32]; /* SHA-256 of group name and TLS files */
     /* What it was opened with, to open it again if a reload must be undone. */
-    nng_tls_config *tls_cfg;    /* held; NULL without TLS */
+    nng_tls_config *tls_cfg; /* held; NULL without TLS */
     size_t recv_max;
 } ks_lst;
 
@@ -97,7 +97,7 @@ typedef struct ks_conn {
 /* One receiving nng context; its state lives in srv->sm.slot[index]. */
 typedef struct ks_slot {
     struct ks_server *srv;
-    struct ks_slot *next;       /* work queue */
+    struct ks_slot *next; /* work queue */
     size_t index;
     nng_ctx ctx;
     nng_aio *aio;
@@ -117,7 +117,7 @@ struct ks_server {
 
     pthread_mutex_t rt_lock;
     ks_runtime *rt;
-    uint64_t generation;        /* reloads applied; only the reloading thread writes it */
+    uint64_t generation; /* reloads applied; only the reloading thread writes it */
 
     pthread_mutex_t lst_lock;
     ks_lst *lsts;
@@ -129,24 +129,24 @@ struct ks_server {
 
     ks_slot *slots;
     size_t n_slots;
-    unsigned int max_slots_inflight;   /* max_inflight at start: slots allocated */
+    unsigned int max_slots_inflight; /* max_inflight at start: slots allocated */
 
     pthread_mutex_t q_lock;
     pthread_cond_t q_cond;
     ks_slot *q_head, *q_tail;
     int q_shutdown;
-    unsigned int q_active;      /* workers between taking a request and coming back */
-    atomic_uint inline_active;  /* requests being answered in nng's callbacks */
+    unsigned int q_active;     /* workers between taking a request and coming back */
+    atomic_uint inline_active; /* requests being answered in nng's callbacks */
     pthread_t *workers;
     size_t n_workers;
 
     /* The slots' state machine: in-flight counts, drain, reload generation. */
     pthread_mutex_t slot_lock;
-    pthread_cond_t slot_cond;   /* a slot went unbusy (the drain waits on it) */
+    pthread_cond_t slot_cond; /* a slot went unbusy (the drain waits on it) */
     ks_slot_set sm;
-    atomic_int draining;        /* mirrors sm.draining for the connection callback */
+    atomic_int draining; /* mirrors sm.draining for the connection callback */
 
-    pthread_mutex_t lim_lock;   /* server-wide refusal log limiters */
+    pthread_mutex_t lim_lock; /* server-wide refusal log limiters */
     ks_ratelog rlog_total, rlog_conn, rlog_replay_full, rlog_replay_full_random;
 
     pthread_mutex_t replay_lock;
@@ -183,8 +183,8 @@ nng_msg *ks_server_refuse_slot(ks_server *srv, ks_slot *s, ks_slot_refusal why);
 /* Nothing queued and no worker busy; with q_lock held. */
 int ks_server_idle_locked(const ks_server *srv);
 /* One warn line per interval: "<message>: N refused as overloaded". */
-void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now,
-                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void ks_server_overload_log(ks_ratelog *rl, pthread_mutex_t *lock, uint64_t now, const char *fmt,
+                            ...) __attribute__((format(printf, 4, 5)));
 
 /* ---- ks_listen.c ---- */
 

@@ -13,8 +13,8 @@ static const char *const ks_slot_state_names[KS_SLOT_N_STATES] = {
 };
 
 static const char *const ks_slot_event_names[KS_SLOT_N_EVENTS] = {
-    "START", "RECEIVED", "RECV_ERROR", "RECV_CLOSED", "TAKEN", "WORKER_DONE", "SENT",
-    "SEND_FAILED", "CONN_CLOSED", "DRAIN", "RELOAD", "CLOSE",
+    "START", "RECEIVED",    "RECV_ERROR",  "RECV_CLOSED", "TAKEN",  "WORKER_DONE",
+    "SENT",  "SEND_FAILED", "CONN_CLOSED", "DRAIN",       "RELOAD", "CLOSE",
 };
 
 const char *ks_slot_state_name(ks_slot_state s)
@@ -32,7 +32,7 @@ static void ks_slot_set_limits(ks_slot_set *set, const ks_slot_ev *ev)
 {
     set->gen = ev->gen;
     set->max_total = ev->max_total == 0 || ev->max_total > set->cap_total ? set->cap_total
-                                                                         : ev->max_total;
+                                                                          : ev->max_total;
     set->max_conn = ev->max_conn;
     set->answer_inline = ev->answer_inline;
 }
@@ -104,8 +104,8 @@ static void ks_slot_received(ks_slot_set *set, ks_slot_rec *r, const ks_slot_ev 
         ks_slot_finish(set, r, act);
         return;
     }
-    admit = ks_limits_admit(set->admitted, set->max_total,
-                            ev->conn_known ? ev->conn_inflight : 0, conn_max);
+    admit = ks_limits_admit(set->admitted, set->max_total, ev->conn_known ? ev->conn_inflight : 0,
+                            conn_max);
     r->state = KS_SLOT_WORK;
     if (admit != KS_ADMIT_OK) {
         act->acts |= KS_SLOT_A_REFUSE;
@@ -155,9 +155,7 @@ static void ks_slot_step_set(ks_slot_set *set, const ks_slot_ev *ev, ks_slot_act
         act->n = set->admitted;
         break;
     case KS_SLOT_EV_CLOSE:
-    default:
-        set->closed = 1;
-        break;
+    default: set->closed = 1; break;
     }
 }
 
@@ -171,30 +169,16 @@ int ks_slot_step(ks_slot_set *set, size_t i, const ks_slot_ev *ev, ks_slot_act *
     case KS_SLOT_EV_CONN_CLOSED:
     case KS_SLOT_EV_DRAIN:
     case KS_SLOT_EV_RELOAD:
-    case KS_SLOT_EV_CLOSE:
-        ks_slot_step_set(set, ev, act);
-        return 0;
-    case KS_SLOT_EV_START:
-        want = KS_SLOT_IDLE;
-        break;
+    case KS_SLOT_EV_CLOSE: ks_slot_step_set(set, ev, act); return 0;
+    case KS_SLOT_EV_START: want = KS_SLOT_IDLE; break;
     case KS_SLOT_EV_RECEIVED:
     case KS_SLOT_EV_RECV_ERROR:
-    case KS_SLOT_EV_RECV_CLOSED:
-        want = KS_SLOT_RECV;
-        break;
-    case KS_SLOT_EV_TAKEN:
-        want = KS_SLOT_QUEUED;
-        break;
-    case KS_SLOT_EV_WORKER_DONE:
-        want = KS_SLOT_WORK;
-        break;
+    case KS_SLOT_EV_RECV_CLOSED: want = KS_SLOT_RECV; break;
+    case KS_SLOT_EV_TAKEN: want = KS_SLOT_QUEUED; break;
+    case KS_SLOT_EV_WORKER_DONE: want = KS_SLOT_WORK; break;
     case KS_SLOT_EV_SENT:
-    case KS_SLOT_EV_SEND_FAILED:
-        want = KS_SLOT_SEND;
-        break;
-    default:
-        act->acts = KS_SLOT_A_INVALID;
-        return -1;
+    case KS_SLOT_EV_SEND_FAILED: want = KS_SLOT_SEND; break;
+    default: act->acts = KS_SLOT_A_INVALID; return -1;
     }
     if (i >= set->n || set->slot[i].state != want) {
         act->acts = KS_SLOT_A_INVALID;
@@ -208,9 +192,7 @@ int ks_slot_step(ks_slot_set *set, size_t i, const ks_slot_ev *ev, ks_slot_act *
             act->acts = KS_SLOT_A_RECV;
         }
         break;
-    case KS_SLOT_EV_RECEIVED:
-        ks_slot_received(set, r, ev, act);
-        break;
+    case KS_SLOT_EV_RECEIVED: ks_slot_received(set, r, ev, act); break;
     case KS_SLOT_EV_RECV_ERROR:
         /* A transient failure: keep receiving unless the socket is going away. */
         if (set->closed) {
@@ -219,9 +201,7 @@ int ks_slot_step(ks_slot_set *set, size_t i, const ks_slot_ev *ev, ks_slot_act *
             act->acts = KS_SLOT_A_RECV;
         }
         break;
-    case KS_SLOT_EV_RECV_CLOSED:
-        r->state = KS_SLOT_IDLE;
-        break;
+    case KS_SLOT_EV_RECV_CLOSED: r->state = KS_SLOT_IDLE; break;
     case KS_SLOT_EV_TAKEN:
         if (set->closed) {
             act->acts |= KS_SLOT_A_DROP;
@@ -245,9 +225,7 @@ int ks_slot_step(ks_slot_set *set, size_t i, const ks_slot_ev *ev, ks_slot_act *
         ks_slot_finish(set, r, act);
         break;
     case KS_SLOT_EV_SENT:
-    default:
-        ks_slot_finish(set, r, act);
-        break;
+    default: ks_slot_finish(set, r, act); break;
     }
     return 0;
 }

@@ -32,50 +32,50 @@
 #include <stdint.h>
 
 typedef enum {
-    KS_SLOT_IDLE = 0,        /* no receive posted: before start, after drain or close */
-    KS_SLOT_RECV,            /* a receive is posted */
-    KS_SLOT_QUEUED,          /* admitted, waiting for a worker */
-    KS_SLOT_WORK,            /* being answered (worker, inline, or an OVERLOADED refusal) */
-    KS_SLOT_SEND,            /* the answer is being sent */
+    KS_SLOT_IDLE = 0, /* no receive posted: before start, after drain or close */
+    KS_SLOT_RECV,     /* a receive is posted */
+    KS_SLOT_QUEUED,   /* admitted, waiting for a worker */
+    KS_SLOT_WORK,     /* being answered (worker, inline, or an OVERLOADED refusal) */
+    KS_SLOT_SEND,     /* the answer is being sent */
     KS_SLOT_N_STATES
 } ks_slot_state;
 
 typedef enum {
-    KS_SLOT_EV_START = 0,    /* post the first receive */
-    KS_SLOT_EV_RECEIVED,     /* a request arrived (conn fields of the event) */
-    KS_SLOT_EV_RECV_ERROR,   /* the receive failed, the socket still open */
-    KS_SLOT_EV_RECV_CLOSED,  /* the receive was cancelled or the socket closed */
-    KS_SLOT_EV_TAKEN,        /* a worker took the queued slot */
-    KS_SLOT_EV_WORKER_DONE,  /* answer ready (has_reply) or none could be made */
+    KS_SLOT_EV_START = 0,   /* post the first receive */
+    KS_SLOT_EV_RECEIVED,    /* a request arrived (conn fields of the event) */
+    KS_SLOT_EV_RECV_ERROR,  /* the receive failed, the socket still open */
+    KS_SLOT_EV_RECV_CLOSED, /* the receive was cancelled or the socket closed */
+    KS_SLOT_EV_TAKEN,       /* a worker took the queued slot */
+    KS_SLOT_EV_WORKER_DONE, /* answer ready (has_reply) or none could be made */
     KS_SLOT_EV_SENT,
-    KS_SLOT_EV_SEND_FAILED,  /* the answer is still ours to free */
-    KS_SLOT_EV_CONN_CLOSED,  /* set-wide: connection `conn` is gone */
-    KS_SLOT_EV_DRAIN,        /* set-wide: SIGTERM */
-    KS_SLOT_EV_RELOAD,       /* set-wide: SIGHUP switched to generation `gen` */
-    KS_SLOT_EV_CLOSE,        /* set-wide: the socket is about to close */
+    KS_SLOT_EV_SEND_FAILED, /* the answer is still ours to free */
+    KS_SLOT_EV_CONN_CLOSED, /* set-wide: connection `conn` is gone */
+    KS_SLOT_EV_DRAIN,       /* set-wide: SIGTERM */
+    KS_SLOT_EV_RELOAD,      /* set-wide: SIGHUP switched to generation `gen` */
+    KS_SLOT_EV_CLOSE,       /* set-wide: the socket is about to close */
     KS_SLOT_N_EVENTS
 } ks_slot_event;
 
 /* Actions: a bit set, carried out by the caller in this order. */
 enum {
-    KS_SLOT_A_CONN_ENTER = 1u << 0,   /* count one more request on act.conn */
-    KS_SLOT_A_CONN_LEAVE = 1u << 1,   /* count one fewer on act.conn */
-    KS_SLOT_A_QUEUE = 1u << 2,        /* hand the slot to the workers */
-    KS_SLOT_A_ANSWER = 1u << 3,       /* answer it now, on this thread */
-    KS_SLOT_A_REFUSE = 1u << 4,       /* answer OVERLOADED now (act.refusal) */
-    KS_SLOT_A_DROP = 1u << 5,         /* free the request unanswered */
-    KS_SLOT_A_SEND = 1u << 6,         /* send the answer */
-    KS_SLOT_A_FREE_REPLY = 1u << 7,   /* free the answer that was not sent */
-    KS_SLOT_A_RECV = 1u << 8,         /* post a receive */
-    KS_SLOT_A_NOTIFY = 1u << 9,       /* a slot went unbusy: wake a drain waiting for it */
-    KS_SLOT_A_DRAINED = 1u << 10,     /* draining and nothing busy any more */
-    KS_SLOT_A_INVALID = 1u << 15      /* the event cannot happen in this state: nothing done */
+    KS_SLOT_A_CONN_ENTER = 1u << 0, /* count one more request on act.conn */
+    KS_SLOT_A_CONN_LEAVE = 1u << 1, /* count one fewer on act.conn */
+    KS_SLOT_A_QUEUE = 1u << 2,      /* hand the slot to the workers */
+    KS_SLOT_A_ANSWER = 1u << 3,     /* answer it now, on this thread */
+    KS_SLOT_A_REFUSE = 1u << 4,     /* answer OVERLOADED now (act.refusal) */
+    KS_SLOT_A_DROP = 1u << 5,       /* free the request unanswered */
+    KS_SLOT_A_SEND = 1u << 6,       /* send the answer */
+    KS_SLOT_A_FREE_REPLY = 1u << 7, /* free the answer that was not sent */
+    KS_SLOT_A_RECV = 1u << 8,       /* post a receive */
+    KS_SLOT_A_NOTIFY = 1u << 9,     /* a slot went unbusy: wake a drain waiting for it */
+    KS_SLOT_A_DRAINED = 1u << 10,   /* draining and nothing busy any more */
+    KS_SLOT_A_INVALID = 1u << 15    /* the event cannot happen in this state: nothing done */
 };
 
 typedef enum {
     KS_SLOT_REFUSE_NONE = 0,
-    KS_SLOT_REFUSE_TOTAL,    /* max_inflight reached */
-    KS_SLOT_REFUSE_CONN      /* max_inflight_per_conn reached */
+    KS_SLOT_REFUSE_TOTAL, /* max_inflight reached */
+    KS_SLOT_REFUSE_CONN   /* max_inflight_per_conn reached */
 } ks_slot_refusal;
 
 typedef struct {
@@ -83,8 +83,8 @@ typedef struct {
     /* RECEIVED, CONN_CLOSED: the connection. conn_known 0: not (any more) in the table. */
     uint32_t conn;
     int conn_known;
-    unsigned int conn_inflight;   /* RECEIVED: its requests in flight now */
-    int has_reply;                /* WORKER_DONE */
+    unsigned int conn_inflight; /* RECEIVED: its requests in flight now */
+    int has_reply;              /* WORKER_DONE */
     /* RELOAD (and ks_slot_init): the limits and answering mode in force. */
     uint64_t gen;
     unsigned int max_total, max_conn;
@@ -94,29 +94,29 @@ typedef struct {
 typedef struct {
     unsigned int acts;
     ks_slot_refusal refusal;
-    uint32_t conn;                /* CONN_ENTER, CONN_LEAVE */
-    unsigned int limit;           /* REFUSE: the limit that was reached */
-    unsigned int n;               /* CONN_CLOSED, RELOAD, DRAIN: requests in flight it concerns */
+    uint32_t conn;      /* CONN_ENTER, CONN_LEAVE */
+    unsigned int limit; /* REFUSE: the limit that was reached */
+    unsigned int n;     /* CONN_CLOSED, RELOAD, DRAIN: requests in flight it concerns */
 } ks_slot_act;
 
 typedef struct {
     ks_slot_state state;
-    int admitted;                 /* counted in the total */
-    int on_conn;                  /* counted on its connection (still open) */
+    int admitted; /* counted in the total */
+    int on_conn;  /* counted on its connection (still open) */
     uint32_t conn;
-    uint64_t gen;                 /* generation it was admitted under */
+    uint64_t gen; /* generation it was admitted under */
 } ks_slot_rec;
 
 typedef struct {
     ks_slot_rec *slot;
     size_t n;
-    unsigned int cap_total;       /* max_inflight at start: a reload cannot raise it */
+    unsigned int cap_total; /* max_inflight at start: a reload cannot raise it */
     unsigned int max_total, max_conn;
     int answer_inline;
     uint64_t gen;
-    unsigned int admitted;        /* requests received and not yet answered */
-    unsigned int busy;            /* slots neither receiving nor resting */
-    unsigned int peak;            /* highest `admitted` seen */
+    unsigned int admitted; /* requests received and not yet answered */
+    unsigned int busy;     /* slots neither receiving nor resting */
+    unsigned int peak;     /* highest `admitted` seen */
     int draining, closed;
 } ks_slot_set;
 

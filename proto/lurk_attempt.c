@@ -160,9 +160,7 @@ static void lurk_attempt_answer(lurk_attempt *a, const lurk_attempt_event *ev,
 static void lurk_attempt_leave_caller(lurk_attempt *a, lurk_attempt_actions *out)
 {
     switch (a->state) {
-    case LURK_ATTEMPT_NEW:
-        lurk_attempt_drop(a, out);
-        break;
+    case LURK_ATTEMPT_NEW: lurk_attempt_drop(a, out); break;
     case LURK_ATTEMPT_SENDING:
     case LURK_ATTEMPT_WAITING:
         a->state = LURK_ATTEMPT_ABANDONED;
@@ -172,15 +170,14 @@ static void lurk_attempt_leave_caller(lurk_attempt *a, lurk_attempt_actions *out
         a->state = LURK_ATTEMPT_FREED;
         lurk_attempt_emit(out, LURK_ATTEMPT_ACT_FREE, -1, 0, 0);
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
 static int lurk_attempt_in_flight(const lurk_attempt *a)
 {
     return a->state == LURK_ATTEMPT_SENDING || a->state == LURK_ATTEMPT_WAITING
-           || a->state == LURK_ATTEMPT_ABANDONED;
+        || a->state == LURK_ATTEMPT_ABANDONED;
 }
 
 /* An I/O event the current attempt expects in its current state. */
@@ -193,14 +190,11 @@ static int lurk_attempt_io_expected(const lurk_attempt *a, const lurk_attempt_ev
     switch (ev->type) {
     case LURK_ATTEMPT_EV_SENT:
     case LURK_ATTEMPT_EV_NOT_SENT:
-    case LURK_ATTEMPT_EV_SEND_FAILED:
-        return a->state == LURK_ATTEMPT_SENDING;
+    case LURK_ATTEMPT_EV_SEND_FAILED: return a->state == LURK_ATTEMPT_SENDING;
     case LURK_ATTEMPT_EV_ANSWER:
     case LURK_ATTEMPT_EV_ANSWER_OTHER_ID:
-    case LURK_ATTEMPT_EV_RECV_FAILED:
-        return a->state == LURK_ATTEMPT_WAITING;
-    default:
-        return 1;
+    case LURK_ATTEMPT_EV_RECV_FAILED: return a->state == LURK_ATTEMPT_WAITING;
+    default: return 1;
     }
 }
 
@@ -228,7 +222,8 @@ static void lurk_attempt_io(lurk_attempt *a, const lurk_attempt_event *ev,
             return;
         }
         a->state = LURK_ATTEMPT_WAITING;
-        lurk_attempt_emit(out, LURK_ATTEMPT_ACT_ARM_TIMER, -1, lurk_attempt_timer(a, ev->now_ms), 0);
+        lurk_attempt_emit(out, LURK_ATTEMPT_ACT_ARM_TIMER, -1, lurk_attempt_timer(a, ev->now_ms),
+                          0);
         lurk_attempt_emit(out, LURK_ATTEMPT_ACT_RECV, a->server, 0, 0);
         return;
     case LURK_ATTEMPT_EV_NOT_SENT:
@@ -253,8 +248,7 @@ static void lurk_attempt_io(lurk_attempt *a, const lurk_attempt_event *ev,
     case LURK_ATTEMPT_EV_CANCELED:
         lurk_attempt_failed(a, ev, 0, LURK_ATTEMPT_RES_TRANSPORT, out);
         return;
-    default:
-        return;
+    default: return;
     }
 }
 
@@ -279,16 +273,14 @@ void lurk_attempt_step(lurk_attempt *a, const lurk_attempt_event *ev, lurk_attem
         if (lurk_attempt_in_flight(a))
             lurk_attempt_emit(out, LURK_ATTEMPT_ACT_ABORT_IO, -1, 0, 0);
         return;
-    default:
-        lurk_attempt_io(a, ev, out);
-        return;
+    default: lurk_attempt_io(a, ev, out); return;
     }
 }
 
 int lurk_attempt_wants_status(const lurk_attempt *a)
 {
     return a->state == LURK_ATTEMPT_WAITING && a->fixed < 0 && !a->closing
-           && __builtin_popcount(a->tried) < (int)a->nservers;
+        && __builtin_popcount(a->tried) < (int)a->nservers;
 }
 
 int lurk_attempt_needs_view(lurk_attempt_event_type type, int overloaded)
@@ -298,39 +290,37 @@ int lurk_attempt_needs_view(lurk_attempt_event_type type, int overloaded)
     case LURK_ATTEMPT_EV_SEND_FAILED:
     case LURK_ATTEMPT_EV_RECV_FAILED:
     case LURK_ATTEMPT_EV_TIMEOUT:
-    case LURK_ATTEMPT_EV_DISCONNECT:
-        return 1;
-    case LURK_ATTEMPT_EV_ANSWER:
-        return overloaded;
-    default:
-        return 0;
+    case LURK_ATTEMPT_EV_DISCONNECT: return 1;
+    case LURK_ATTEMPT_EV_ANSWER: return overloaded;
+    default: return 0;
     }
 }
 
 const char *lurk_attempt_state_name(lurk_attempt_state s)
 {
-    static const char *const names[] = { "NEW", "SENDING", "WAITING", "DONE", "ABANDONED",
-                                         "FREED" };
+    static const char *const names[] = {
+        "NEW", "SENDING", "WAITING", "DONE", "ABANDONED", "FREED"
+    };
 
     return (unsigned int)s < LURK_ATTEMPT_NSTATES ? names[s] : "?";
 }
 
 const char *lurk_attempt_event_name(lurk_attempt_event_type t)
 {
-    static const char *const names[] = {
-        "START", "ABANDON", "FINISH", "CLIENT_FREE", "SENT", "NOT_SENT", "SEND_FAILED",
-        "ANSWER", "ANSWER_OTHER_ID", "RECV_FAILED", "TIMEOUT", "DISCONNECT", "CANCELED"
-    };
+    static const char *const names[] = { "START",       "ABANDON", "FINISH",
+                                         "CLIENT_FREE", "SENT",    "NOT_SENT",
+                                         "SEND_FAILED", "ANSWER",  "ANSWER_OTHER_ID",
+                                         "RECV_FAILED", "TIMEOUT", "DISCONNECT",
+                                         "CANCELED" };
 
     return (unsigned int)t < LURK_ATTEMPT_NEVENTS ? names[t] : "?";
 }
 
 const char *lurk_attempt_action_name(lurk_attempt_action_type t)
 {
-    static const char *const names[] = {
-        "ARM_TIMER", "SEND", "RECV", "LEAVE", "MARK_UP", "MARK_DOWN", "ABORT_IO",
-        "KEEP_ANSWER", "DROP_ANSWER", "COMPLETE", "RELEASE_IO", "FREE"
-    };
+    static const char *const names[] = { "ARM_TIMER",   "SEND",      "RECV",       "LEAVE",
+                                         "MARK_UP",     "MARK_DOWN", "ABORT_IO",   "KEEP_ANSWER",
+                                         "DROP_ANSWER", "COMPLETE",  "RELEASE_IO", "FREE" };
 
     return (unsigned int)t < LURK_ATTEMPT_NACTIONS ? names[t] : "?";
 }

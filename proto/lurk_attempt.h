@@ -38,35 +38,35 @@
 #include "lurk_balance.h"
 
 /* No new attempt when less than this is left of the deadline. */
-#define LURK_ATTEMPT_MIN_MS 20
+#define LURK_ATTEMPT_MIN_MS      20
 #define LURK_ATTEMPT_MAX_ACTIONS 8
 
 typedef enum {
-    LURK_ATTEMPT_NEW = 0,    /* not started */
-    LURK_ATTEMPT_SENDING,    /* the request goes out to `server` */
-    LURK_ATTEMPT_WAITING,    /* sent; the answer is awaited from `server` */
-    LURK_ATTEMPT_DONE,       /* the result is known; the caller has not taken it */
-    LURK_ATTEMPT_ABANDONED,  /* the caller left with I/O in flight: its outcome is dropped */
-    LURK_ATTEMPT_FREED,      /* over: every event is ignored */
+    LURK_ATTEMPT_NEW = 0,   /* not started */
+    LURK_ATTEMPT_SENDING,   /* the request goes out to `server` */
+    LURK_ATTEMPT_WAITING,   /* sent; the answer is awaited from `server` */
+    LURK_ATTEMPT_DONE,      /* the result is known; the caller has not taken it */
+    LURK_ATTEMPT_ABANDONED, /* the caller left with I/O in flight: its outcome is dropped */
+    LURK_ATTEMPT_FREED,     /* over: every event is ignored */
     LURK_ATTEMPT_NSTATES
 } lurk_attempt_state;
 
 typedef enum {
     /* From the caller and the client. */
-    LURK_ATTEMPT_EV_START = 0,     /* now_ms, view, rr */
-    LURK_ATTEMPT_EV_ABANDON,       /* the caller will never look at the result */
-    LURK_ATTEMPT_EV_FINISH,        /* the caller took the result */
-    LURK_ATTEMPT_EV_CLIENT_FREE,   /* the client shuts down */
+    LURK_ATTEMPT_EV_START = 0,   /* now_ms, view, rr */
+    LURK_ATTEMPT_EV_ABANDON,     /* the caller will never look at the result */
+    LURK_ATTEMPT_EV_FINISH,      /* the caller took the result */
+    LURK_ATTEMPT_EV_CLIENT_FREE, /* the client shuts down */
     /* From the I/O of the attempt on `server`; others are stale and ignored. */
-    LURK_ATTEMPT_EV_SENT,          /* the request went out */
-    LURK_ATTEMPT_EV_NOT_SENT,      /* err: the request could not be handed to nng at all */
-    LURK_ATTEMPT_EV_SEND_FAILED,   /* err: the send failed in transport */
-    LURK_ATTEMPT_EV_ANSWER,        /* an answer; `overloaded` if it said so */
+    LURK_ATTEMPT_EV_SENT,            /* the request went out */
+    LURK_ATTEMPT_EV_NOT_SENT,        /* err: the request could not be handed to nng at all */
+    LURK_ATTEMPT_EV_SEND_FAILED,     /* err: the send failed in transport */
+    LURK_ATTEMPT_EV_ANSWER,          /* an answer; `overloaded` if it said so */
     LURK_ATTEMPT_EV_ANSWER_OTHER_ID, /* an answer to another request: a broken key server */
-    LURK_ATTEMPT_EV_RECV_FAILED,   /* err: the receive failed in transport */
-    LURK_ATTEMPT_EV_TIMEOUT,       /* the attempt's timer ran out */
-    LURK_ATTEMPT_EV_DISCONNECT,    /* the server lost its last connection */
-    LURK_ATTEMPT_EV_CANCELED,      /* the I/O was aborted on our side (ABORT_IO) */
+    LURK_ATTEMPT_EV_RECV_FAILED,     /* err: the receive failed in transport */
+    LURK_ATTEMPT_EV_TIMEOUT,         /* the attempt's timer ran out */
+    LURK_ATTEMPT_EV_DISCONNECT,      /* the server lost its last connection */
+    LURK_ATTEMPT_EV_CANCELED,        /* the I/O was aborted on our side (ABORT_IO) */
     LURK_ATTEMPT_NEVENTS
 } lurk_attempt_event_type;
 
@@ -74,58 +74,58 @@ typedef enum {
     LURK_ATTEMPT_ACT_ARM_TIMER = 0, /* ms: the next SEND or RECV gives up after this */
     LURK_ATTEMPT_ACT_SEND,          /* server: send the kept request there (a context of its own) */
     LURK_ATTEMPT_ACT_RECV,          /* wait for the answer on the same context */
-    LURK_ATTEMPT_ACT_LEAVE,         /* server: the attempt there is over; reusable: its context too */
-    LURK_ATTEMPT_ACT_MARK_UP,       /* server: it answered */
-    LURK_ATTEMPT_ACT_MARK_DOWN,     /* server: it failed an attempt */
-    LURK_ATTEMPT_ACT_ABORT_IO,      /* stop the I/O in flight; its end comes back as an event */
-    LURK_ATTEMPT_ACT_KEEP_ANSWER,   /* the answer of this event is the result */
-    LURK_ATTEMPT_ACT_DROP_ANSWER,   /* the answer of this event is not used: free it */
-    LURK_ATTEMPT_ACT_COMPLETE,      /* the result is known: tell the caller */
-    LURK_ATTEMPT_ACT_RELEASE_IO,    /* no I/O any more: give back the aio, leave the client */
-    LURK_ATTEMPT_ACT_FREE,          /* nobody holds the call: free it */
+    LURK_ATTEMPT_ACT_LEAVE,       /* server: the attempt there is over; reusable: its context too */
+    LURK_ATTEMPT_ACT_MARK_UP,     /* server: it answered */
+    LURK_ATTEMPT_ACT_MARK_DOWN,   /* server: it failed an attempt */
+    LURK_ATTEMPT_ACT_ABORT_IO,    /* stop the I/O in flight; its end comes back as an event */
+    LURK_ATTEMPT_ACT_KEEP_ANSWER, /* the answer of this event is the result */
+    LURK_ATTEMPT_ACT_DROP_ANSWER, /* the answer of this event is not used: free it */
+    LURK_ATTEMPT_ACT_COMPLETE,    /* the result is known: tell the caller */
+    LURK_ATTEMPT_ACT_RELEASE_IO,  /* no I/O any more: give back the aio, leave the client */
+    LURK_ATTEMPT_ACT_FREE,        /* nobody holds the call: free it */
     LURK_ATTEMPT_NACTIONS
 } lurk_attempt_action_type;
 
 typedef enum {
     LURK_ATTEMPT_RES_NONE = 0,
-    LURK_ATTEMPT_RES_ANSWER,     /* the kept answer, whatever its status */
-    LURK_ATTEMPT_RES_TIMEOUT,    /* no server answered in time (or each lost its connection) */
-    LURK_ATTEMPT_RES_TRANSPORT,  /* err: a transport failure on the last attempt */
-    LURK_ATTEMPT_RES_LOCAL,      /* err: the first request could not be handed to nng */
-    LURK_ATTEMPT_RES_CLOSED      /* the client was freed with the call in flight */
+    LURK_ATTEMPT_RES_ANSWER,    /* the kept answer, whatever its status */
+    LURK_ATTEMPT_RES_TIMEOUT,   /* no server answered in time (or each lost its connection) */
+    LURK_ATTEMPT_RES_TRANSPORT, /* err: a transport failure on the last attempt */
+    LURK_ATTEMPT_RES_LOCAL,     /* err: the first request could not be handed to nng */
+    LURK_ATTEMPT_RES_CLOSED     /* the client was freed with the call in flight */
 } lurk_attempt_result;
 
 typedef struct {
     lurk_attempt_state state;
     unsigned int nservers;
-    int fixed;               /* this server only (a probe), else -1 */
-    int detached;            /* nobody waits (a probe): COMPLETE is followed by FREE */
-    int timeout_ms;          /* whole call */
-    int attempt_ms;          /* one attempt, with several servers */
-    int64_t deadline_ms;     /* set by START */
-    int server;              /* of the current or last attempt, -1 before the first */
-    uint32_t tried;          /* bit i: server i had an attempt */
+    int fixed;           /* this server only (a probe), else -1 */
+    int detached;        /* nobody waits (a probe): COMPLETE is followed by FREE */
+    int timeout_ms;      /* whole call */
+    int attempt_ms;      /* one attempt, with several servers */
+    int64_t deadline_ms; /* set by START */
+    int server;          /* of the current or last attempt, -1 before the first */
+    uint32_t tried;      /* bit i: server i had an attempt */
     int attempts;
-    int closing;             /* CLIENT_FREE seen */
+    int closing;                /* CLIENT_FREE seen */
     lurk_attempt_result result; /* the final one once DONE, else the last failure */
-    int err;                 /* the adapter's error code for RES_TRANSPORT and RES_LOCAL */
+    int err;                    /* the adapter's error code for RES_TRANSPORT and RES_LOCAL */
 } lurk_attempt;
 
 typedef struct {
     lurk_attempt_event_type type;
     int64_t now_ms;
-    int server;                     /* I/O events: the server of the attempt they end */
-    int err;                        /* NOT_SENT, *_FAILED, CANCELED: kept, not interpreted */
-    int overloaded;                 /* ANSWER: its status is OVERLOADED */
-    const lurk_balance_view *view;  /* events that may pick a server; NULL: none available */
-    unsigned int rr;                /* rotation for lurk_balance_pick */
+    int server;                    /* I/O events: the server of the attempt they end */
+    int err;                       /* NOT_SENT, *_FAILED, CANCELED: kept, not interpreted */
+    int overloaded;                /* ANSWER: its status is OVERLOADED */
+    const lurk_balance_view *view; /* events that may pick a server; NULL: none available */
+    unsigned int rr;               /* rotation for lurk_balance_pick */
 } lurk_attempt_event;
 
 typedef struct {
     lurk_attempt_action_type type;
-    int server;     /* SEND, LEAVE, MARK_UP, MARK_DOWN */
-    int ms;         /* ARM_TIMER */
-    int reusable;   /* LEAVE */
+    int server;   /* SEND, LEAVE, MARK_UP, MARK_DOWN */
+    int ms;       /* ARM_TIMER */
+    int reusable; /* LEAVE */
 } lurk_attempt_action;
 
 typedef struct {

@@ -12,9 +12,9 @@
 #define LURK_BALANCE_MAX_SERVERS 32
 
 typedef struct {
-    int connected;  /* nng has at least one pipe to it */
-    int down;       /* it failed an attempt or a probe and has not answered since */
-    int inflight;   /* attempts waiting on it now */
+    int connected; /* nng has at least one pipe to it */
+    int down;      /* it failed an attempt or a probe and has not answered since */
+    int inflight;  /* attempts waiting on it now */
 } lurk_balance_view;
 
 /*

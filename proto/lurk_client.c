@@ -41,20 +41,20 @@
  * RELEASE_IO it no longer refers to the client, which may then be freed.
  */
 struct lurk_pending {
-    lurk_client *client;       /* NULL after RELEASE_IO */
-    pthread_mutex_t lock;      /* everything below */
+    lurk_client *client;  /* NULL after RELEASE_IO */
+    pthread_mutex_t lock; /* everything below */
     lurk_attempt sm;
     lurk_done_fn done_fn;
     void *done_arg;
-    _Atomic int done;          /* COMPLETE was carried out */
-    int sync;                  /* driven by the caller's thread, aio without callback */
-    int sending;               /* the aio holds our copy of the request */
+    _Atomic int done; /* COMPLETE was carried out */
+    int sync;         /* driven by the caller's thread, aio without callback */
+    int sending;      /* the aio holds our copy of the request */
     uint64_t id;
-    nng_msg *request;          /* kept to resend on another server */
+    nng_msg *request; /* kept to resend on another server */
     nng_msg *reply;
     nng_aio *aio;
     nng_ctx ctx;
-    lurk_server *server;       /* of the current attempt, and of ctx */
+    lurk_server *server;              /* of the current attempt, and of ctx */
     struct lurk_pending *next, *prev; /* in server->attempts */
 };
 
@@ -192,33 +192,25 @@ static void lurk_pending_release_io(lurk_pending *p)
 }
 
 typedef struct {
-    nng_msg *answer;   /* of the event, until KEEP_ANSWER or DROP_ANSWER */
-    int not_sent;      /* SEND failed before nng: its error, fed back as NOT_SENT */
-    int free_call;     /* FREE: after the call's lock is released */
+    nng_msg *answer; /* of the event, until KEEP_ANSWER or DROP_ANSWER */
+    int not_sent;    /* SEND failed before nng: its error, fed back as NOT_SENT */
+    int free_call;   /* FREE: after the call's lock is released */
 } lurk_run;
 
 static void lurk_pending_act(lurk_pending *p, const lurk_attempt_action *act, lurk_run *run)
 {
     switch (act->type) {
-    case LURK_ATTEMPT_ACT_ARM_TIMER:
-        nng_aio_set_timeout(p->aio, act->ms);
-        break;
+    case LURK_ATTEMPT_ACT_ARM_TIMER: nng_aio_set_timeout(p->aio, act->ms); break;
     case LURK_ATTEMPT_ACT_SEND:
         run->not_sent = lurk_pending_send(p, (unsigned int)act->server);
         break;
-    case LURK_ATTEMPT_ACT_RECV:
-        nng_ctx_recv(p->ctx, p->aio);
-        break;
-    case LURK_ATTEMPT_ACT_LEAVE:
-        lurk_pending_leave(p, act->reusable);
-        break;
+    case LURK_ATTEMPT_ACT_RECV: nng_ctx_recv(p->ctx, p->aio); break;
+    case LURK_ATTEMPT_ACT_LEAVE: lurk_pending_leave(p, act->reusable); break;
     case LURK_ATTEMPT_ACT_MARK_UP:
     case LURK_ATTEMPT_ACT_MARK_DOWN:
         lurk_server_mark(&p->client->servers[act->server], act->type == LURK_ATTEMPT_ACT_MARK_UP);
         break;
-    case LURK_ATTEMPT_ACT_ABORT_IO:
-        nng_aio_cancel(p->aio);
-        break;
+    case LURK_ATTEMPT_ACT_ABORT_IO: nng_aio_cancel(p->aio); break;
     case LURK_ATTEMPT_ACT_KEEP_ANSWER:
         p->reply = run->answer;
         run->answer = NULL;
@@ -232,14 +224,9 @@ static void lurk_pending_act(lurk_pending *p, const lurk_attempt_action *act, lu
         if (p->done_fn != NULL)
             p->done_fn(p->done_arg);
         break;
-    case LURK_ATTEMPT_ACT_RELEASE_IO:
-        lurk_pending_release_io(p);
-        break;
-    case LURK_ATTEMPT_ACT_FREE:
-        run->free_call = 1;
-        break;
-    default:
-        break;
+    case LURK_ATTEMPT_ACT_RELEASE_IO: lurk_pending_release_io(p); break;
+    case LURK_ATTEMPT_ACT_FREE: run->free_call = 1; break;
+    default: break;
     }
 }
 
@@ -308,16 +295,12 @@ static void lurk_pending_classify(const lurk_pending *p, nng_msg *answer, lurk_a
 static lurk_attempt_event_type lurk_event_of(int rv, int sending)
 {
     switch (rv) {
-    case 0:
-        return sending ? LURK_ATTEMPT_EV_SENT : LURK_ATTEMPT_EV_ANSWER;
-    case NNG_ETIMEDOUT:
-        return LURK_ATTEMPT_EV_TIMEOUT;
+    case 0: return sending ? LURK_ATTEMPT_EV_SENT : LURK_ATTEMPT_EV_ANSWER;
+    case NNG_ETIMEDOUT: return LURK_ATTEMPT_EV_TIMEOUT;
     case NNG_ECONNSHUT: /* only ever from lurk_client_server_lost */
         return LURK_ATTEMPT_EV_DISCONNECT;
-    case NNG_ECANCELED:
-        return LURK_ATTEMPT_EV_CANCELED;
-    default:
-        return sending ? LURK_ATTEMPT_EV_SEND_FAILED : LURK_ATTEMPT_EV_RECV_FAILED;
+    case NNG_ECANCELED: return LURK_ATTEMPT_EV_CANCELED;
+    default: return sending ? LURK_ATTEMPT_EV_SEND_FAILED : LURK_ATTEMPT_EV_RECV_FAILED;
     }
 }
 
@@ -370,9 +353,9 @@ static void lurk_pending_drive(lurk_pending *p)
  * a blocking call, driven by lurk_pending_drive(). Returns 0 when started;
  * then done() is called (a probe may already be over and gone).
  */
-static int lurk_pending_start(lurk_client *c, nng_msg *msg, uint64_t id, int server,
-                              int timeout_ms, lurk_done_fn done, void *arg,
-                              lurk_pending **out, char *err, size_t errlen)
+static int lurk_pending_start(lurk_client *c, nng_msg *msg, uint64_t id, int server, int timeout_ms,
+                              lurk_done_fn done, void *arg, lurk_pending **out, char *err,
+                              size_t errlen)
 {
     lurk_pending *p = calloc(1, sizeof(*p));
     lurk_attempt_event ev = { .type = LURK_ATTEMPT_EV_START };
@@ -592,8 +575,8 @@ static uint64_t lurk_next_id(void)
 }
 
 /* done == NULL: a blocking call (lurk_pending_drive). */
-static lurk_pending *lurk_request_start(lurk_client *c, Lurk__V1__Request *req,
-                                        lurk_done_fn done, void *arg, char *err, size_t errlen)
+static lurk_pending *lurk_request_start(lurk_client *c, Lurk__V1__Request *req, lurk_done_fn done,
+                                        void *arg, char *err, size_t errlen)
 {
     lurk_pending *p = NULL;
     nng_msg *msg;
@@ -656,7 +639,8 @@ static lurk_call_result lurk_pending_outcome(lurk_pending *p, nng_msg **reply, c
         p->reply = NULL;
         return LURK_CALL_OK;
     case LURK_ATTEMPT_RES_TIMEOUT:
-        lurk_errf(err, errlen, "no key server answered within %d ms (tried %d of %u; is one "
+        lurk_errf(err, errlen,
+                  "no key server answered within %d ms (tried %d of %u; is one "
                   "running, and does it accept this edge's certificate?)",
                   a->timeout_ms, __builtin_popcount(a->tried), a->nservers);
         return LURK_CALL_TIMEOUT;
@@ -667,7 +651,8 @@ static lurk_call_result lurk_pending_outcome(lurk_pending *p, nng_msg **reply, c
         lurk_errf(err, errlen, "nng: %s", a->err != 0 ? nng_strerror(a->err) : "no key server");
         return LURK_CALL_TRANSPORT;
     case LURK_ATTEMPT_RES_CLOSED:
-        lurk_errf(err, errlen, "the key server client was shut down (provider unloaded) during "
+        lurk_errf(err, errlen,
+                  "the key server client was shut down (provider unloaded) during "
                   "the call");
         return LURK_CALL_TRANSPORT;
     default:
@@ -716,8 +701,8 @@ lurk_call_result lurk_pending_finish(lurk_pending *p, Lurk__V1__Response__Result
 }
 
 lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
-                                  Lurk__V1__Response__ResultCase expect,
-                                  Lurk__V1__Response **resp, char *err, size_t errlen)
+                                  Lurk__V1__Response__ResultCase expect, Lurk__V1__Response **resp,
+                                  char *err, size_t errlen)
 {
     lurk_pending *p;
 
@@ -728,8 +713,8 @@ lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
     return lurk_pending_finish(p, expect, resp, err, errlen);
 }
 
-lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t len,
-                                      uint8_t **out, size_t *outlen, char *err, size_t errlen)
+lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t len, uint8_t **out,
+                                      size_t *outlen, char *err, size_t errlen)
 {
     lurk_pending *p;
     nng_msg *msg, *reply;

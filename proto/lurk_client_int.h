@@ -21,11 +21,11 @@ typedef struct lurk_server {
     unsigned int index;
     char *url;
     nng_socket sock;
-    pthread_mutex_t lock;      /* the fields below */
+    pthread_mutex_t lock; /* the fields below */
     int pipes;
     int down;
     int backoff_ms;
-    int64_t next_probe;        /* lurk_now_ms() */
+    int64_t next_probe; /* lurk_now_ms() */
     int64_t last_ok;
     int probing;
     int inflight;
@@ -43,12 +43,12 @@ struct lurk_client {
     _Atomic unsigned int rr;
     _Atomic int closing;
     nng_aio *tick;
-    pthread_mutex_t lock;      /* live, closed; cond signals their changes */
-    pthread_cond_t cond;       /* on CLOCK_MONOTONIC */
-    int live;                  /* calls with I/O resources (RELEASE_IO not yet done) */
-    int closed;                /* every socket closed */
+    pthread_mutex_t lock; /* live, closed; cond signals their changes */
+    pthread_cond_t cond;  /* on CLOCK_MONOTONIC */
+    int live;             /* calls with I/O resources (RELEASE_IO not yet done) */
+    int closed;           /* every socket closed */
     struct lurk_client *grave_next;
-    pthread_mutex_t aio_lock;  /* idle_aio */
+    pthread_mutex_t aio_lock;          /* idle_aio */
     nng_aio *idle_aio[LURK_AIO_CACHE]; /* callback-less, for blocking calls */
     unsigned int nidle_aio;
 };

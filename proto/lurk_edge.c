@@ -10,14 +10,22 @@
 #include "lurk_url.h"
 #include "lurk_wire.h"
 
-#define LURK_EDGE_FIELD(n) { #n, offsetof(lurk_edge_text, n) }
+#define LURK_EDGE_FIELD(n)              \
+    {                                   \
+#n, offsetof(lurk_edge_text, n) \
+    }
 
 static const lurk_edge_field lurk_edge_table[] = {
-    LURK_EDGE_FIELD(servers),        LURK_EDGE_FIELD(tls_cert),
-    LURK_EDGE_FIELD(tls_key),        LURK_EDGE_FIELD(tls_ca),
-    LURK_EDGE_FIELD(server_name),    LURK_EDGE_FIELD(timeout_ms),
-    LURK_EDGE_FIELD(attempt_timeout_ms), LURK_EDGE_FIELD(keepalive_ms),
-    LURK_EDGE_FIELD(allow_insecure), LURK_EDGE_FIELD(verify_signatures),
+    LURK_EDGE_FIELD(servers),
+    LURK_EDGE_FIELD(tls_cert),
+    LURK_EDGE_FIELD(tls_key),
+    LURK_EDGE_FIELD(tls_ca),
+    LURK_EDGE_FIELD(server_name),
+    LURK_EDGE_FIELD(timeout_ms),
+    LURK_EDGE_FIELD(attempt_timeout_ms),
+    LURK_EDGE_FIELD(keepalive_ms),
+    LURK_EDGE_FIELD(allow_insecure),
+    LURK_EDGE_FIELD(verify_signatures),
     LURK_EDGE_FIELD(pubkey_helper),
 };
 
@@ -50,8 +58,7 @@ int lurk_bool_parse(const char *text, int *out)
     return -1;
 }
 
-static int lurk_edge_bool(const char *name, const char *text, int *out, char *err,
-                          size_t errlen)
+static int lurk_edge_bool(const char *name, const char *text, int *out, char *err, size_t errlen)
 {
     *out = 0;
     if (text == NULL || lurk_bool_parse(text, out) == 0)
@@ -61,8 +68,8 @@ static int lurk_edge_bool(const char *name, const char *text, int *out, char *er
 }
 
 /* Milliseconds in [min, max]; absent keeps *out. */
-static int lurk_edge_ms(const char *name, const char *text, long min, long max, int *out,
-                        char *err, size_t errlen)
+static int lurk_edge_ms(const char *name, const char *text, long min, long max, int *out, char *err,
+                        size_t errlen)
 {
     char *end;
     long ms;
@@ -71,8 +78,7 @@ static int lurk_edge_ms(const char *name, const char *text, long min, long max, 
         return 0;
     ms = strtol(text, &end, 10);
     if (end == text || *end != '\0' || ms < min || ms > max) {
-        lurk_errf(err, errlen, "%s = \"%s\": give milliseconds, %ld to %ld", name, text, min,
-                  max);
+        lurk_errf(err, errlen, "%s = \"%s\": give milliseconds, %ld to %ld", name, text, min, max);
         return -1;
     }
     *out = (int)ms;
@@ -89,17 +95,18 @@ int lurk_edge_parse(const lurk_edge_text *t, lurk_edge_values *v, char *err, siz
     v->keepalive_ms = LURK_EDGE_DEFAULT_KEEPALIVE_MS;
     if (lurk_edge_bool("allow_insecure", t->allow_insecure, &v->allow_insecure, err, errlen) != 0
         || lurk_edge_bool("verify_signatures", t->verify_signatures, &v->verify_signatures, err,
-                          errlen) != 0
-        || lurk_edge_ms("timeout_ms", t->timeout_ms, 10, 600000, &v->timeout_ms, err,
-                        errlen) != 0
+                          errlen)
+            != 0
+        || lurk_edge_ms("timeout_ms", t->timeout_ms, 10, 600000, &v->timeout_ms, err, errlen) != 0
         || lurk_edge_ms("attempt_timeout_ms", t->attempt_timeout_ms, 10, 600000,
-                        &v->attempt_timeout_ms, err, errlen) != 0
-        || lurk_edge_ms("keepalive_ms", t->keepalive_ms, 0, 3600000, &v->keepalive_ms, err,
-                        errlen) != 0)
+                        &v->attempt_timeout_ms, err, errlen)
+            != 0
+        || lurk_edge_ms("keepalive_ms", t->keepalive_ms, 0, 3600000, &v->keepalive_ms, err, errlen)
+            != 0)
         return -1;
     if (t->servers != NULL
-        && (v->servers = lurk_url_list_parse(t->servers, v->allow_insecure, why,
-                                             sizeof(why))) == NULL) {
+        && (v->servers = lurk_url_list_parse(t->servers, v->allow_insecure, why, sizeof(why)))
+            == NULL) {
         lurk_errf(err, errlen, "servers: %s", why);
         return -1;
     }

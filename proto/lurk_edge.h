@@ -33,12 +33,12 @@ const char **lurk_edge_slot(lurk_edge_text *t, const lurk_edge_field *f);
 
 /* What the settings that are not file paths say, checked. */
 typedef struct {
-    char **servers;             /* NULL when `servers` is absent; lurk_url_list_free */
+    char **servers; /* NULL when `servers` is absent; lurk_url_list_free */
     int allow_insecure;
     int verify_signatures;
-    int timeout_ms;             /* per operation, every attempt included */
-    int attempt_timeout_ms;     /* 0: half of timeout_ms */
-    int keepalive_ms;           /* 0: never */
+    int timeout_ms;         /* per operation, every attempt included */
+    int attempt_timeout_ms; /* 0: half of timeout_ms */
+    int keepalive_ms;       /* 0: never */
 } lurk_edge_values;
 
 /*

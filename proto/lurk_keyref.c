@@ -25,20 +25,18 @@ typedef struct {
     ASN1_UTF8STRING *servers;
 } LURK_KEYREF_ASN1;
 
-ASN1_SEQUENCE(LURK_KEYREF_ASN1) = {
-    ASN1_SIMPLE(LURK_KEYREF_ASN1, version, ASN1_INTEGER),
-    ASN1_SIMPLE(LURK_KEYREF_ASN1, key_id, ASN1_UTF8STRING),
-    ASN1_SIMPLE(LURK_KEYREF_ASN1, key_type, ASN1_INTEGER),
-    ASN1_SIMPLE(LURK_KEYREF_ASN1, public_key, ASN1_OCTET_STRING),
-    ASN1_EXP_OPT(LURK_KEYREF_ASN1, servers, ASN1_UTF8STRING, 0)
-} static_ASN1_SEQUENCE_END(LURK_KEYREF_ASN1)
+ASN1_SEQUENCE(LURK_KEYREF_ASN1) = { ASN1_SIMPLE(LURK_KEYREF_ASN1, version, ASN1_INTEGER),
+                                    ASN1_SIMPLE(LURK_KEYREF_ASN1, key_id, ASN1_UTF8STRING),
+                                    ASN1_SIMPLE(LURK_KEYREF_ASN1, key_type, ASN1_INTEGER),
+                                    ASN1_SIMPLE(LURK_KEYREF_ASN1, public_key, ASN1_OCTET_STRING),
+                                    ASN1_EXP_OPT(LURK_KEYREF_ASN1, servers, ASN1_UTF8STRING,
+                                                 0) } static_ASN1_SEQUENCE_END(LURK_KEYREF_ASN1)
 
-IMPLEMENT_STATIC_ASN1_ALLOC_FUNCTIONS(LURK_KEYREF_ASN1)
-
+    IMPLEMENT_STATIC_ASN1_ALLOC_FUNCTIONS(LURK_KEYREF_ASN1)
 #define LURK_KEYREF_ITEM ASN1_ITEM_rptr(LURK_KEYREF_ASN1)
 
-/* OpenSSL's key management names, for matching keys and for fetching. */
-static const struct {
+    /* OpenSSL's key management names, for matching keys and for fetching. */
+    static const struct {
     Lurk__V1__KeyType type;
     const char *keymgmt;
 } lurk_keyref_types[] = {
@@ -93,8 +91,7 @@ static void lurk_pss_param(const EVP_PKEY *pkey, const char *name, char *buf, si
         snprintf(buf, len, "%s", LURK_PSS_DEFAULT_MD);
 }
 
-int lurk_pss_restrictions_of(const EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
-                             lurk_pss_restrictions *out)
+int lurk_pss_restrictions_of(const EVP_PKEY *pkey, OSSL_LIB_CTX *libctx, lurk_pss_restrictions *out)
 {
     char md[64], mgf1[64];
     int salt = LURK_PSS_DEFAULT_SALTLEN;
@@ -103,8 +100,8 @@ int lurk_pss_restrictions_of(const EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
     out->md = out->mgf1_md = "";
     ERR_set_mark();
     /* Only a restricted key has a mandatory digest: else any scheme fits. */
-    if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_MANDATORY_DIGEST, md, sizeof(md),
-                                       NULL) != 1) {
+    if (EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_MANDATORY_DIGEST, md, sizeof(md), NULL)
+        != 1) {
         ERR_pop_to_mark();
         return 1;
     }
@@ -125,8 +122,8 @@ int lurk_pss_restrictions_of(const EVP_PKEY *pkey, OSSL_LIB_CTX *libctx,
 static int lurk_keyref_type_known(long long type)
 {
     return type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA || type == LURK__V1__KEY_TYPE__KEY_TYPE_EC
-           || type == LURK__V1__KEY_TYPE__KEY_TYPE_ED25519
-           || type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
+        || type == LURK__V1__KEY_TYPE__KEY_TYPE_ED25519
+        || type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
 }
 
 /* Printable ASCII: the hint ends up in logs and on terminals. */
@@ -227,8 +224,7 @@ int lurk_keyref_encode(const lurk_keyref *ref, OSSL_LIB_CTX *libctx, unsigned ch
     return 1;
 }
 
-int lurk_keyref_write_pem(BIO *out, const lurk_keyref *ref, OSSL_LIB_CTX *libctx,
-                          const char **why)
+int lurk_keyref_write_pem(BIO *out, const lurk_keyref *ref, OSSL_LIB_CTX *libctx, const char **why)
 {
     unsigned char *der;
     size_t len;
@@ -294,8 +290,7 @@ static lurk_keyref *lurk_keyref_from_asn1(const LURK_KEYREF_ASN1 *asn, const cha
     lurk_keyref *ref;
     unsigned char *p;
 
-    if (ASN1_INTEGER_get_int64(&version, asn->version) != 1
-        || version != LURK_KEYREF_VERSION) {
+    if (ASN1_INTEGER_get_int64(&version, asn->version) != 1 || version != LURK_KEYREF_VERSION) {
         *why = "unsupported reference version (this provider reads version 1)";
         return NULL;
     }
@@ -356,8 +351,8 @@ int lurk_keyref_decode(const unsigned char *der, size_t der_len, OSSL_LIB_CTX *l
     if (asn == NULL) {
         version = lurk_keyref_peek_version(der, der_len);
         *why = version > LURK_KEYREF_VERSION
-               ? "unsupported reference version (this provider reads version 1)"
-               : "not a DER LurkKeyReference";
+            ? "unsupported reference version (this provider reads version 1)"
+            : "not a DER LurkKeyReference";
     } else if (p != der + der_len) {
         *why = "trailing bytes after the reference";
     } else if (!lurk_keyref_is_canonical(asn, der, der_len)) {

@@ -47,9 +47,9 @@
 typedef struct {
     Lurk__V1__KeyType type;
     const char *key_id;
-    const unsigned char *spki;  /* DER SubjectPublicKeyInfo */
+    const unsigned char *spki; /* DER SubjectPublicKeyInfo */
     size_t spki_len;
-    const char *servers;        /* NULL when absent */
+    const char *servers; /* NULL when absent */
 } lurk_keyref;
 
 /*
@@ -58,12 +58,11 @@ typedef struct {
  * that a loader would refuse. libctx may be NULL; the public key is parsed
  * with the default provider. Returns 1, or 0 with a static reason in *why.
  */
-int lurk_keyref_encode(const lurk_keyref *ref, OSSL_LIB_CTX *libctx,
-                       unsigned char **der, size_t *der_len, const char **why);
+int lurk_keyref_encode(const lurk_keyref *ref, OSSL_LIB_CTX *libctx, unsigned char **der,
+                       size_t *der_len, const char **why);
 
 /* The same, written to out as one PEM block. */
-int lurk_keyref_write_pem(BIO *out, const lurk_keyref *ref, OSSL_LIB_CTX *libctx,
-                          const char **why);
+int lurk_keyref_write_pem(BIO *out, const lurk_keyref *ref, OSSL_LIB_CTX *libctx, const char **why);
 
 /*
  * Decode untrusted DER: canonical DER only, version 1, a valid key id, a
@@ -93,7 +92,7 @@ const char *lurk_keyref_type_keymgmt(Lurk__V1__KeyType type);
  * The strings are static.
  */
 typedef struct {
-    int restricted;            /* 0: the key signs with any rsa_pss_pss_* */
+    int restricted; /* 0: the key signs with any rsa_pss_pss_* */
     const char *md;
     const char *mgf1_md;
     unsigned int min_saltlen;

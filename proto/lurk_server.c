@@ -108,16 +108,17 @@ static void lurk_server_probe(lurk_server *s)
 
     pthread_mutex_lock(&s->lock);
     due = !s->probing
-          && ((s->down && now >= s->next_probe)
-              || (!s->down && c->keepalive_ms > 0 && s->inflight == 0
-                  && now >= s->last_ok + c->keepalive_ms));
+        && ((s->down && now >= s->next_probe)
+            || (!s->down && c->keepalive_ms > 0 && s->inflight == 0
+                && now >= s->last_ok + c->keepalive_ms));
     if (due)
         s->probing = 1;
     pthread_mutex_unlock(&s->lock);
     if (!due)
         return;
     if ((msg = lurk_server_ping_msg()) == NULL
-        || lurk_client_probe(c, s->index, msg, LURK_PROBE_TIMEOUT_MS, lurk_server_probe_done, s) != 0)
+        || lurk_client_probe(c, s->index, msg, LURK_PROBE_TIMEOUT_MS, lurk_server_probe_done, s)
+            != 0)
         lurk_server_probe_done(s);
 }
 
@@ -174,8 +175,7 @@ static char *lurk_url_host(const char *url)
     return end != NULL ? strndup(h, (size_t)(end - h)) : NULL;
 }
 
-int lurk_server_open(lurk_server *s, const lurk_client_conf *conf, char *err,
-                            size_t errlen)
+int lurk_server_open(lurk_server *s, const lurk_client_conf *conf, char *err, size_t errlen)
 {
     nng_dialer d;
     nng_tls_config *tls = NULL;

@@ -51,8 +51,8 @@ static void lurk_free_secret(char *buf)
     free(buf);
 }
 
-int lurk_tls_config_make(int server, const lurk_tls_files *files, nng_tls_config **out,
-                         char *err, size_t errlen)
+int lurk_tls_config_make(int server, const lurk_tls_files *files, nng_tls_config **out, char *err,
+                         size_t errlen)
 {
     nng_tls_config *cfg = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL, *crl = NULL;
@@ -73,7 +73,8 @@ int lurk_tls_config_make(int server, const lurk_tls_files *files, nng_tls_config
         || (ca = lurk_read_file(files->ca, NULL, err, errlen)) == NULL
         || (files->crl != NULL && (crl = lurk_read_file(files->crl, NULL, err, errlen)) == NULL))
         goto fail;
-    if ((rv = nng_tls_config_alloc(&cfg, server ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT)) != 0) {
+    if ((rv = nng_tls_config_alloc(&cfg, server ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT))
+        != 0) {
         lurk_errf(err, errlen, "TLS setup: %s", nng_strerror(rv));
         goto fail;
     }
@@ -108,4 +109,3 @@ fail:
     free(crl);
     return -1;
 }
-

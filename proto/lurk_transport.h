@@ -19,7 +19,6 @@
 #include "lurk_url.h"
 #include "lurk_wire.h"
 
-
 typedef struct {
     const char *cert;        /* own certificate chain (PEM) */
     const char *key;         /* own private key (PEM) */
@@ -29,29 +28,28 @@ typedef struct {
 } lurk_tls_files;
 
 /* An nng TLS config requiring a verified peer certificate. */
-int lurk_tls_config_make(int server, const lurk_tls_files *files,
-                         nng_tls_config **out, char *err, size_t errlen);
+int lurk_tls_config_make(int server, const lurk_tls_files *files, nng_tls_config **out, char *err,
+                         size_t errlen);
 
 typedef struct lurk_client lurk_client;
 
 typedef struct {
-    char *const *urls;         /* NULL-terminated, 1 to 32 key servers */
+    char *const *urls; /* NULL-terminated, 1 to 32 key servers */
     lurk_tls_files tls;
-    int timeout_ms;            /* whole call, all attempts: default 2000 */
-    int attempt_timeout_ms;    /* one attempt on one server: default timeout_ms / 2 */
-    int keepalive_ms;          /* ping an idle server this often: default 1000, < 0 never */
+    int timeout_ms;         /* whole call, all attempts: default 2000 */
+    int attempt_timeout_ms; /* one attempt on one server: default timeout_ms / 2 */
+    int keepalive_ms;       /* ping an idle server this often: default 1000, < 0 never */
 } lurk_client_conf;
 
 typedef enum {
     LURK_CALL_OK = 0,
-    LURK_CALL_TIMEOUT,     /* no key server answered in time */
-    LURK_CALL_TRANSPORT,   /* nng failure */
-    LURK_CALL_BAD_REPLY,   /* undecodable or mismatched answer */
-    LURK_CALL_REFUSED      /* the key server answered with a non-OK status */
+    LURK_CALL_TIMEOUT,   /* no key server answered in time */
+    LURK_CALL_TRANSPORT, /* nng failure */
+    LURK_CALL_BAD_REPLY, /* undecodable or mismatched answer */
+    LURK_CALL_REFUSED    /* the key server answered with a non-OK status */
 } lurk_call_result;
 
-int lurk_client_new(const lurk_client_conf *conf, lurk_client **out,
-                    char *err, size_t errlen);
+int lurk_client_new(const lurk_client_conf *conf, lurk_client **out, char *err, size_t errlen);
 /*
  * Calls in flight end at once with LURK_CALL_TRANSPORT ("shut down"); a
  * lurk_pending may still be finished or abandoned afterwards.
@@ -67,8 +65,7 @@ void lurk_client_free(lurk_client *c);
  * lurk__v1__response__free_unpacked); err says why otherwise.
  */
 lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
-                                  Lurk__V1__Response__ResultCase expect,
-                                  Lurk__V1__Response **resp,
+                                  Lurk__V1__Response__ResultCase expect, Lurk__V1__Response **resp,
                                   char *err, size_t errlen);
 
 /*
@@ -84,20 +81,15 @@ lurk_call_result lurk_client_call(lurk_client *c, Lurk__V1__Request *req,
 typedef struct lurk_pending lurk_pending;
 typedef void (*lurk_done_fn)(void *arg);
 
-lurk_pending *lurk_client_start(lurk_client *c, Lurk__V1__Request *req,
-                                lurk_done_fn done, void *arg,
-                                char *err, size_t errlen);
+lurk_pending *lurk_client_start(lurk_client *c, Lurk__V1__Request *req, lurk_done_fn done,
+                                void *arg, char *err, size_t errlen);
 int lurk_pending_done(const lurk_pending *p);
-lurk_call_result lurk_pending_finish(lurk_pending *p,
-                                     Lurk__V1__Response__ResultCase expect,
-                                     Lurk__V1__Response **resp,
-                                     char *err, size_t errlen);
+lurk_call_result lurk_pending_finish(lurk_pending *p, Lurk__V1__Response__ResultCase expect,
+                                     Lurk__V1__Response **resp, char *err, size_t errlen);
 void lurk_pending_abandon(lurk_pending *p);
 
 /* The same with caller-built bytes, for tests that send hostile input. */
-lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf,
-                                      size_t len, uint8_t **out,
-                                      size_t *outlen, char *err,
-                                      size_t errlen);
+lurk_call_result lurk_client_call_raw(lurk_client *c, const void *buf, size_t len, uint8_t **out,
+                                      size_t *outlen, char *err, size_t errlen);
 
 #endif

@@ -80,13 +80,17 @@ char **lurk_url_list_parse(const char *text, int allow_insecure, char *err, size
         p += len;
         kind = lurk_url_classify(url);
         if (kind == LURK_URL_INVALID) {
-            lurk_errf(err, errlen, "\"%s\" is not a LURK URL (tls+tcp://host:port, ipc:///path, "
-                      "or tcp://host:port with allow_insecure)", url);
+            lurk_errf(err, errlen,
+                      "\"%s\" is not a LURK URL (tls+tcp://host:port, ipc:///path, "
+                      "or tcp://host:port with allow_insecure)",
+                      url);
             goto fail;
         }
         if (kind == LURK_URL_TCP && !allow_insecure) {
-            lurk_errf(err, errlen, "\"%s\" is cleartext TCP: use tls+tcp://, or set "
-                      "allow_insecure = yes if you really mean it", url);
+            lurk_errf(err, errlen,
+                      "\"%s\" is cleartext TCP: use tls+tcp://, or set "
+                      "allow_insecure = yes if you really mean it",
+                      url);
             goto fail;
         }
     }

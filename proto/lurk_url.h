@@ -8,9 +8,9 @@
 
 typedef enum {
     LURK_URL_INVALID = 0,
-    LURK_URL_TLS,   /* tls+tcp://host:port, mutual TLS: the recommended form */
-    LURK_URL_IPC,   /* ipc:///path, same host only */
-    LURK_URL_TCP    /* tcp://host:port, cleartext: only when marked insecure */
+    LURK_URL_TLS, /* tls+tcp://host:port, mutual TLS: the recommended form */
+    LURK_URL_IPC, /* ipc:///path, same host only */
+    LURK_URL_TCP  /* tcp://host:port, cleartext: only when marked insecure */
 } lurk_url_kind;
 
 lurk_url_kind lurk_url_classify(const char *url);
@@ -20,8 +20,7 @@ lurk_url_kind lurk_url_classify(const char *url);
  * array (free with lurk_url_list_free). Fails on an empty list, an invalid
  * URL, or tcp:// unless allow_insecure.
  */
-char **lurk_url_list_parse(const char *text, int allow_insecure,
-                           char *err, size_t errlen);
+char **lurk_url_list_parse(const char *text, int allow_insecure, char *err, size_t errlen);
 void lurk_url_list_free(char **urls);
 
 #endif

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+/* One row per scheme reads best as a table. */
+/* clang-format off */
 static const lurk_scheme lurk_schemes[] = {
     { LURK_SCHEME_RSA_PKCS1_SHA256, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA256", 32, LURK_PAD_PKCS1, NULL, "rsa_pkcs1_sha256", 0 },
     { LURK_SCHEME_RSA_PKCS1_SHA384, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA384", 48, LURK_PAD_PKCS1, NULL, "rsa_pkcs1_sha384", 0 },
@@ -29,6 +31,7 @@ static const lurk_scheme lurk_schemes[] = {
     { LURK_SCHEME_RSA_PKCS1_SHA224, LURK__V1__KEY_TYPE__KEY_TYPE_RSA, "SHA224", 28, LURK_PAD_PKCS1, NULL, "rsa_pkcs1_sha224", 1 },
     { LURK_SCHEME_ECDSA_SHA224, LURK__V1__KEY_TYPE__KEY_TYPE_EC, "SHA224", 28, LURK_PAD_NONE, NULL, "ecdsa_sha224", 1 },
 };
+/* clang-format on */
 
 const lurk_scheme *lurk_scheme_find(uint32_t code)
 {
@@ -74,7 +77,7 @@ const char *lurk_status_name(Lurk__V1__Status status)
 
 #define LURK_STATUS_PREFIX "STATUS_"
 /* Room for the labels; test_wire fails if the contract ever outgrows it. */
-#define LURK_STATUS_LABELS 32
+#define LURK_STATUS_LABELS    32
 #define LURK_STATUS_LABEL_LEN 40
 
 static pthread_once_t lurk_status_once = PTHREAD_ONCE_INIT;
@@ -171,8 +174,8 @@ int lurk_key_id_valid(const char *id)
         return 0;
     for (; id[n] != '\0'; n++) {
         char c = id[n];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-                 || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+            || c == '.' || c == '_' || c == '-';
         if (!ok || n >= LURK_MAX_KEY_ID)
             return 0;
     }
@@ -185,7 +188,13 @@ int lurk_tls_version_valid(uint32_t v)
     return (v >= 0x0300u && v <= 0x0304u) || v == 0xfeffu || v == 0xfefdu;
 }
 
-#define CHECK(cond, text) do { if (!(cond)) { *why = (text); return LURK__V1__STATUS__STATUS_MALFORMED; } } while (0)
+#define CHECK(cond, text)                              \
+    do {                                               \
+        if (!(cond)) {                                 \
+            *why = (text);                             \
+            return LURK__V1__STATUS__STATUS_MALFORMED; \
+        }                                              \
+    } while (0)
 
 Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req, const char **why)
 {
@@ -198,8 +207,7 @@ Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req, const char **w
     case LURK__V1__REQUEST__OP_PING:
         CHECK(req->ping->payload.len <= LURK_MAX_PING, "ping payload over 64 bytes");
         break;
-    case LURK__V1__REQUEST__OP_CAPABILITIES:
-        break;
+    case LURK__V1__REQUEST__OP_CAPABILITIES: break;
     case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY:
         CHECK(lurk_key_id_valid(req->get_public_key->key_id), "bad key id syntax");
         break;
@@ -212,21 +220,20 @@ Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req, const char **w
     case LURK__V1__REQUEST__OP_DECRYPT:
         CHECK(lurk_key_id_valid(req->decrypt->key_id), "bad key id syntax");
         CHECK(req->decrypt->ciphertext.len > 0, "empty ciphertext");
-        CHECK(req->decrypt->ciphertext.len <= LURK_MAX_CIPHERTEXT, "ciphertext over the size limit");
+        CHECK(req->decrypt->ciphertext.len <= LURK_MAX_CIPHERTEXT,
+              "ciphertext over the size limit");
         CHECK(req->decrypt->client_version <= 0xffffu, "client version is not 16 bits");
         CHECK(req->decrypt->negotiated_version == 0
                   || lurk_tls_version_valid(req->decrypt->negotiated_version),
               "negotiated version is not a TLS or DTLS version");
         break;
-    default:
-        *why = "no or unknown operation";
-        return LURK__V1__STATUS__STATUS_MALFORMED;
+    default: *why = "no or unknown operation"; return LURK__V1__STATUS__STATUS_MALFORMED;
     }
     return LURK__V1__STATUS__STATUS_OK;
 }
 
-Lurk__V1__Request *lurk_request_decode(const uint8_t *buf, size_t len,
-                                       Lurk__V1__Status *status, const char **why)
+Lurk__V1__Request *lurk_request_decode(const uint8_t *buf, size_t len, Lurk__V1__Status *status,
+                                       const char **why)
 {
     Lurk__V1__Request *req;
 
@@ -245,8 +252,7 @@ Lurk__V1__Request *lurk_request_decode(const uint8_t *buf, size_t len,
 }
 
 Lurk__V1__Response *lurk_response_decode(const uint8_t *buf, size_t len, uint64_t id,
-                                         Lurk__V1__Response__ResultCase expect,
-                                         const char **why)
+                                         Lurk__V1__Response__ResultCase expect, const char **why)
 {
     Lurk__V1__Response *r;
 

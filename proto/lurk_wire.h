@@ -16,45 +16,45 @@
 #define LURK_PROTOCOL_VERSION 1u
 
 /* Limits that bound what a peer can make the other side allocate. */
-#define LURK_MAX_MESSAGE     (64u * 1024u) /* encoded request or response */
-#define LURK_MAX_KEY_ID      64u
-#define LURK_MAX_TBS         4096u /* FFDHE-8192 SKE is about 2.1 KiB */
-#define LURK_MAX_CIPHERTEXT  1024u /* RSA-8192 */
-#define LURK_MAX_PING        64u
-#define LURK_PREMASTER_LEN   48u
+#define LURK_MAX_MESSAGE    (64u * 1024u) /* encoded request or response */
+#define LURK_MAX_KEY_ID     64u
+#define LURK_MAX_TBS        4096u /* FFDHE-8192 SKE is about 2.1 KiB */
+#define LURK_MAX_CIPHERTEXT 1024u /* RSA-8192 */
+#define LURK_MAX_PING       64u
+#define LURK_PREMASTER_LEN  48u
 
 /* TLS SignatureScheme code points (RFC 8446 4.2.3). */
-#define LURK_SCHEME_RSA_PKCS1_SHA256      0x0401u
-#define LURK_SCHEME_RSA_PKCS1_SHA384      0x0501u
-#define LURK_SCHEME_RSA_PKCS1_SHA512      0x0601u
+#define LURK_SCHEME_RSA_PKCS1_SHA256       0x0401u
+#define LURK_SCHEME_RSA_PKCS1_SHA384       0x0501u
+#define LURK_SCHEME_RSA_PKCS1_SHA512       0x0601u
 #define LURK_SCHEME_ECDSA_SECP256R1_SHA256 0x0403u
 #define LURK_SCHEME_ECDSA_SECP384R1_SHA384 0x0503u
 #define LURK_SCHEME_ECDSA_SECP521R1_SHA512 0x0603u
-#define LURK_SCHEME_RSA_PSS_RSAE_SHA256   0x0804u
-#define LURK_SCHEME_RSA_PSS_RSAE_SHA384   0x0805u
-#define LURK_SCHEME_RSA_PSS_RSAE_SHA512   0x0806u
-#define LURK_SCHEME_ED25519               0x0807u
-#define LURK_SCHEME_RSA_PSS_PSS_SHA256    0x0809u
-#define LURK_SCHEME_RSA_PSS_PSS_SHA384    0x080au
-#define LURK_SCHEME_RSA_PSS_PSS_SHA512    0x080bu
+#define LURK_SCHEME_RSA_PSS_RSAE_SHA256    0x0804u
+#define LURK_SCHEME_RSA_PSS_RSAE_SHA384    0x0805u
+#define LURK_SCHEME_RSA_PSS_RSAE_SHA512    0x0806u
+#define LURK_SCHEME_ED25519                0x0807u
+#define LURK_SCHEME_RSA_PSS_PSS_SHA256     0x0809u
+#define LURK_SCHEME_RSA_PSS_PSS_SHA384     0x080au
+#define LURK_SCHEME_RSA_PSS_PSS_SHA512     0x080bu
 /* TLS 1.2 only (RFC 5246 7.4.1.4.1 hash/signature pairs): SHA-1 and
  * SHA-224, which the key server signs only with legacy_hashes = yes. */
-#define LURK_SCHEME_RSA_PKCS1_SHA1        0x0201u
-#define LURK_SCHEME_ECDSA_SHA1            0x0203u
-#define LURK_SCHEME_RSA_PKCS1_SHA224      0x0301u
-#define LURK_SCHEME_ECDSA_SHA224          0x0303u
+#define LURK_SCHEME_RSA_PKCS1_SHA1   0x0201u
+#define LURK_SCHEME_ECDSA_SHA1       0x0203u
+#define LURK_SCHEME_RSA_PKCS1_SHA224 0x0301u
+#define LURK_SCHEME_ECDSA_SHA224     0x0303u
 
 typedef enum {
-    LURK_PAD_NONE = 0,  /* ECDSA, EdDSA */
-    LURK_PAD_PKCS1,     /* RSASSA-PKCS1-v1_5 */
-    LURK_PAD_PSS        /* RSASSA-PSS, MGF1 with the same hash, salt = hash length */
+    LURK_PAD_NONE = 0, /* ECDSA, EdDSA */
+    LURK_PAD_PKCS1,    /* RSASSA-PKCS1-v1_5 */
+    LURK_PAD_PSS       /* RSASSA-PSS, MGF1 with the same hash, salt = hash length */
 } lurk_padding;
 
 typedef struct {
     uint16_t code;
     Lurk__V1__KeyType key_type;
-    const char *md;          /* OpenSSL digest name, NULL for EdDSA */
-    size_t md_len;           /* digest length in bytes, 0 for EdDSA */
+    const char *md; /* OpenSSL digest name, NULL for EdDSA */
+    size_t md_len;  /* digest length in bytes, 0 for EdDSA */
     lurk_padding padding;
     /*
      * In TLS 1.3 an ECDSA scheme names its curve; in TLS 1.2 the same code
@@ -124,8 +124,7 @@ int lurk_key_id_valid(const char *id);
  * version, exactly one operation, field sizes, key id syntax. Returns a
  * status (STATUS_OK when acceptable) and sets *why to a static reason.
  */
-Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req,
-                                    const char **why);
+Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req, const char **why);
 
 /*
  * Decode a request from untrusted bytes. NULL when the bytes are over
@@ -135,8 +134,7 @@ Lurk__V1__Status lurk_request_check(const Lurk__V1__Request *req,
  * so that a refusal can still echo the request id. Free with
  * lurk__v1__request__free_unpacked.
  */
-Lurk__V1__Request *lurk_request_decode(const uint8_t *buf, size_t len,
-                                       Lurk__V1__Status *status,
+Lurk__V1__Request *lurk_request_decode(const uint8_t *buf, size_t len, Lurk__V1__Status *status,
                                        const char **why);
 
 /*
@@ -144,9 +142,7 @@ Lurk__V1__Request *lurk_request_decode(const uint8_t *buf, size_t len,
  * request `id` with a result of the kind `expect` (or an error status with
  * no result). NULL with *why on any mismatch.
  */
-Lurk__V1__Response *lurk_response_decode(const uint8_t *buf, size_t len,
-                                         uint64_t id,
-                                         Lurk__V1__Response__ResultCase expect,
-                                         const char **why);
+Lurk__V1__Response *lurk_response_decode(const uint8_t *buf, size_t len, uint64_t id,
+                                         Lurk__V1__Response__ResultCase expect, const char **why);
 
 #endif

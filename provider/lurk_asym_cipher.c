@@ -148,8 +148,7 @@ static int lurk_rsa_set_ctx_params(void *vctx, const OSSL_PARAM params[])
     if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION)) != NULL
         && !OSSL_PARAM_get_uint(p, &ctx->client_version))
         return 0;
-    if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION))
-            != NULL
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION)) != NULL
         && !OSSL_PARAM_get_uint(p, &ctx->negotiated_version))
         return 0;
     return 1;
@@ -158,8 +157,7 @@ static int lurk_rsa_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 static const OSSL_PARAM lurk_rsa_settable[] = {
     OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, NULL, 0),
     OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, NULL),
-    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, NULL),
-    OSSL_PARAM_END
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, NULL), OSSL_PARAM_END
 };
 
 static const OSSL_PARAM *lurk_rsa_settable_ctx_params(void *vctx, void *provctx)

@@ -32,9 +32,9 @@ typedef struct {
 } lurk_caps_key;
 
 struct lurk_caps {
-    lurk_caps_key *keys;   /* NULL after a failed fetch: every answer is "no" */
+    lurk_caps_key *keys; /* NULL after a failed fetch: every answer is "no" */
     size_t n;
-    uint64_t expiry_ms;    /* CLOCK_MONOTONIC */
+    uint64_t expiry_ms; /* CLOCK_MONOTONIC */
 };
 
 static uint64_t lurk_caps_now_ms(void)
@@ -131,8 +131,7 @@ static int lurk_caps_key_says(const lurk_caps_key *k, uint32_t scheme, int want_
 }
 
 /* Refresh if stale (the call runs without the lock), then answer. */
-static int lurk_caps_ask(LURK_PROV_CTX *prov, const char *key_id, uint32_t scheme,
-                         int want_decrypt)
+static int lurk_caps_ask(LURK_PROV_CTX *prov, const char *key_id, uint32_t scheme, int want_decrypt)
 {
     uint64_t now = lurk_caps_now_ms();
     lurk_caps *fresh = NULL;

@@ -38,8 +38,8 @@ typedef struct {
 static OSSL_FUNC_decoder_newctx_fn lurk_dec_newctx;
 static OSSL_FUNC_decoder_freectx_fn lurk_dec_freectx;
 static OSSL_FUNC_decoder_export_object_fn lurk_dec_export_object;
-static OSSL_FUNC_decoder_decode_fn lurk_dec_pem_decode, lurk_dec_rsa_decode, lurk_dec_rsa_pss_decode,
-    lurk_dec_ec_decode, lurk_dec_ed25519_decode;
+static OSSL_FUNC_decoder_decode_fn lurk_dec_pem_decode, lurk_dec_rsa_decode,
+    lurk_dec_rsa_pss_decode, lurk_dec_ec_decode, lurk_dec_ed25519_decode;
 
 static void *lurk_dec_newctx(void *provctx)
 {
@@ -88,7 +88,8 @@ static int lurk_dec_pem_pass_on(LURK_DEC_CTX *ctx, const char *header, unsigned 
      * reason, instead of as "unsupported" after every other decoder.
      */
     if (header[0] != '\0') {
-        lurk_raise(ctx->prov, LURK_R_BAD_KEY, "key reference file: unexpected PEM headers "
+        lurk_raise(ctx->prov, LURK_R_BAD_KEY,
+                   "key reference file: unexpected PEM headers "
                    "(a reference is never encrypted)");
         return 0;
     }
@@ -169,8 +170,7 @@ static unsigned char *lurk_dec_read_der(LURK_DEC_CTX *ctx, OSSL_CORE_BIO *cin, s
 static int lurk_dec_emit(LURK_DEC_CTX *ctx, const lurk_keyref *ref, OSSL_CALLBACK *object_cb,
                          void *object_cbarg)
 {
-    LURK_KEY *key = lurk_key_from_spki(ctx->prov, ref->key_id, ref->type, ref->spki,
-                                       ref->spki_len);
+    LURK_KEY *key = lurk_key_from_spki(ctx->prov, ref->key_id, ref->type, ref->spki, ref->spki_len);
 
     return key != NULL && lurk_key_emit(ctx->prov, key, object_cb, object_cbarg);
 }
@@ -195,23 +195,23 @@ static int lurk_dec_ref_decode(void *vctx, Lurk__V1__KeyType type, OSSL_CORE_BIO
     return ok;
 }
 
-#define LURK_DEC_TYPE(t, TYPE)                                                              \
-    static int lurk_dec_##t##_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,         \
-                                     OSSL_CALLBACK *object_cb, void *object_cbarg,          \
-                                     OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)       \
-    {                                                                                       \
-        (void)selection;                                                                    \
-        (void)pw_cb;                                                                        \
-        (void)pw_cbarg;                                                                     \
-        return lurk_dec_ref_decode(vctx, LURK__V1__KEY_TYPE__KEY_TYPE_##TYPE, cin,         \
-                                   object_cb, object_cbarg);                                \
-    }                                                                                       \
-    const OSSL_DISPATCH lurk_##t##_decoder_functions[] = {                                  \
-        { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))lurk_dec_newctx },                      \
-        { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))lurk_dec_freectx },                    \
-        { OSSL_FUNC_DECODER_DECODE, (void (*)(void))lurk_dec_##t##_decode },                \
-        { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))lurk_dec_export_object },        \
-        { 0, NULL }                                                                         \
+#define LURK_DEC_TYPE(t, TYPE)                                                                \
+    static int lurk_dec_##t##_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,           \
+                                     OSSL_CALLBACK *object_cb, void *object_cbarg,            \
+                                     OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)         \
+    {                                                                                         \
+        (void)selection;                                                                      \
+        (void)pw_cb;                                                                          \
+        (void)pw_cbarg;                                                                       \
+        return lurk_dec_ref_decode(vctx, LURK__V1__KEY_TYPE__KEY_TYPE_##TYPE, cin, object_cb, \
+                                   object_cbarg);                                             \
+    }                                                                                         \
+    const OSSL_DISPATCH lurk_##t##_decoder_functions[] = {                                    \
+        { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))lurk_dec_newctx },                        \
+        { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))lurk_dec_freectx },                      \
+        { OSSL_FUNC_DECODER_DECODE, (void (*)(void))lurk_dec_##t##_decode },                  \
+        { OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))lurk_dec_export_object },          \
+        { 0, NULL }                                                                           \
     }
 
 LURK_DEC_TYPE(rsa, RSA);

@@ -32,17 +32,12 @@ void lurk_err_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in)
     (void)handle;
     for (; in->function_id != 0; in++) {
         switch (in->function_id) {
-        case OSSL_FUNC_CORE_NEW_ERROR:
-            lurk_core_new_error = OSSL_FUNC_core_new_error(in);
-            break;
+        case OSSL_FUNC_CORE_NEW_ERROR: lurk_core_new_error = OSSL_FUNC_core_new_error(in); break;
         case OSSL_FUNC_CORE_SET_ERROR_DEBUG:
             lurk_core_set_error_debug = OSSL_FUNC_core_set_error_debug(in);
             break;
-        case OSSL_FUNC_CORE_VSET_ERROR:
-            lurk_core_vset_error = OSSL_FUNC_core_vset_error(in);
-            break;
-        default:
-            break;
+        case OSSL_FUNC_CORE_VSET_ERROR: lurk_core_vset_error = OSSL_FUNC_core_vset_error(in); break;
+        default: break;
         }
     }
 }

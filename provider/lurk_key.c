@@ -71,8 +71,10 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__
     if (type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS
         && lurk_pss_restrictions_of(pub, prov->libctx, &pss) != 1) {
         EVP_PKEY_free(pub);
-        lurk_raise(prov, LURK_R_BAD_KEY, "key \"%s\": the RSA-PSS public key's parameter "
-                   "restrictions cannot be read", key_id);
+        lurk_raise(prov, LURK_R_BAD_KEY,
+                   "key \"%s\": the RSA-PSS public key's parameter "
+                   "restrictions cannot be read",
+                   key_id);
         return NULL;
     }
     if ((key = lurk_key_new(prov, type)) == NULL || (key->key_id = strdup(key_id)) == NULL) {
@@ -92,8 +94,7 @@ LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__
  * decoders both end here, so a broken provider configuration is reported
  * when a key is loaded, not first at a handshake.
  */
-int lurk_key_emit(LURK_PROV_CTX *prov, LURK_KEY *key, OSSL_CALLBACK *object_cb,
-                  void *object_cbarg)
+int lurk_key_emit(LURK_PROV_CTX *prov, LURK_KEY *key, OSSL_CALLBACK *object_cb, void *object_cbarg)
 {
     int objtype = OSSL_OBJECT_PKEY, ok = 0;
     OSSL_PARAM params[4];

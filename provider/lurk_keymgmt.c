@@ -28,8 +28,8 @@ static OSSL_FUNC_keymgmt_has_fn lurk_km_has;
 static OSSL_FUNC_keymgmt_match_fn lurk_km_match;
 static OSSL_FUNC_keymgmt_import_fn lurk_km_import;
 static OSSL_FUNC_keymgmt_export_fn lurk_km_export;
-static OSSL_FUNC_keymgmt_import_types_fn lurk_km_rsa_types, lurk_km_rsa_pss_types,
-    lurk_km_ec_types, lurk_km_ed25519_types;
+static OSSL_FUNC_keymgmt_import_types_fn lurk_km_rsa_types, lurk_km_rsa_pss_types, lurk_km_ec_types,
+    lurk_km_ed25519_types;
 static OSSL_FUNC_keymgmt_get_params_fn lurk_km_get_params;
 static OSSL_FUNC_keymgmt_gettable_params_fn lurk_km_rsa_gettable, lurk_km_rsa_pss_gettable,
     lurk_km_ec_gettable, lurk_km_ed25519_gettable;
@@ -120,7 +120,7 @@ static int lurk_km_import(void *keydata, int selection, const OSSL_PARAM params[
     EVP_PKEY_CTX *ctx;
     EVP_PKEY *pub = NULL;
     int sel = (selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0 ? EVP_PKEY_PUBLIC_KEY
-                                                            : EVP_PKEY_KEY_PARAMETERS;
+                                                             : EVP_PKEY_KEY_PARAMETERS;
 
     if (key == NULL || key->pub != NULL || key->key_id != NULL)
         return 0;
@@ -157,11 +157,9 @@ static int lurk_km_get_params(void *keydata, OSSL_PARAM params[])
     return EVP_PKEY_get_params(key->pub, params);
 }
 
-static const OSSL_PARAM lurk_rsa_public[] = {
-    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
-    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
-    OSSL_PARAM_END
-};
+static const OSSL_PARAM lurk_rsa_public[] = { OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+                                              OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+                                              OSSL_PARAM_END };
 
 /*
  * As OpenSSL's RSA-PSS keymgmt: the restrictions (RFC 4055 parameters)
@@ -183,13 +181,11 @@ static const OSSL_PARAM lurk_ec_public[] = {
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_ENCODING, NULL, 0),
     OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, NULL, 0),
-    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
-    OSSL_PARAM_END
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0), OSSL_PARAM_END
 };
 
 static const OSSL_PARAM lurk_ed25519_public[] = {
-    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
-    OSSL_PARAM_END
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0), OSSL_PARAM_END
 };
 
 static const OSSL_PARAM *lurk_km_rsa_types(int selection)
@@ -216,15 +212,14 @@ static const OSSL_PARAM *lurk_km_ed25519_types(int selection)
     return lurk_ed25519_public;
 }
 
-static const OSSL_PARAM lurk_rsa_gettable[] = {
-    OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
-    OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
-    OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
-    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
-    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
-    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
-    OSSL_PARAM_END
-};
+static const OSSL_PARAM lurk_rsa_gettable[] = { OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
+                                                OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
+                                                OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
+                                                OSSL_PARAM_utf8_string(
+                                                    OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
+                                                OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
+                                                OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
+                                                OSSL_PARAM_END };
 
 /*
  * A restricted key answers mandatory-digest (its one hash) and no
@@ -316,21 +311,21 @@ static const char *lurk_km_ed25519_opname(int operation_id)
     return operation_id == OSSL_OP_SIGNATURE ? "ED25519" : NULL;
 }
 
-#define LURK_KEYMGMT_FUNCTIONS(t)                                                          \
-    const OSSL_DISPATCH lurk_##t##_keymgmt_functions[] = {                                 \
-        { OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))lurk_km_##t##_new },                      \
-        { OSSL_FUNC_KEYMGMT_FREE, (void (*)(void))lurk_km_free },                          \
-        { OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))lurk_km_load },                          \
-        { OSSL_FUNC_KEYMGMT_HAS, (void (*)(void))lurk_km_has },                            \
-        { OSSL_FUNC_KEYMGMT_MATCH, (void (*)(void))lurk_km_match },                        \
-        { OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))lurk_km_import },                      \
-        { OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))lurk_km_##t##_types },           \
-        { OSSL_FUNC_KEYMGMT_EXPORT, (void (*)(void))lurk_km_export },                      \
-        { OSSL_FUNC_KEYMGMT_EXPORT_TYPES, (void (*)(void))lurk_km_##t##_types },           \
-        { OSSL_FUNC_KEYMGMT_GET_PARAMS, (void (*)(void))lurk_km_get_params },              \
-        { OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, (void (*)(void))lurk_km_##t##_gettable },     \
-        { OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, (void (*)(void))lurk_km_##t##_opname },  \
-        { 0, NULL }                                                                        \
+#define LURK_KEYMGMT_FUNCTIONS(t)                                                         \
+    const OSSL_DISPATCH lurk_##t##_keymgmt_functions[] = {                                \
+        { OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))lurk_km_##t##_new },                     \
+        { OSSL_FUNC_KEYMGMT_FREE, (void (*)(void))lurk_km_free },                         \
+        { OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))lurk_km_load },                         \
+        { OSSL_FUNC_KEYMGMT_HAS, (void (*)(void))lurk_km_has },                           \
+        { OSSL_FUNC_KEYMGMT_MATCH, (void (*)(void))lurk_km_match },                       \
+        { OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))lurk_km_import },                     \
+        { OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))lurk_km_##t##_types },          \
+        { OSSL_FUNC_KEYMGMT_EXPORT, (void (*)(void))lurk_km_export },                     \
+        { OSSL_FUNC_KEYMGMT_EXPORT_TYPES, (void (*)(void))lurk_km_##t##_types },          \
+        { OSSL_FUNC_KEYMGMT_GET_PARAMS, (void (*)(void))lurk_km_get_params },             \
+        { OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, (void (*)(void))lurk_km_##t##_gettable },    \
+        { OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, (void (*)(void))lurk_km_##t##_opname }, \
+        { 0, NULL }                                                                       \
     }
 
 LURK_KEYMGMT_FUNCTIONS(rsa);

@@ -27,7 +27,10 @@ static OSSL_FUNC_provider_get_reason_strings_fn lurk_get_reason_strings;
 static OSSL_FUNC_provider_teardown_fn lurk_teardown;
 
 /* The descriptions are what `openssl list -...-algorithms -verbose` shows. */
-#define LURK_ALG(name, fns, what) { name, LURK_PROPS, fns, what }
+#define LURK_ALG(name, fns, what)   \
+    {                               \
+        name, LURK_PROPS, fns, what \
+    }
 
 static const OSSL_ALGORITHM lurk_keymgmt[] = {
     LURK_ALG("RSA:rsaEncryption:1.2.840.113549.1.1.1", lurk_rsa_keymgmt_functions,
@@ -63,8 +66,10 @@ static const OSSL_ALGORITHM lurk_store[] = {
 };
 
 /* Key reference files (lurk_decoder.c): PEM to DER, then DER to a key. */
-#define LURK_DECODER_REF(name, fns, what) \
-    { name, LURK_PROPS ",input=der,structure=" LURK_KEYREF_STRUCTURE, fns, what }
+#define LURK_DECODER_REF(name, fns, what)                                         \
+    {                                                                             \
+        name, LURK_PROPS ",input=der,structure=" LURK_KEYREF_STRUCTURE, fns, what \
+    }
 
 static const OSSL_ALGORITHM lurk_decoder[] = {
     { "DER", LURK_PROPS ",input=pem", lurk_pem_decoder_functions,
@@ -85,26 +90,19 @@ static const OSSL_ALGORITHM *lurk_query(void *provctx, int operation_id, int *no
     (void)provctx;
     *no_cache = 0;
     switch (operation_id) {
-    case OSSL_OP_KEYMGMT:
-        return lurk_keymgmt;
-    case OSSL_OP_SIGNATURE:
-        return lurk_signature;
-    case OSSL_OP_ASYM_CIPHER:
-        return lurk_asym_cipher;
-    case OSSL_OP_STORE:
-        return lurk_store;
-    case OSSL_OP_DECODER:
-        return lurk_decoder;
-    default:
-        return NULL;
+    case OSSL_OP_KEYMGMT: return lurk_keymgmt;
+    case OSSL_OP_SIGNATURE: return lurk_signature;
+    case OSSL_OP_ASYM_CIPHER: return lurk_asym_cipher;
+    case OSSL_OP_STORE: return lurk_store;
+    case OSSL_OP_DECODER: return lurk_decoder;
+    default: return NULL;
     }
 }
 
 static const OSSL_PARAM lurk_param_types[] = {
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, NULL, 0),
     OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, NULL, 0),
-    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0),
-    OSSL_PARAM_END
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0), OSSL_PARAM_END
 };
 
 static const OSSL_PARAM *lurk_gettable_params(void *provctx)

@@ -23,7 +23,7 @@
 #include "lurk_wire.h"
 
 #define LURK_PROV_NAME "lurk"
-#define LURK_PROPS "provider=lurk"
+#define LURK_PROPS     "provider=lurk"
 
 /* Reasons, as shown by ERR_print_errors: "lurk: <reason>: <detail>". */
 enum {
@@ -44,32 +44,32 @@ typedef struct lurk_caps lurk_caps;
 
 typedef struct lurk_prov_ctx_st {
     const OSSL_CORE_HANDLE *handle;
-    OSSL_LIB_CTX *libctx;          /* child of the application's */
+    OSSL_LIB_CTX *libctx; /* child of the application's */
 
     /* From the provider's section in openssl.cnf. */
     char **servers;
     char *tls_cert, *tls_key, *tls_ca, *server_name;
-    int timeout_ms;                /* per operation, all attempts */
-    int attempt_timeout_ms;        /* per key server tried; 0: half of timeout_ms */
-    int keepalive_ms;              /* ping idle key servers; 0: never */
-    int verify_signatures;         /* check each signature before libssl sends it */
-    int allow_insecure;            /* tcp:// URLs allowed (passed on to the helper) */
-    char *pubkey_helper;           /* lurk-pubkey for lurk:// loads; NULL: LURK_PUBKEY_HELPER */
-    char config_error[320];        /* a bad setting, reported at every use */
+    int timeout_ms;         /* per operation, all attempts */
+    int attempt_timeout_ms; /* per key server tried; 0: half of timeout_ms */
+    int keepalive_ms;       /* ping idle key servers; 0: never */
+    int verify_signatures;  /* check each signature before libssl sends it */
+    int allow_insecure;     /* tcp:// URLs allowed (passed on to the helper) */
+    char *pubkey_helper;    /* lurk-pubkey for lurk:// loads; NULL: LURK_PUBKEY_HELPER */
+    char config_error[320]; /* a bad setting, reported at every use */
 
     /* The RPC client, started at the first private-key operation. */
     pthread_mutex_t lock;
     lurk_client *client;
     pid_t client_pid;
-    lurk_caps *caps;               /* the key server's Capabilities, see lurk_caps.c */
+    lurk_caps *caps; /* the key server's Capabilities, see lurk_caps.c */
 } LURK_PROV_CTX;
 
 /* A key held by the key server, or a bare public key imported for match. */
 typedef struct lurk_key_st {
     LURK_PROV_CTX *prov;
     Lurk__V1__KeyType type;
-    char *key_id;      /* NULL: public only, no remote private half */
-    EVP_PKEY *pub;     /* the public half, held by the default provider */
+    char *key_id;  /* NULL: public only, no remote private half */
+    EVP_PKEY *pub; /* the public half, held by the default provider */
     /*
      * RSA-PSS keys held by the key server: the restrictions from the SPKI,
      * read once at load so that libssl's per-handshake probes stay cheap.
@@ -90,35 +90,29 @@ void lurk_err_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in);
 #define lurk_raise(prov, reason, ...) \
     lurk_raise_at((prov), (reason), OPENSSL_FILE, OPENSSL_LINE, OPENSSL_FUNC, __VA_ARGS__)
 void lurk_raise_at(const LURK_PROV_CTX *prov, int reason, const char *file, int line,
-                   const char *func, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+                   const char *func, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 const OSSL_ITEM *lurk_reason_strings(void);
 
 /* lurk_key.c */
 LURK_KEY *lurk_key_new(LURK_PROV_CTX *prov, Lurk__V1__KeyType type);
 void lurk_key_free(LURK_KEY *key);
 /* Remote key from its id and DER SPKI; checks that the SPKI is of `type`. */
-LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id,
-                             Lurk__V1__KeyType type,
+LURK_KEY *lurk_key_from_spki(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__KeyType type,
                              const unsigned char *spki, size_t spki_len);
 const char *lurk_key_type_data_name(Lurk__V1__KeyType type);
-int lurk_key_emit(LURK_PROV_CTX *prov, LURK_KEY *key, OSSL_CALLBACK *object_cb,
-                  void *object_cbarg);
+int lurk_key_emit(LURK_PROV_CTX *prov, LURK_KEY *key, OSSL_CALLBACK *object_cb, void *object_cbarg);
 
 /* lurk_rpc.c: each returns 1 on success, 0 with an error raised. */
 int lurk_rpc_sign(LURK_PROV_CTX *prov, const char *key_id, uint16_t scheme,
-                  const unsigned char *tbs, size_t tbs_len,
-                  unsigned char *sig, size_t *sig_len, size_t sig_size);
-int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id,
-                     const unsigned char *ct, size_t ct_len,
-                     unsigned int client_version,
-                     unsigned int negotiated_version,
+                  const unsigned char *tbs, size_t tbs_len, unsigned char *sig, size_t *sig_len,
+                  size_t sig_size);
+int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id, const unsigned char *ct,
+                     size_t ct_len, unsigned int client_version, unsigned int negotiated_version,
                      unsigned char premaster[LURK_PREMASTER_LEN]);
 /* Public key of a key id. Never starts nng in the calling process, and
  * never forks it: unless this process already talks to the key server, the
  * question is asked by the lurk-pubkey helper (pubkey_helper), spawned. */
-int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id,
-                            Lurk__V1__KeyType *type,
+int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__KeyType *type,
                             unsigned char **spki, size_t *spki_len);
 void lurk_rpc_teardown(LURK_PROV_CTX *prov);
 /* The key server's Capabilities answer (free with

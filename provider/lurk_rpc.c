@@ -58,7 +58,8 @@ static lurk_client *lurk_rpc_client(LURK_PROV_CTX *prov)
     if (!lurk_prov_usable(prov))
         return NULL;
     if (prov->servers == NULL) {
-        lurk_raise(prov, LURK_R_CONFIG, "no key server configured: set servers = tls+tcp://host:port "
+        lurk_raise(prov, LURK_R_CONFIG,
+                   "no key server configured: set servers = tls+tcp://host:port "
                    "in the lurk provider's section of openssl.cnf");
         return NULL;
     }
@@ -188,8 +189,8 @@ static void lurk_job_announce(lurk_job_waiter *w)
  * fires (s_server -async does, in a loop), so only the call's own state
  * says when to stop.
  */
-static lurk_call_result lurk_rpc_call_async(LURK_PROV_CTX *prov, lurk_client *c,
-                                            ASYNC_JOB *job, Lurk__V1__Request *req,
+static lurk_call_result lurk_rpc_call_async(LURK_PROV_CTX *prov, lurk_client *c, ASYNC_JOB *job,
+                                            Lurk__V1__Request *req,
                                             Lurk__V1__Response__ResultCase expect,
                                             Lurk__V1__Response **resp, char *err, size_t errlen)
 {
@@ -250,8 +251,8 @@ static Lurk__V1__Response *lurk_rpc_call(LURK_PROV_CTX *prov, const char *key_id
 }
 
 int lurk_rpc_sign(LURK_PROV_CTX *prov, const char *key_id, uint16_t scheme,
-                  const unsigned char *tbs, size_t tbs_len,
-                  unsigned char *sig, size_t *sig_len, size_t sig_size)
+                  const unsigned char *tbs, size_t tbs_len, unsigned char *sig, size_t *sig_len,
+                  size_t sig_size)
 {
     Lurk__V1__Request req = LURK__V1__REQUEST__INIT;
     Lurk__V1__SignRequest sign = LURK__V1__SIGN_REQUEST__INIT;
@@ -267,8 +268,10 @@ int lurk_rpc_sign(LURK_PROV_CTX *prov, const char *key_id, uint16_t scheme,
     if ((resp = lurk_rpc_call(prov, key_id, &req, LURK__V1__RESPONSE__RESULT_SIGN)) == NULL)
         return 0;
     if (resp->sign->signature.len == 0 || resp->sign->signature.len > sig_size) {
-        lurk_raise(prov, LURK_R_KEY_SERVER_BAD_REPLY, "key \"%s\": signature of %zu bytes, expected "
-                   "1 to %zu", key_id, resp->sign->signature.len, sig_size);
+        lurk_raise(prov, LURK_R_KEY_SERVER_BAD_REPLY,
+                   "key \"%s\": signature of %zu bytes, expected "
+                   "1 to %zu",
+                   key_id, resp->sign->signature.len, sig_size);
     } else {
         memcpy(sig, resp->sign->signature.data, resp->sign->signature.len);
         *sig_len = resp->sign->signature.len;
@@ -288,9 +291,8 @@ Lurk__V1__Response *lurk_rpc_capabilities(LURK_PROV_CTX *prov, const char *key_i
     return lurk_rpc_call(prov, key_id, &req, LURK__V1__RESPONSE__RESULT_CAPABILITIES);
 }
 
-int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id,
-                     const unsigned char *ct, size_t ct_len,
-                     unsigned int client_version, unsigned int negotiated_version,
+int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id, const unsigned char *ct,
+                     size_t ct_len, unsigned int client_version, unsigned int negotiated_version,
                      unsigned char premaster[LURK_PREMASTER_LEN])
 {
     Lurk__V1__Request req = LURK__V1__REQUEST__INIT;
@@ -439,9 +441,9 @@ static int lurk_rpc_reap(pid_t pid, int pidfd, const struct timespec *start, int
 }
 
 /* The helper's command line: the channel settings (paths, never secrets). */
-static int lurk_rpc_helper_argv(const LURK_PROV_CTX *prov, const char *helper,
-                                const char *key_id, char *argv[LURK_HELPER_MAX_ARGS],
-                                char timeout[16], char attempt[16])
+static int lurk_rpc_helper_argv(const LURK_PROV_CTX *prov, const char *helper, const char *key_id,
+                                char *argv[LURK_HELPER_MAX_ARGS], char timeout[16],
+                                char attempt[16])
 {
     int n = 0;
 
@@ -452,8 +454,11 @@ static int lurk_rpc_helper_argv(const LURK_PROV_CTX *prov, const char *helper,
         argv[n++] = "--server";
         argv[n++] = *u;
     }
-#define LURK_ARG(opt, value) \
-    if ((value) != NULL) { argv[n++] = opt; argv[n++] = (char *)(value); }
+#define LURK_ARG(opt, value)         \
+    if ((value) != NULL) {           \
+        argv[n++] = opt;             \
+        argv[n++] = (char *)(value); \
+    }
     LURK_ARG("--cert", prov->tls_cert);
     LURK_ARG("--key", prov->tls_key);
     LURK_ARG("--ca", prov->tls_ca);
@@ -526,26 +531,28 @@ static int lurk_rpc_spawn(LURK_PROV_CTX *prov, const char *helper, char *const a
     sigfillset(&all);
     if ((rc = posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO)) == 0
         && (out_fd == STDERR_FILENO
-            ? posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0)
-            : 0) == 0
-        && (rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0))
-               == 0
+                ? posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0)
+                : 0)
+            == 0
+        && (rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) == 0
 #if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
         && (rc = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1)) == 0
 #endif
         && (rc = posix_spawnattr_setsigmask(&attr, &none)) == 0
         && (rc = posix_spawnattr_setsigdefault(&attr, &all)) == 0
         && (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-               == 0)
+            == 0)
         rc = posix_spawn(pid, helper, &fa, &attr, argv, envp);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (rc == 0)
         return 1;
     if (rc == ENOENT || rc == EACCES || rc == ENOEXEC || rc == ENOTDIR || rc == ELOOP) {
-        lurk_raise(prov, LURK_R_CONFIG, "pubkey_helper = \"%s\": cannot run it: %s (set "
+        lurk_raise(prov, LURK_R_CONFIG,
+                   "pubkey_helper = \"%s\": cannot run it: %s (set "
                    "pubkey_helper in the lurk provider's section of openssl.cnf to the "
-                   "lurk-pubkey program)", helper, strerror(rc));
+                   "lurk-pubkey program)",
+                   helper, strerror(rc));
         return 0;
     }
 fail:
@@ -554,9 +561,8 @@ fail:
     return 0;
 }
 
-static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
-                                   Lurk__V1__KeyType *type, unsigned char **spki,
-                                   size_t *spki_len)
+static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__KeyType *type,
+                                   unsigned char **spki, size_t *spki_len)
 {
     const char *helper = prov->pubkey_helper != NULL ? prov->pubkey_helper : LURK_PUBKEY_HELPER;
     char *argv[LURK_HELPER_MAX_ARGS], *envp[8], timeout[16], attempt[16];
@@ -569,9 +575,11 @@ static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
 
     /* A clear error before anything starts: the setting, not ENOENT. */
     if (access(helper, X_OK) != 0) {
-        lurk_raise(prov, LURK_R_CONFIG, "pubkey_helper = \"%s\": cannot run it: %s (set "
+        lurk_raise(prov, LURK_R_CONFIG,
+                   "pubkey_helper = \"%s\": cannot run it: %s (set "
                    "pubkey_helper in the lurk provider's section of openssl.cnf to the "
-                   "lurk-pubkey program)", helper, strerror(errno));
+                   "lurk-pubkey program)",
+                   helper, strerror(errno));
         return 0;
     }
     if (!lurk_rpc_helper_argv(prov, helper, key_id, argv, timeout, attempt)) {
@@ -607,8 +615,10 @@ static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
     if (pidfd >= 0)
         close(pidfd);
     if (len > LURK_MAX_MESSAGE) {
-        lurk_raise(prov, LURK_R_KEY_SERVER_BAD_REPLY, "key \"%s\": the key lookup helper %s "
-                   "answered more than %u bytes", key_id, helper, LURK_MAX_MESSAGE);
+        lurk_raise(prov, LURK_R_KEY_SERVER_BAD_REPLY,
+                   "key \"%s\": the key lookup helper %s "
+                   "answered more than %u bytes",
+                   key_id, helper, LURK_MAX_MESSAGE);
     } else if (eof && len >= 2 && buf[0] == 0) {
         *type = (Lurk__V1__KeyType)buf[1];
         *spki_len = len - 2;
@@ -621,12 +631,13 @@ static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
         static const int reasons[] = { 0, LURK_R_KEY_SERVER_UNREACHABLE, LURK_R_KEY_SERVER_REFUSED,
                                        LURK_R_CONFIG };
 
-        lurk_raise(prov, reasons[buf[0]],
-                   "key \"%s\": %.*s", key_id, (int)(len - 1), (const char *)buf + 1);
+        lurk_raise(prov, reasons[buf[0]], "key \"%s\": %.*s", key_id, (int)(len - 1),
+                   (const char *)buf + 1);
     } else if (!eof) {
         lurk_raise(prov, LURK_R_KEY_SERVER_UNREACHABLE,
                    "key \"%s\": no answer from the key server within %d ms (key lookup helper "
-                   "%s stopped)", key_id, prov->timeout_ms, helper);
+                   "%s stopped)",
+                   key_id, prov->timeout_ms, helper);
     } else if (status != -1 && WIFSIGNALED(status)) {
         lurk_raise(prov, LURK_R_KEY_SERVER_UNREACHABLE,
                    "key \"%s\": the key lookup helper %s died of signal %d", key_id, helper,
@@ -634,22 +645,23 @@ static int lurk_rpc_pubkey_spawned(LURK_PROV_CTX *prov, const char *key_id,
     } else {
         lurk_raise(prov, LURK_R_KEY_SERVER_UNREACHABLE,
                    "key \"%s\": the key lookup helper %s gave no answer (exit status %d; is "
-                   "pubkey_helper the lurk-pubkey program?)", key_id, helper,
-                   status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                   "pubkey_helper the lurk-pubkey program?)",
+                   key_id, helper, status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
     free(buf);
     return ok;
 }
 
-int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id,
-                            Lurk__V1__KeyType *type, unsigned char **spki, size_t *spki_len)
+int lurk_rpc_get_public_key(LURK_PROV_CTX *prov, const char *key_id, Lurk__V1__KeyType *type,
+                            unsigned char **spki, size_t *spki_len)
 {
     int started;
 
     if (!lurk_prov_usable(prov))
         return 0;
     if (prov->servers == NULL) {
-        lurk_raise(prov, LURK_R_CONFIG, "no key server configured: set servers = tls+tcp://host:port "
+        lurk_raise(prov, LURK_R_CONFIG,
+                   "no key server configured: set servers = tls+tcp://host:port "
                    "in the lurk provider's section of openssl.cnf");
         return 0;
     }

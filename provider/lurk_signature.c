@@ -25,12 +25,12 @@
 
 typedef struct {
     LURK_PROV_CTX *prov;
-    Lurk__V1__KeyType type;   /* of the algorithm this context implements */
+    Lurk__V1__KeyType type;     /* of the algorithm this context implements */
     Lurk__V1__KeyType key_type; /* of the key: RSA-PSS under the RSA algorithm */
     LURK_KEY *key;
-    const char *md;           /* canonical name from the scheme table, or NULL */
+    const char *md; /* canonical name from the scheme table, or NULL */
     lurk_padding pad;
-    unsigned char *buf;       /* DigestSignUpdate accumulation */
+    unsigned char *buf; /* DigestSignUpdate accumulation */
     size_t len;
 } LURK_SIG_CTX;
 
@@ -55,6 +55,7 @@ static OSSL_FUNC_signature_settable_ctx_params_fn lurk_sig_rsa_settable_ctx_para
     lurk_sig_ecdsa_settable_ctx_params, lurk_sig_ed25519_settable_ctx_params;
 
 /* Names libssl and applications use for the digests TLS signs with. */
+/* clang-format off */
 static const struct {
     const char *alias;
     const char *md;
@@ -70,6 +71,7 @@ static const struct {
     { "SHA224", "SHA224" }, { "SHA2-224", "SHA224" }, { "SHA-224", "SHA224" },
     { "2.16.840.1.101.3.4.2.4", "SHA224" },
 };
+/* clang-format on */
 
 static const char *lurk_sig_md_canonical(const char *name)
 {
@@ -198,7 +200,8 @@ static int lurk_sig_pss_allows(const LURK_SIG_CTX *ctx, const char *md)
     if (strcmp(md, r->md) != 0 || strcmp(md, r->mgf1_md) != 0) {
         lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
                    "key \"%s\": its RSA-PSS parameters restrict it to hash %s with MGF1 %s, "
-                   "not %s", ctx->key->key_id, r->md[0] ? r->md : "(not a TLS hash)",
+                   "not %s",
+                   ctx->key->key_id, r->md[0] ? r->md : "(not a TLS hash)",
                    r->mgf1_md[0] ? r->mgf1_md : "(not a TLS hash)", md);
         return 0;
     }
@@ -208,7 +211,8 @@ static int lurk_sig_pss_allows(const LURK_SIG_CTX *ctx, const char *md)
             return 1;
     lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
                "key \"%s\": its RSA-PSS minimum salt length %u exceeds the %s length TLS "
-               "uses as salt", ctx->key->key_id, r->min_saltlen, md);
+               "uses as salt",
+               ctx->key->key_id, r->min_saltlen, md);
     return 0;
 }
 
@@ -226,13 +230,14 @@ static int lurk_sig_set_md(LURK_SIG_CTX *ctx, const char *mdname)
     /* As OpenSSL does: a restricted RSA-PSS key's default is its own hash. */
     if (mdname == NULL || mdname[0] == '\0')
         mdname = ctx->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS && ctx->key->pss.restricted
-                         && ctx->key->pss.md[0] != '\0'
-                     ? ctx->key->pss.md
-                     : "SHA256";
+                && ctx->key->pss.md[0] != '\0'
+            ? ctx->key->pss.md
+            : "SHA256";
     if ((ctx->md = lurk_sig_md_canonical(mdname)) == NULL) {
         lurk_raise(ctx->prov, LURK_R_UNSUPPORTED,
                    "digest %s: lurk keys sign TLS with SHA-256, SHA-384 or SHA-512 (SHA-1 and "
-                   "SHA-224 with legacy_hashes = yes on the key server)", mdname);
+                   "SHA-224 with legacy_hashes = yes on the key server)",
+                   mdname);
         return 0;
     }
     if (strcmp(ctx->md, "SHA1") == 0 || strcmp(ctx->md, "SHA224") == 0)
@@ -246,7 +251,7 @@ static int lurk_sig_key_fits(const LURK_SIG_CTX *ctx, const LURK_KEY *key)
     if (key->type == ctx->type)
         return 1;
     return ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA
-           && key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
+        && key->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS;
 }
 
 static int lurk_sig_init(LURK_SIG_CTX *ctx, const char *mdname, void *keydata,
@@ -271,8 +276,8 @@ static int lurk_sig_init(LURK_SIG_CTX *ctx, const char *mdname, void *keydata,
      * from PSS for an RSA-PSS key, which knows no other padding.
      */
     ctx->pad = ctx->key_type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS ? LURK_PAD_PSS
-               : ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA    ? LURK_PAD_PKCS1
-                                                                   : LURK_PAD_NONE;
+        : ctx->type == LURK__V1__KEY_TYPE__KEY_TYPE_RSA              ? LURK_PAD_PKCS1
+                                                                     : LURK_PAD_NONE;
     ctx->len = 0;
     if (!lurk_sig_set_md(ctx, mdname))
         return 0;
@@ -303,13 +308,14 @@ static int lurk_sig_verify(LURK_SIG_CTX *ctx, const lurk_scheme *scheme, const u
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
     int ok = m != NULL
-             && EVP_DigestVerifyInit_ex(m, &pctx, scheme->md, ctx->prov->libctx, "provider=default",
-                                        ctx->key->pub, NULL) > 0
-             && (scheme->padding != LURK_PAD_PSS
-                 || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
-                     && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0
-                     && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, scheme->md, NULL) > 0))
-             && EVP_DigestVerify(m, sig, siglen, tbs, tbslen) == 1;
+        && EVP_DigestVerifyInit_ex(m, &pctx, scheme->md, ctx->prov->libctx, "provider=default",
+                                   ctx->key->pub, NULL)
+            > 0
+        && (scheme->padding != LURK_PAD_PSS
+            || (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
+                && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0
+                && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, scheme->md, NULL) > 0))
+        && EVP_DigestVerify(m, sig, siglen, tbs, tbslen) == 1;
 
     EVP_MD_CTX_free(m);
     if (!ok)
@@ -319,8 +325,8 @@ static int lurk_sig_verify(LURK_SIG_CTX *ctx, const lurk_scheme *scheme, const u
     return ok;
 }
 
-static int lurk_sig_do_sign(LURK_SIG_CTX *ctx, unsigned char *sig, size_t *siglen,
-                            size_t sigsize, const unsigned char *tbs, size_t tbslen)
+static int lurk_sig_do_sign(LURK_SIG_CTX *ctx, unsigned char *sig, size_t *siglen, size_t sigsize,
+                            const unsigned char *tbs, size_t tbslen)
 {
     const lurk_scheme *scheme;
 
@@ -390,8 +396,8 @@ static int lurk_sig_set_pad(LURK_SIG_CTX *ctx, const OSSL_PARAM *p)
 
     if (p->data_type == OSSL_PARAM_UTF8_STRING && OSSL_PARAM_get_utf8_string_ptr(p, &s))
         mode = strcmp(s, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0 ? RSA_PKCS1_PADDING
-               : strcmp(s, OSSL_PKEY_RSA_PAD_MODE_PSS) == 0   ? RSA_PKCS1_PSS_PADDING
-                                                               : -1;
+            : strcmp(s, OSSL_PKEY_RSA_PAD_MODE_PSS) == 0      ? RSA_PKCS1_PSS_PADDING
+                                                              : -1;
     else if (!OSSL_PARAM_get_int(p, &mode))
         return 0;
     if (ctx->type != LURK__V1__KEY_TYPE__KEY_TYPE_RSA
@@ -481,8 +487,7 @@ static int lurk_sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
 static const OSSL_PARAM *lurk_sig_gettable_ctx_params(void *vctx, void *provctx)
 {
     static const OSSL_PARAM gettable[] = {
-        OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, NULL, 0),
-        OSSL_PARAM_END
+        OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, NULL, 0), OSSL_PARAM_END
     };
 
     (void)vctx;
@@ -494,18 +499,14 @@ static const OSSL_PARAM lurk_sig_rsa_settable[] = {
     OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
     OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL, 0),
     OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, NULL, 0),
-    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0),
-    OSSL_PARAM_END
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0), OSSL_PARAM_END
 };
 
 static const OSSL_PARAM lurk_sig_ecdsa_settable[] = {
-    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
-    OSSL_PARAM_END
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0), OSSL_PARAM_END
 };
 
-static const OSSL_PARAM lurk_sig_ed25519_settable[] = {
-    OSSL_PARAM_END
-};
+static const OSSL_PARAM lurk_sig_ed25519_settable[] = { OSSL_PARAM_END };
 
 static const OSSL_PARAM *lurk_sig_rsa_settable_ctx_params(void *vctx, void *provctx)
 {
@@ -528,25 +529,23 @@ static const OSSL_PARAM *lurk_sig_ed25519_settable_ctx_params(void *vctx, void *
     return lurk_sig_ed25519_settable;
 }
 
-#define LURK_SIGNATURE_FUNCTIONS(t)                                                           \
-    const OSSL_DISPATCH lurk_##t##_signature_functions[] = {                                  \
-        { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))lurk_sig_##t##_newctx },                \
-        { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))lurk_sig_freectx },                    \
-        { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))lurk_sig_dupctx },                      \
-        { OSSL_FUNC_SIGNATURE_SIGN_INIT, (void (*)(void))lurk_sig_sign_init },                \
-        { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))lurk_sig_sign },                          \
-        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, (void (*)(void))lurk_sig_digest_sign_init },  \
-        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE,                                             \
-          (void (*)(void))lurk_sig_digest_sign_update },                                      \
-        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))lurk_sig_digest_sign_final },\
-        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))lurk_sig_digest_sign },            \
-        { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, (void (*)(void))lurk_sig_get_ctx_params },      \
-        { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,                                            \
-          (void (*)(void))lurk_sig_gettable_ctx_params },                                     \
-        { OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))lurk_sig_set_ctx_params },      \
-        { OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,                                            \
-          (void (*)(void))lurk_sig_##t##_settable_ctx_params },                               \
-        { 0, NULL }                                                                           \
+#define LURK_SIGNATURE_FUNCTIONS(t)                                                                \
+    const OSSL_DISPATCH lurk_##t##_signature_functions[] = {                                       \
+        { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))lurk_sig_##t##_newctx },                     \
+        { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))lurk_sig_freectx },                         \
+        { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))lurk_sig_dupctx },                           \
+        { OSSL_FUNC_SIGNATURE_SIGN_INIT, (void (*)(void))lurk_sig_sign_init },                     \
+        { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))lurk_sig_sign },                               \
+        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT, (void (*)(void))lurk_sig_digest_sign_init },       \
+        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE, (void (*)(void))lurk_sig_digest_sign_update },   \
+        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL, (void (*)(void))lurk_sig_digest_sign_final },     \
+        { OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))lurk_sig_digest_sign },                 \
+        { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, (void (*)(void))lurk_sig_get_ctx_params },           \
+        { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, (void (*)(void))lurk_sig_gettable_ctx_params }, \
+        { OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))lurk_sig_set_ctx_params },           \
+        { OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,                                                 \
+          (void (*)(void))lurk_sig_##t##_settable_ctx_params },                                    \
+        { 0, NULL }                                                                                \
     }
 
 LURK_SIGNATURE_FUNCTIONS(rsa);

@@ -62,8 +62,10 @@ static void *lurk_store_open(void *provctx, const char *uri)
         return NULL;
     memcpy(ctx->key_id, id, len);
     if (!lurk_key_id_valid(ctx->key_id)) {
-        lurk_raise(prov, LURK_R_BAD_URI, "\"%s\": a key id is 1 to %u characters of "
-                   "A-Z a-z 0-9 . _ -, not starting with . or -", uri, LURK_MAX_KEY_ID);
+        lurk_raise(prov, LURK_R_BAD_URI,
+                   "\"%s\": a key id is 1 to %u characters of "
+                   "A-Z a-z 0-9 . _ -, not starting with . or -",
+                   uri, LURK_MAX_KEY_ID);
         free(ctx);
         return NULL;
     }

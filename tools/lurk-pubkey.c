@@ -79,17 +79,16 @@ static int parse_ms(const char *text, int *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "server", required_argument, NULL, 's' },
-        { "cert", required_argument, NULL, 'c' },
-        { "key", required_argument, NULL, 'k' },
-        { "ca", required_argument, NULL, 'a' },
-        { "server-name", required_argument, NULL, 'n' },
-        { "timeout-ms", required_argument, NULL, 't' },
-        { "attempt-timeout-ms", required_argument, NULL, 'T' },
-        { "allow-insecure", no_argument, NULL, 'i' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option longopts[] = { { "server", required_argument, NULL, 's' },
+                                              { "cert", required_argument, NULL, 'c' },
+                                              { "key", required_argument, NULL, 'k' },
+                                              { "ca", required_argument, NULL, 'a' },
+                                              { "server-name", required_argument, NULL, 'n' },
+                                              { "timeout-ms", required_argument, NULL, 't' },
+                                              { "attempt-timeout-ms", required_argument, NULL,
+                                                'T' },
+                                              { "allow-insecure", no_argument, NULL, 'i' },
+                                              { NULL, 0, NULL, 0 } };
     lurk_client_conf conf;
     lurk_client *c = NULL;
     Lurk__V1__Request req = LURK__V1__REQUEST__INIT;
@@ -125,13 +124,17 @@ int main(int argc, char **argv)
         case 'n': conf.tls.server_name = optarg; break;
         case 't':
             if (!parse_ms(optarg, &conf.timeout_ms))
-                return answer_error(ST_CONFIG, "lurk-pubkey: --timeout-ms \"%s\": give "
-                                    "milliseconds, 10 to 600000", optarg);
+                return answer_error(ST_CONFIG,
+                                    "lurk-pubkey: --timeout-ms \"%s\": give "
+                                    "milliseconds, 10 to 600000",
+                                    optarg);
             break;
         case 'T':
             if (!parse_ms(optarg, &conf.attempt_timeout_ms))
-                return answer_error(ST_CONFIG, "lurk-pubkey: --attempt-timeout-ms \"%s\": give "
-                                    "milliseconds, 10 to 600000", optarg);
+                return answer_error(ST_CONFIG,
+                                    "lurk-pubkey: --attempt-timeout-ms \"%s\": give "
+                                    "milliseconds, 10 to 600000",
+                                    optarg);
             break;
         case 'i': allow_insecure = 1; break;
         default:
@@ -140,7 +143,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc - 1)
-        return answer_error(ST_CONFIG, "%s", "usage: lurk-pubkey --server URL [--cert FILE "
+        return answer_error(ST_CONFIG, "%s",
+                            "usage: lurk-pubkey --server URL [--cert FILE "
                             "--key FILE --ca FILE --server-name NAME --timeout-ms N "
                             "--attempt-timeout-ms N --allow-insecure] KEY-ID");
     if (servers == NULL)
@@ -164,8 +168,9 @@ int main(int argc, char **argv)
         unsigned char hdr[2] = { ST_OK, (unsigned char)resp->get_public_key->type };
 
         status = write_all(hdr, 2)
-                 && write_all(resp->get_public_key->spki.data, resp->get_public_key->spki.len)
-                 ? ST_OK : ST_FAILED;
+                && write_all(resp->get_public_key->spki.data, resp->get_public_key->spki.len)
+            ? ST_OK
+            : ST_FAILED;
     } else {
         status = answer_error(res == LURK_CALL_REFUSED ? ST_REFUSED : ST_FAILED, "%s", err);
     }

@@ -30,7 +30,7 @@
 #define EXIT_USAGE 2
 
 typedef struct {
-    lurk_edge_text edge;        /* from the command line, then the config file */
+    lurk_edge_text edge; /* from the command line, then the config file */
     const char *out;
     /* keyref */
     const char *keyserver_config, *match_cert, *servers_hint;
@@ -39,52 +39,52 @@ typedef struct {
 static void lurkctl_usage(FILE *f)
 {
     fprintf(f,
-"Usage: lurkctl [OPTIONS] COMMAND [ARGS]\n"
-"\n"
-"Talk to a LURK key server with an edge's credentials.\n"
-"\n"
-"Commands:\n"
-"  ping                 round trip to the key server, prints the latency\n"
-"  capabilities, caps   protocol version, configuration epoch, and the keys\n"
-"                       this edge may use with their signature schemes\n"
-"  pubkey KEY-ID        print the key's public key (PEM SubjectPublicKeyInfo)\n"
-"  keyref KEY-ID        write a key reference file (PEM \"LURK KEY REFERENCE\"):\n"
-"                       what nginx, HAProxy or any OpenSSL 3 program with the\n"
-"                       lurk provider loads as the key's private key file. It\n"
-"                       holds the key id and the public key, no secret. The\n"
-"                       public key comes from the key server, or with\n"
-"                       --keyserver-config from the key itself, without network\n"
-"\n"
-"Options:\n"
-"  -C, --config FILE    read settings from the lurk provider's section of this\n"
-"                       openssl.cnf (the section named by `lurk = ...` under the\n"
-"                       providers section, or --section)\n"
-"      --section NAME   the section to read instead\n"
-"  -s, --server URLS    key server URL(s): tls+tcp://host:port, ipc:///path\n"
-"      --cert FILE      this edge's client certificate (PEM)\n"
-"      --key FILE       its private key (PEM)\n"
-"      --ca FILE        CA the key server's certificate must chain to\n"
-"      --server-name N  name expected in the key server certificate\n"
-"                       (default: the host of the URL)\n"
-"      --timeout-ms N   per request deadline (default 2000)\n"
-"      --allow-insecure permit tcp:// (cleartext) URLs\n"
-"  -o, --out FILE       write output to FILE instead of standard output\n"
-"  -h, --help           this text\n"
-"\n"
-"keyref options:\n"
-"      --keyserver-config FILE\n"
-"                       on the key server host: load the key named in this\n"
-"                       lurk-keyserver configuration and take its public half\n"
-"                       (no network; needs read access to the key)\n"
-"      --match-cert FILE refuse to write the reference unless its public key is\n"
-"                       the one in this certificate (PEM or DER)\n"
-"      --servers-hint URLS  key server URLs to note in the file (informational;\n"
-"                       the provider's openssl.cnf section decides)\n"
-"\n"
-"Command-line options override the config file.\n"
-"Exit status: 0 success, 1 the key server refused or could not be reached,\n"
-"the key could not be loaded or does not match --match-cert, 2 usage or\n"
-"configuration error.\n");
+            "Usage: lurkctl [OPTIONS] COMMAND [ARGS]\n"
+            "\n"
+            "Talk to a LURK key server with an edge's credentials.\n"
+            "\n"
+            "Commands:\n"
+            "  ping                 round trip to the key server, prints the latency\n"
+            "  capabilities, caps   protocol version, configuration epoch, and the keys\n"
+            "                       this edge may use with their signature schemes\n"
+            "  pubkey KEY-ID        print the key's public key (PEM SubjectPublicKeyInfo)\n"
+            "  keyref KEY-ID        write a key reference file (PEM \"LURK KEY REFERENCE\"):\n"
+            "                       what nginx, HAProxy or any OpenSSL 3 program with the\n"
+            "                       lurk provider loads as the key's private key file. It\n"
+            "                       holds the key id and the public key, no secret. The\n"
+            "                       public key comes from the key server, or with\n"
+            "                       --keyserver-config from the key itself, without network\n"
+            "\n"
+            "Options:\n"
+            "  -C, --config FILE    read settings from the lurk provider's section of this\n"
+            "                       openssl.cnf (the section named by `lurk = ...` under the\n"
+            "                       providers section, or --section)\n"
+            "      --section NAME   the section to read instead\n"
+            "  -s, --server URLS    key server URL(s): tls+tcp://host:port, ipc:///path\n"
+            "      --cert FILE      this edge's client certificate (PEM)\n"
+            "      --key FILE       its private key (PEM)\n"
+            "      --ca FILE        CA the key server's certificate must chain to\n"
+            "      --server-name N  name expected in the key server certificate\n"
+            "                       (default: the host of the URL)\n"
+            "      --timeout-ms N   per request deadline (default 2000)\n"
+            "      --allow-insecure permit tcp:// (cleartext) URLs\n"
+            "  -o, --out FILE       write output to FILE instead of standard output\n"
+            "  -h, --help           this text\n"
+            "\n"
+            "keyref options:\n"
+            "      --keyserver-config FILE\n"
+            "                       on the key server host: load the key named in this\n"
+            "                       lurk-keyserver configuration and take its public half\n"
+            "                       (no network; needs read access to the key)\n"
+            "      --match-cert FILE refuse to write the reference unless its public key is\n"
+            "                       the one in this certificate (PEM or DER)\n"
+            "      --servers-hint URLS  key server URLs to note in the file (informational;\n"
+            "                       the provider's openssl.cnf section decides)\n"
+            "\n"
+            "Command-line options override the config file.\n"
+            "Exit status: 0 success, 1 the key server refused or could not be reached,\n"
+            "the key could not be loaded or does not match --match-cert, 2 usage or\n"
+            "configuration error.\n");
 }
 
 /* Milliseconds, 10 to 600000 as the provider takes them; -1 if not. */
@@ -99,8 +99,7 @@ static const char *lurkctl_find_section(CONF *conf)
     return sect;
 }
 
-static int lurkctl_read_config(const char *path, const char *section, lurkctl_opts *o,
-                               CONF **confp)
+static int lurkctl_read_config(const char *path, const char *section, lurkctl_opts *o, CONF **confp)
 {
     CONF *conf = NCONF_new(NULL);
     long line = -1;
@@ -114,8 +113,10 @@ static int lurkctl_read_config(const char *path, const char *section, lurkctl_op
         return 0;
     }
     if (section == NULL && (section = lurkctl_find_section(conf)) == NULL) {
-        fprintf(stderr, "lurkctl: %s has no `lurk = <section>` in its providers section; "
-                "use --section\n", path);
+        fprintf(stderr,
+                "lurkctl: %s has no `lurk = <section>` in its providers section; "
+                "use --section\n",
+                path);
         NCONF_free(conf);
         return 0;
     }
@@ -288,8 +289,7 @@ static int lurkctl_pub_from_server(lurk_client *c, const char *key_id, lurkctl_p
  * (same file checks, same OSSL_STORE loading), so that a reference made
  * here is byte for byte the one an edge would make. Returns an exit status.
  */
-static int lurkctl_pub_from_keyserver_config(const char *path, const char *key_id,
-                                             lurkctl_pub *pub)
+static int lurkctl_pub_from_keyserver_config(const char *path, const char *key_id, lurkctl_pub *pub)
 {
     ks_config *cfg = NULL, one;
     ks_keyring *kr = NULL;
@@ -331,8 +331,7 @@ static X509 *lurkctl_read_cert(const char *path)
     BIO *in = BIO_new_file(path, "rb");
     X509 *x = NULL;
 
-    if (in != NULL && (x = PEM_read_bio_X509(in, NULL, NULL, NULL)) == NULL
-        && BIO_reset(in) == 0)
+    if (in != NULL && (x = PEM_read_bio_X509(in, NULL, NULL, NULL)) == NULL && BIO_reset(in) == 0)
         x = d2i_X509_bio(in, NULL);
     BIO_free(in);
     ERR_clear_error();
@@ -358,8 +357,10 @@ static int lurkctl_match_cert(const char *path, const char *key_id, const lurkct
     } else if (EVP_PKEY_eq(key, X509_get0_pubkey(x)) == 1) {
         rc = 0;
     } else {
-        fprintf(stderr, "lurkctl: key \"%s\" does not match the certificate %s (their public "
-                "keys differ); no reference written\n", key_id, path);
+        fprintf(stderr,
+                "lurkctl: key \"%s\" does not match the certificate %s (their public "
+                "keys differ); no reference written\n",
+                key_id, path);
     }
     X509_free(x);
     EVP_PKEY_free(key);
@@ -406,8 +407,10 @@ static int lurkctl_keyref(lurk_client *client, const lurkctl_opts *o, const char
     int rc;
 
     if (!lurk_key_id_valid(key_id)) {
-        fprintf(stderr, "lurkctl: \"%s\" is not a key id (1 to %u characters of A-Z a-z 0-9 "
-                ". _ -, not starting with . or -)\n", key_id, LURK_MAX_KEY_ID);
+        fprintf(stderr,
+                "lurkctl: \"%s\" is not a key id (1 to %u characters of A-Z a-z 0-9 "
+                ". _ -, not starting with . or -)\n",
+                key_id, LURK_MAX_KEY_ID);
         return EXIT_USAGE;
     }
     if (client != NULL)
@@ -424,23 +427,21 @@ static int lurkctl_keyref(lurk_client *client, const lurkctl_opts *o, const char
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "config", required_argument, NULL, 'C' },
-        { "section", required_argument, NULL, 'S' },
-        { "server", required_argument, NULL, 's' },
-        { "cert", required_argument, NULL, 'c' },
-        { "key", required_argument, NULL, 'k' },
-        { "ca", required_argument, NULL, 'a' },
-        { "server-name", required_argument, NULL, 'n' },
-        { "timeout-ms", required_argument, NULL, 't' },
-        { "allow-insecure", no_argument, NULL, 'I' },
-        { "out", required_argument, NULL, 'o' },
-        { "keyserver-config", required_argument, NULL, 'K' },
-        { "match-cert", required_argument, NULL, 'M' },
-        { "servers-hint", required_argument, NULL, 'H' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option longopts[] = { { "config", required_argument, NULL, 'C' },
+                                              { "section", required_argument, NULL, 'S' },
+                                              { "server", required_argument, NULL, 's' },
+                                              { "cert", required_argument, NULL, 'c' },
+                                              { "key", required_argument, NULL, 'k' },
+                                              { "ca", required_argument, NULL, 'a' },
+                                              { "server-name", required_argument, NULL, 'n' },
+                                              { "timeout-ms", required_argument, NULL, 't' },
+                                              { "allow-insecure", no_argument, NULL, 'I' },
+                                              { "out", required_argument, NULL, 'o' },
+                                              { "keyserver-config", required_argument, NULL, 'K' },
+                                              { "match-cert", required_argument, NULL, 'M' },
+                                              { "servers-hint", required_argument, NULL, 'H' },
+                                              { "help", no_argument, NULL, 'h' },
+                                              { NULL, 0, NULL, 0 } };
     lurkctl_opts o = { 0 };
     const char *config = NULL, *section = NULL, *cmd;
     CONF *conf = NULL;
@@ -503,7 +504,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if ((urls = ev.servers) == NULL) {
-        fprintf(stderr, "lurkctl: servers: no URL given (--servers, or servers = in the "
+        fprintf(stderr,
+                "lurkctl: servers: no URL given (--servers, or servers = in the "
                 "provider's section of --config)\n");
         goto done;
     }

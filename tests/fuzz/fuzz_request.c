@@ -32,9 +32,13 @@ static const ks_key_desc fuzz_keys[] = {
 
 /* A scheme the key can use, so that the structure is always parsed. */
 static const uint32_t fuzz_natural_scheme[FUZZ_N_KEYS] = {
-    LURK_SCHEME_RSA_PSS_RSAE_SHA256, LURK_SCHEME_ECDSA_SECP256R1_SHA256,
-    LURK_SCHEME_ECDSA_SECP384R1_SHA384, LURK_SCHEME_ECDSA_SECP521R1_SHA512,
-    LURK_SCHEME_ED25519, LURK_SCHEME_RSA_PSS_PSS_SHA256, LURK_SCHEME_RSA_PSS_PSS_SHA384,
+    LURK_SCHEME_RSA_PSS_RSAE_SHA256,
+    LURK_SCHEME_ECDSA_SECP256R1_SHA256,
+    LURK_SCHEME_ECDSA_SECP384R1_SHA384,
+    LURK_SCHEME_ECDSA_SECP521R1_SHA512,
+    LURK_SCHEME_ED25519,
+    LURK_SCHEME_RSA_PSS_PSS_SHA256,
+    LURK_SCHEME_RSA_PSS_PSS_SHA384,
 };
 
 static uint16_t be16(const uint8_t *p)
@@ -59,7 +63,7 @@ static int ref_tls13(const uint8_t *t, size_t n)
 
     /* SHA-256 or SHA-384 transcripts: no TLS 1.3 suite hashes with SHA-512. */
     return (n == head + 32 || n == head + 48) && all_bytes(t, 64, 0x20)
-           && memcmp(t + 64, ctx, sizeof(ctx)) == 0;
+        && memcmp(t + 64, ctx, sizeof(ctx)) == 0;
 }
 
 static size_t ref_share_len(uint16_t group, int *nist)
@@ -90,8 +94,8 @@ static int ref_ecdhe(const ks_policy *pol, const uint8_t *t, size_t n)
     if (n < 68 || t[64] != 3)
         return 0;
     share = ref_share_len(be16(t + 65), &nist);
-    return share != 0 && ref_group_allowed(pol, be16(t + 65)) && t[67] == share
-           && n == 68 + share && (!nist || t[68] == 0x04) && !all_bytes(t + 68, share, 0);
+    return share != 0 && ref_group_allowed(pol, be16(t + 65)) && t[67] == share && n == 68 + share
+        && (!nist || t[68] == 0x04) && !all_bytes(t + 68, share, 0);
 }
 
 /* Only RSA keys sign DHE parameters: there are no DHE-ECDSA/EdDSA suites. */
@@ -119,11 +123,11 @@ static int ref_ffdhe(const ks_policy *pol, const ks_key_desc *key, const uint8_t
     /* p odd with its top bit set; g no longer than p, Ys exactly as long
      * (libssl pads it to the length of p). */
     return n == off && g >= 1 && g <= p && y == p && (t[66] & 0x80) != 0
-           && (t[66 + p - 1] & 1) != 0;
+        && (t[66 + p - 1] & 1) != 0;
 }
 
-static void check_sign(const ks_policy *pol, size_t k, uint32_t scheme_code,
-                       const uint8_t *tbs, size_t len)
+static void check_sign(const ks_policy *pol, size_t k, uint32_t scheme_code, const uint8_t *tbs,
+                       size_t len)
 {
     const ks_key_desc *key = &fuzz_keys[k];
     ks_verdict v = ks_policy_check_sign(pol, key, scheme_code, tbs, len);
@@ -161,8 +165,7 @@ static void check_sign(const ks_policy *pol, size_t k, uint32_t scheme_code,
         FUZZ_CHECK(ref_ffdhe(pol, key, tbs, len));
         FUZZ_CHECK(!ref_tls13(tbs, len));
         break;
-    default:
-        FUZZ_CHECK(!"an accepted context has no kind");
+    default: FUZZ_CHECK(!"an accepted context has no kind");
     }
 }
 
@@ -218,11 +221,8 @@ static void check_limits(const Lurk__V1__Request *req)
 {
     FUZZ_CHECK(req->version == LURK_PROTOCOL_VERSION);
     switch (req->op_case) {
-    case LURK__V1__REQUEST__OP_PING:
-        FUZZ_CHECK(req->ping->payload.len <= LURK_MAX_PING);
-        break;
-    case LURK__V1__REQUEST__OP_CAPABILITIES:
-        break;
+    case LURK__V1__REQUEST__OP_PING: FUZZ_CHECK(req->ping->payload.len <= LURK_MAX_PING); break;
+    case LURK__V1__REQUEST__OP_CAPABILITIES: break;
     case LURK__V1__REQUEST__OP_GET_PUBLIC_KEY:
         FUZZ_CHECK(lurk_key_id_valid(req->get_public_key->key_id));
         break;
@@ -237,8 +237,7 @@ static void check_limits(const Lurk__V1__Request *req)
         FUZZ_CHECK(req->decrypt->ciphertext.len >= 1
                    && req->decrypt->ciphertext.len <= LURK_MAX_CIPHERTEXT);
         break;
-    default:
-        FUZZ_CHECK(!"an accepted request has no operation");
+    default: FUZZ_CHECK(!"an accepted request has no operation");
     }
 }
 

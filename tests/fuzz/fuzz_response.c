@@ -15,7 +15,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const Lurk__V1__Response__ResultCase expect[] = {
-        LURK__V1__RESPONSE__RESULT_PING, LURK__V1__RESPONSE__RESULT_CAPABILITIES,
+        LURK__V1__RESPONSE__RESULT_PING,           LURK__V1__RESPONSE__RESULT_CAPABILITIES,
         LURK__V1__RESPONSE__RESULT_GET_PUBLIC_KEY, LURK__V1__RESPONSE__RESULT_SIGN,
         LURK__V1__RESPONSE__RESULT_DECRYPT,
     };

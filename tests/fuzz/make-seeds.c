@@ -96,8 +96,8 @@ static size_t encoded_public(EVP_PKEY *pkey, uint8_t *out, size_t max)
 {
     size_t len = 0;
 
-    if (EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out, max,
-                                        &len) != 1)
+    if (EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, out, max, &len)
+        != 1)
         die("encoded public key");
     return len;
 }
@@ -257,8 +257,8 @@ static void request_seeds(void)
     sign_seed("sign-tls13-scheme-32-bits", "rsa", 0x10804, tbs, n);
     sign_seed("sign-tls13-ecdsa-sha1", "p256", LURK_SCHEME_ECDSA_SHA1, tbs, n);
     n = tls13_ctx(tbs, server, 48);
-    sign_seed("sign-tls13-p384-sha384-transcript", "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384,
-              tbs, n);
+    sign_seed("sign-tls13-p384-sha384-transcript", "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, tbs,
+              n);
     sign_seed("sign-tls13-trailing", "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, tbs, n + 1);
     n = tls13_ctx(tbs, server, 32);
     sign_seed("sign-tls13-p521", "p521", LURK_SCHEME_ECDSA_SECP521R1_SHA512, tbs, n);
@@ -277,8 +277,8 @@ static void request_seeds(void)
     sign_seed("sign-tls12-rsa-sha1", "rsa", LURK_SCHEME_RSA_PKCS1_SHA1, tbs, n);
     sign_seed("sign-tls12-ecdsa-sha224", "p256", LURK_SCHEME_ECDSA_SHA224, tbs, n);
     tbs[n - 1] ^= 1;
-    sign_seed("sign-tls12-ecdhe-p256-off-curve", "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256,
-              tbs, n);
+    sign_seed("sign-tls12-ecdhe-p256-off-curve", "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256, tbs,
+              n);
     n = ecdhe_ctx(tbs, 24, NULL, "P-384");
     sign_seed("sign-tls12-ecdhe-p384", "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256, tbs, n);
     n = ecdhe_ctx(tbs, 25, NULL, "P-521");
@@ -416,10 +416,10 @@ static EVP_PKEY *pss_keygen(void)
 static void keyref_seed(const char *name, const char *alg, const char *curve, const char *id,
                         const char *servers)
 {
-    EVP_PKEY *k = curve != NULL ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve)
-                  : strcmp(alg, "RSA") == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
-                  : strcmp(alg, "RSA-PSS") == 0 ? pss_keygen()
-                                                : EVP_PKEY_Q_keygen(NULL, NULL, alg);
+    EVP_PKEY *k = curve != NULL       ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve)
+        : strcmp(alg, "RSA") == 0     ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
+        : strcmp(alg, "RSA-PSS") == 0 ? pss_keygen()
+                                      : EVP_PKEY_Q_keygen(NULL, NULL, alg);
     unsigned char *spki = NULL, *der = NULL;
     int spki_len;
     size_t der_len;
@@ -481,96 +481,96 @@ static void config_seed(const char *name, const char *text)
 static void config_seeds(void)
 {
     config_seed("minimal",
-        "[keyserver]\n"
-        "listen = tls+tcp://127.0.0.1:7443\n"
-        "tls_cert = keyserver.crt\n"
-        "tls_key = keyserver.key\n"
-        "client_ca = edge-ca.pem\n"
-        "[keys]\n"
-        "rsa2048 = keys/rsa2048.pem\n");
+                "[keyserver]\n"
+                "listen = tls+tcp://127.0.0.1:7443\n"
+                "tls_cert = keyserver.crt\n"
+                "tls_key = keyserver.key\n"
+                "client_ca = edge-ca.pem\n"
+                "[keys]\n"
+                "rsa2048 = keys/rsa2048.pem\n");
     config_seed("full",
-        "# every setting\n"
-        "[keyserver]\n"
-        "listen = tls+tcp://keys.example.net:7443, ipc:///run/lurk/ks.sock\n"
-        "tls_cert = /etc/lurk/keyserver.crt\n"
-        "tls_key = /etc/lurk/keyserver.key   # chmod 600\n"
-        "client_ca = edge-ca.pem\n"
-        "client_crl = edge.crl\n"
-        "workers = 0\n"
-        "server_id = ks-1 \"east\"\n"
-        "keys = mykeys\n"
-        "tls13 = yes\n"
-        "tls12 = true\n"
-        "ffdhe = off\n"
-        "rsa_decrypt = 0\n"
-        "key_rate = 1000\n"
-        "key_burst = 2000\n"
-        "replay_window = 60\n"
-        "replay_cache = 100000\n"
-        "max_message = 65536\n"
-        "max_inflight = 256\n"
-        "max_inflight_per_conn = 32\n"
-        "max_connections = 1024\n"
-        "drain_timeout = 10\n"
-        "audit_log = /var/log/lurk/audit.log\n"
-        "metrics_listen = http://127.0.0.1:9100\n"
-        "[mykeys]\n"
-        "www = /etc/lurk/keys/www.example.com.pem\n"
-        "api = pkcs11:token=hsm;object=api\n"
-        "tpm = handle:0x81000001\n"
-        "file1 = file:///etc/lurk/keys/f.pem\n"
-        "file2 = file://localhost/etc/lurk/keys/g.pem\n"
-        "rel = ./keys/r.pem\n");
+                "# every setting\n"
+                "[keyserver]\n"
+                "listen = tls+tcp://keys.example.net:7443, ipc:///run/lurk/ks.sock\n"
+                "tls_cert = /etc/lurk/keyserver.crt\n"
+                "tls_key = /etc/lurk/keyserver.key   # chmod 600\n"
+                "client_ca = edge-ca.pem\n"
+                "client_crl = edge.crl\n"
+                "workers = 0\n"
+                "server_id = ks-1 \"east\"\n"
+                "keys = mykeys\n"
+                "tls13 = yes\n"
+                "tls12 = true\n"
+                "ffdhe = off\n"
+                "rsa_decrypt = 0\n"
+                "key_rate = 1000\n"
+                "key_burst = 2000\n"
+                "replay_window = 60\n"
+                "replay_cache = 100000\n"
+                "max_message = 65536\n"
+                "max_inflight = 256\n"
+                "max_inflight_per_conn = 32\n"
+                "max_connections = 1024\n"
+                "drain_timeout = 10\n"
+                "audit_log = /var/log/lurk/audit.log\n"
+                "metrics_listen = http://127.0.0.1:9100\n"
+                "[mykeys]\n"
+                "www = /etc/lurk/keys/www.example.com.pem\n"
+                "api = pkcs11:token=hsm;object=api\n"
+                "tpm = handle:0x81000001\n"
+                "file1 = file:///etc/lurk/keys/f.pem\n"
+                "file2 = file://localhost/etc/lurk/keys/g.pem\n"
+                "rel = ./keys/r.pem\n");
     config_seed("edge-groups",
-        "[keyserver]\n"
-        "tls_cert = ks.crt\n"
-        "tls_key = ks.key\n"
-        "[edge.cdn1]\n"
-        "listen = tls+tcp://0.0.0.0:7443\n"
-        "client_ca = cdn1-ca.pem\n"
-        "client_crl = cdn1.crl\n"
-        "keys = www api\n"
-        "rate = 500\n"
-        "burst = 1000\n"
-        "[edge.local]\n"
-        "listen = ipc:///run/lurk/local.sock\n"
-        "keys = *\n"
-        "[keys]\n"
-        "www = www.pem\n"
-        "api = api.pem\n");
+                "[keyserver]\n"
+                "tls_cert = ks.crt\n"
+                "tls_key = ks.key\n"
+                "[edge.cdn1]\n"
+                "listen = tls+tcp://0.0.0.0:7443\n"
+                "client_ca = cdn1-ca.pem\n"
+                "client_crl = cdn1.crl\n"
+                "keys = www api\n"
+                "rate = 500\n"
+                "burst = 1000\n"
+                "[edge.local]\n"
+                "listen = ipc:///run/lurk/local.sock\n"
+                "keys = *\n"
+                "[keys]\n"
+                "www = www.pem\n"
+                "api = api.pem\n");
     config_seed("insecure",
-        "[keyserver]\n"
-        "listen = tcp://127.0.0.1:7000\n"
-        "allow_insecure = yes\n"
-        "[keys]\n"
-        "k = k.pem\n");
+                "[keyserver]\n"
+                "listen = tcp://127.0.0.1:7000\n"
+                "allow_insecure = yes\n"
+                "[keys]\n"
+                "k = k.pem\n");
     config_seed("cleartext-refused",
-        "[keyserver]\n"
-        "listen = tcp://127.0.0.1:7000\n"
-        "[keys]\n"
-        "k = k.pem\n");
+                "[keyserver]\n"
+                "listen = tcp://127.0.0.1:7000\n"
+                "[keys]\n"
+                "k = k.pem\n");
     config_seed("duplicate-key",
-        "[keyserver]\n"
-        "listen = ipc:///tmp/ks\n"
-        "[keys]\n"
-        "k = a.pem\n"
-        "k = b.pem\n");
+                "[keyserver]\n"
+                "listen = ipc:///tmp/ks\n"
+                "[keys]\n"
+                "k = a.pem\n"
+                "k = b.pem\n");
     config_seed("include",
-        ".include /etc/lurk/more.cnf\n"
-        "[keyserver]\n"
-        "listen = ipc:///tmp/ks\n"
-        "[keys]\n"
-        "k = a.pem\n");
+                ".include /etc/lurk/more.cnf\n"
+                "[keyserver]\n"
+                "listen = ipc:///tmp/ks\n"
+                "[keys]\n"
+                "k = a.pem\n");
     config_seed("variables",
-        "dir = /etc/lurk\n"
-        "[keyserver]\n"
-        "listen = ipc://$dir/ks.sock\n"
-        "workers = ${keyserver::w}\n"
-        "w = 4\n"
-        "[keys]\n"
-        "k = $dir/keys/\\\n"
-        "k.pem\n"
-        "\"q\" = 'x y'\n");
+                "dir = /etc/lurk\n"
+                "[keyserver]\n"
+                "listen = ipc://$dir/ks.sock\n"
+                "workers = ${keyserver::w}\n"
+                "w = 4\n"
+                "[keys]\n"
+                "k = $dir/keys/\\\n"
+                "k.pem\n"
+                "\"q\" = 'x y'\n");
 }
 
 int main(int argc, char **argv)

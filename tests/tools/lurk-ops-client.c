@@ -73,8 +73,7 @@ static uint8_t *pack_sign(const char *key, const uint8_t *tbs, size_t tbs_len, u
 }
 
 /* Send raw bytes; print "<label>: <STATUS> <detail>"; returns the status or -1. */
-static int call_raw(lurk_client *c, const char *label, const uint8_t *buf, size_t len,
-                    int quiet)
+static int call_raw(lurk_client *c, const char *label, const uint8_t *buf, size_t len, int quiet)
 {
     uint8_t *out = NULL;
     size_t outlen = 0;
@@ -133,8 +132,8 @@ static int cmd_replay(lurk_client *c, const char *key)
     a = pack_sign(key, tbs, tlen, id, &la);
     b = pack_sign(key, tbs, tlen, id + 2, &lb);
     bad |= call_raw(c, "first", a, la, 0) < 0;
-    bad |= call_raw(c, "retry", a, la, 0) < 0;   /* nng resend: identical bytes */
-    bad |= call_raw(c, "replay", b, lb, 0) < 0;  /* the same context, another request */
+    bad |= call_raw(c, "retry", a, la, 0) < 0;  /* nng resend: identical bytes */
+    bad |= call_raw(c, "replay", b, lb, 0) < 0; /* the same context, another request */
     free(a);
     free(b);
     return bad;
@@ -148,7 +147,8 @@ static void tally(int st, unsigned long *counts)
 static void print_tally(const char *what, const unsigned long *counts)
 {
     printf("%s: ok=%lu not_permitted=%lu overloaded=%lu not_tls_context=%lu other=%lu "
-           "transport=%lu\n", what, counts[0], counts[2], counts[6], counts[3],
+           "transport=%lu\n",
+           what, counts[0], counts[2], counts[6], counts[3],
            counts[1] + counts[4] + counts[5] + counts[7] + counts[8], counts[9]);
 }
 
@@ -220,8 +220,8 @@ static int cmd_caps(lurk_client *c)
     lurk__v1__capabilities_request__init(&cr);
     req.op_case = LURK__V1__REQUEST__OP_CAPABILITIES;
     req.capabilities = &cr;
-    if (lurk_client_call(c, &req, LURK__V1__RESPONSE__RESULT_CAPABILITIES, &resp, err,
-                         sizeof(err)) != LURK_CALL_OK) {
+    if (lurk_client_call(c, &req, LURK__V1__RESPONSE__RESULT_CAPABILITIES, &resp, err, sizeof(err))
+        != LURK_CALL_OK) {
         printf("caps: failed: %s\n", err);
         if (resp != NULL)
             lurk__v1__response__free_unpacked(resp, NULL);
@@ -262,7 +262,8 @@ int main(int argc, char **argv)
             break;
     }
     if (urls[0] == NULL || i >= argc) {
-        fprintf(stderr, "usage: lurk-ops-client --server URL [--cert F --key F --ca F "
+        fprintf(stderr,
+                "usage: lurk-ops-client --server URL [--cert F --key F --ca F "
                 "--server-name N --timeout-ms N] sign|replay|flood|burst|caps [KEY] [N]\n");
         return 2;
     }

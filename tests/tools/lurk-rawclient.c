@@ -32,11 +32,11 @@
 #include "lurk_transport.h"
 #include "lurk_wire.h"
 
-#define EXIT_NO_ANSWER 3
+#define EXIT_NO_ANSWER  3
 #define EXIT_BAD_ANSWER 4
-#define RAW_ID 0x5241570000000001ull /* "RAW": the id of every request built here */
+#define RAW_ID          0x5241570000000001ull /* "RAW": the id of every request built here */
 
-static uint64_t raw_id = RAW_ID;        /* --id */
+static uint64_t raw_id = RAW_ID; /* --id */
 
 typedef struct {
     uint8_t *p;
@@ -46,14 +46,14 @@ typedef struct {
 static void usage(FILE *f)
 {
     fprintf(f,
-"Usage: lurk-rawclient [OPTIONS] raw HEX|@FILE\n"
-"       lurk-rawclient [OPTIONS] case NAME\n"
-"       lurk-rawclient [OPTIONS] sign KEY-ID SCHEME HEX|@FILE\n"
-"       lurk-rawclient [OPTIONS] decrypt KEY-ID HEX|@FILE [CLIENT-VERSION]\n"
-"       lurk-rawclient [OPTIONS] ping\n"
-"       lurk-rawclient cases\n"
-"Options: --server URL --cert FILE --key FILE --ca FILE --server-name NAME\n"
-"         --timeout-ms N --allow-insecure --out FILE --repeat N --id N\n");
+            "Usage: lurk-rawclient [OPTIONS] raw HEX|@FILE\n"
+            "       lurk-rawclient [OPTIONS] case NAME\n"
+            "       lurk-rawclient [OPTIONS] sign KEY-ID SCHEME HEX|@FILE\n"
+            "       lurk-rawclient [OPTIONS] decrypt KEY-ID HEX|@FILE [CLIENT-VERSION]\n"
+            "       lurk-rawclient [OPTIONS] ping\n"
+            "       lurk-rawclient cases\n"
+            "Options: --server URL --cert FILE --key FILE --ca FILE --server-name NAME\n"
+            "         --timeout-ms N --allow-insecure --out FILE --repeat N --id N\n");
 }
 
 static void *xmalloc(size_t n)
@@ -401,14 +401,15 @@ static int report(const uint8_t *ans, size_t len, const char *out)
         kind = "premaster";
         bytes = &r->decrypt->premaster;
         break;
-    default:
-        break;
+    default: break;
     }
     if (bytes != NULL)
         n = bytes->len;
-    printf("status=%d %s id=%s result=%s", (int)r->status,
-           lurk_status_name(r->status),
-           r->id == raw_id ? "echoed" : r->id == 0 ? "none" : "other", kind);
+    printf("status=%d %s id=%s result=%s", (int)r->status, lurk_status_name(r->status),
+           r->id == raw_id  ? "echoed"
+               : r->id == 0 ? "none"
+                            : "other",
+           kind);
     if (strcmp(kind, "none") != 0)
         printf(":%zu", n);
     if (bytes != NULL && strcmp(kind, "premaster") == 0) {
@@ -429,20 +430,18 @@ static int report(const uint8_t *ans, size_t len, const char *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "server", required_argument, NULL, 's' },
-        { "cert", required_argument, NULL, 'c' },
-        { "key", required_argument, NULL, 'k' },
-        { "ca", required_argument, NULL, 'a' },
-        { "server-name", required_argument, NULL, 'n' },
-        { "timeout-ms", required_argument, NULL, 't' },
-        { "allow-insecure", no_argument, NULL, 'I' },
-        { "out", required_argument, NULL, 'o' },
-        { "repeat", required_argument, NULL, 'r' },
-        { "id", required_argument, NULL, 'i' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
-    };
+    static const struct option longopts[] = { { "server", required_argument, NULL, 's' },
+                                              { "cert", required_argument, NULL, 'c' },
+                                              { "key", required_argument, NULL, 'k' },
+                                              { "ca", required_argument, NULL, 'a' },
+                                              { "server-name", required_argument, NULL, 'n' },
+                                              { "timeout-ms", required_argument, NULL, 't' },
+                                              { "allow-insecure", no_argument, NULL, 'I' },
+                                              { "out", required_argument, NULL, 'o' },
+                                              { "repeat", required_argument, NULL, 'r' },
+                                              { "id", required_argument, NULL, 'i' },
+                                              { "help", no_argument, NULL, 'h' },
+                                              { NULL, 0, NULL, 0 } };
     const char *servers = NULL, *out = NULL, *cmd;
     lurk_client_conf cc;
     lurk_client *client = NULL;

@@ -57,8 +57,7 @@ static const char *fmt(const lurk_attempt_actions *acts)
         case LURK_ATTEMPT_ACT_MARK_DOWN:
             len += (size_t)snprintf(buf + len, sizeof(buf) - len, ":%d", a->server);
             break;
-        default:
-            break;
+        default: break;
         }
     }
     return buf;
@@ -318,8 +317,9 @@ static void test_no_attempt_too_close_to_deadline(void **state)
     lurk_attempt_init(&a, 3, 1000, 1000, -1, 0);
     step(&a, ev_at(LURK_ATTEMPT_EV_START, T0, 0));
     step(&a, ev_at(LURK_ATTEMPT_EV_SENT, T0, 0));
-    assert_string_equal(step(&a, ev_at(LURK_ATTEMPT_EV_RECV_FAILED, T0 + 1000 - LURK_ATTEMPT_MIN_MS, 0)),
-                        "LEAVE:0 MARK_DOWN:0 COMPLETE RELEASE_IO");
+    assert_string_equal(
+        step(&a, ev_at(LURK_ATTEMPT_EV_RECV_FAILED, T0 + 1000 - LURK_ATTEMPT_MIN_MS, 0)),
+        "LEAVE:0 MARK_DOWN:0 COMPLETE RELEASE_IO");
     assert_int_equal(a.result, LURK_ATTEMPT_RES_TRANSPORT);
     assert_int_equal(a.err, 5);
 }
@@ -435,7 +435,8 @@ static void test_probe(void **state)
     /* A probe that cannot even be sent still completes (the health tick waits for it). */
     lurk_attempt_init(&a, 3, 1000, 400, 1, 1);
     step(&a, ev_at(LURK_ATTEMPT_EV_START, T0, 0));
-    assert_string_equal(step(&a, ev_at(LURK_ATTEMPT_EV_NOT_SENT, T0, 1)), "COMPLETE RELEASE_IO FREE");
+    assert_string_equal(step(&a, ev_at(LURK_ATTEMPT_EV_NOT_SENT, T0, 1)),
+                        "COMPLETE RELEASE_IO FREE");
 }
 
 /* The request could not be handed to nng on a retry: the earlier failure is the story. */
@@ -522,23 +523,18 @@ static void test_invariants_random_walks(void **state)
                     assert_true(acts.a[i].ms == 0 || ev.now_ms + acts.a[i].ms <= a.deadline_ms);
                     break;
                 case LURK_ATTEMPT_ACT_KEEP_ANSWER:
-                case LURK_ATTEMPT_ACT_DROP_ANSWER:
-                    answers++;
-                    break;
+                case LURK_ATTEMPT_ACT_DROP_ANSWER: answers++; break;
                 case LURK_ATTEMPT_ACT_COMPLETE:
                     assert_false(abandoned);
                     complete++;
                     break;
-                case LURK_ATTEMPT_ACT_RELEASE_IO:
-                    release++;
-                    break;
+                case LURK_ATTEMPT_ACT_RELEASE_IO: release++; break;
                 case LURK_ATTEMPT_ACT_FREE:
                     assert_int_equal(release, 1);
                     assert_int_equal(i, acts.n - 1);
                     freed++;
                     break;
-                default:
-                    break;
+                default: break;
                 }
             }
             if (ev.type == LURK_ATTEMPT_EV_ANSWER || ev.type == LURK_ATTEMPT_EV_ANSWER_OTHER_ID)

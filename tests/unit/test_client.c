@@ -32,7 +32,7 @@ typedef struct {
     char url[300];
     fake_mode mode;
     pthread_t thread;
-    _Atomic int requests;   /* Sign requests received (probes not counted) */
+    _Atomic int requests; /* Sign requests received (probes not counted) */
 } fake_server;
 
 static char tmpdir[] = "/tmp/lurk-test-client-XXXXXX";
@@ -364,8 +364,9 @@ static void test_free_with_call_outstanding(void **state)
     assert_true(now_ms() - t < 1000);
     assert_int_equal(done, 1);
     assert_true(lurk_pending_done(p));
-    assert_int_equal(lurk_pending_finish(p, LURK__V1__RESPONSE__RESULT_SIGN, &resp, err,
-                                         sizeof(err)), LURK_CALL_TRANSPORT);
+    assert_int_equal(
+        lurk_pending_finish(p, LURK__V1__RESPONSE__RESULT_SIGN, &resp, err, sizeof(err)),
+        LURK_CALL_TRANSPORT);
     assert_null(resp);
     assert_non_null(strstr(err, "shut down"));
     fake_stop(&f[0]);

@@ -118,14 +118,18 @@ static void test_refused(void **state)
         size_t offset;
         const char *value, *says;
     } bad[] = {
-        { offsetof(lurk_edge_text, timeout_ms), "5s", "timeout_ms = \"5s\": give milliseconds, 10 to 600000" },
+        { offsetof(lurk_edge_text, timeout_ms), "5s",
+          "timeout_ms = \"5s\": give milliseconds, 10 to 600000" },
         { offsetof(lurk_edge_text, timeout_ms), "9", "timeout_ms = \"9\"" },
         { offsetof(lurk_edge_text, timeout_ms), "600001", "timeout_ms = \"600001\"" },
         { offsetof(lurk_edge_text, attempt_timeout_ms), "", "attempt_timeout_ms = \"\"" },
-        { offsetof(lurk_edge_text, keepalive_ms), "-1", "keepalive_ms = \"-1\": give milliseconds, 0 to 3600000" },
-        { offsetof(lurk_edge_text, verify_signatures), "maybe", "verify_signatures = \"maybe\": give yes or no" },
+        { offsetof(lurk_edge_text, keepalive_ms), "-1",
+          "keepalive_ms = \"-1\": give milliseconds, 0 to 3600000" },
+        { offsetof(lurk_edge_text, verify_signatures), "maybe",
+          "verify_signatures = \"maybe\": give yes or no" },
         { offsetof(lurk_edge_text, allow_insecure), "2", "allow_insecure = \"2\": give yes or no" },
-        { offsetof(lurk_edge_text, servers), "https://a.example", "servers: \"https://a.example\" is not a LURK URL" },
+        { offsetof(lurk_edge_text, servers), "https://a.example",
+          "servers: \"https://a.example\" is not a LURK URL" },
         { offsetof(lurk_edge_text, servers), " , ", "servers: no URL given" },
     };
 
@@ -147,10 +151,8 @@ static void test_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bool),
-        cmocka_unit_test(test_fields),
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_bool),     cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_defaults), cmocka_unit_test(test_values),
         cmocka_unit_test(test_refused),
     };
 

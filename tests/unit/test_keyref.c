@@ -144,11 +144,11 @@ static void der_int(der_buf *d, int v)
 typedef struct {
     int version;
     const char *key_id;
-    size_t key_id_len;       /* 0: strlen */
+    size_t key_id_len; /* 0: strlen */
     int type;
     const unsigned char *spki;
     size_t spki_len;
-    const char *servers;     /* NULL: absent */
+    const char *servers; /* NULL: absent */
 } ref_fields;
 
 static blob build(const ref_fields *f)
@@ -184,8 +184,10 @@ static ref_fields good_with(int type, const blob *s)
 static ref_fields good(int type)
 {
     ref_fields f = { 1, "web-rsa.2024_a", 0, type, NULL, 0, NULL };
-    const blob *s = type == T_RSA ? &spki.rsa : type == T_EC ? &spki.ec
-                    : type == T_RSA_PSS ? &spki.pss : &spki.ed25519;
+    const blob *s = type == T_RSA ? &spki.rsa
+        : type == T_EC            ? &spki.ec
+        : type == T_RSA_PSS       ? &spki.pss
+                                  : &spki.ed25519;
 
     f.spki = s->der;
     f.spki_len = s->len;
@@ -450,7 +452,13 @@ static void test_wrong_version(void **state)
 
 static void test_bad_key_id(void **state)
 {
-    static const char *bad[] = { "", "-rsa", ".rsa", "../rsa", "rsa key", "rsa/1", "r\xc3\xa9sa",
+    static const char *bad[] = { "",
+                                 "-rsa",
+                                 ".rsa",
+                                 "../rsa",
+                                 "rsa key",
+                                 "rsa/1",
+                                 "r\xc3\xa9sa",
                                  "0123456789012345678901234567890123456789012345678901234567890123"
                                  "4" /* 65 */ };
     ref_fields f = good(T_RSA);

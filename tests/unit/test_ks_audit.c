@@ -49,9 +49,9 @@ static void test_format_ok(void **state)
     n = ks_audit_format(line, sizeof(line), &r);
     assert_int_equal(n, strlen(line));
     assert_string_equal(line,
-        "ts=2023-11-14T22:13:20.123456Z group=cdn1 peer=127.0.0.1:40512 conn=7 "
-        "id=0000000000abcdef op=sign key=www scheme=rsa_pss_rsae_sha256 result=OK "
-        "latency_us=1234 epoch=0123456789abcdef\n");
+                        "ts=2023-11-14T22:13:20.123456Z group=cdn1 peer=127.0.0.1:40512 conn=7 "
+                        "id=0000000000abcdef op=sign key=www scheme=rsa_pss_rsae_sha256 result=OK "
+                        "latency_us=1234 epoch=0123456789abcdef\n");
 }
 
 static void test_format_refusal_quotes(void **state)
@@ -67,8 +67,9 @@ static void test_format_refusal_quotes(void **state)
     r.detail = "a \"quoted\" word\nand a newline\\";
     ks_audit_format(line, sizeof(line), &r);
     assert_non_null(strstr(line, " key=- scheme=- result=NOT_PERMITTED "));
-    assert_non_null(strstr(line, " reason=replay detail=\"a \\\"quoted\\\" word\\x0aand a "
-                                 "newline\\\\\"\n"));
+    assert_non_null(strstr(line,
+                           " reason=replay detail=\"a \\\"quoted\\\" word\\x0aand a "
+                           "newline\\\\\"\n"));
     assert_int_equal(strchr(line, '\n') - line, (long)strlen(line) - 1); /* one line */
 }
 
@@ -101,9 +102,9 @@ static void test_file_and_reopen(void **state)
     assert_int_equal(ks_audit_open(path, &a, err, sizeof(err)), 0);
     ks_audit_write(a, &r);
     assert_int_equal(rename(path, rotated), 0);
-    ks_audit_write(a, &r);                 /* still into the renamed file */
+    ks_audit_write(a, &r); /* still into the renamed file */
     assert_int_equal(ks_audit_reopen(a, err, sizeof(err)), 0);
-    ks_audit_write(a, &r);                 /* into a new file */
+    ks_audit_write(a, &r); /* into a new file */
     ks_audit_stats(a, &written, &failed);
     assert_int_equal(written, 3);
     assert_int_equal(failed, 0);
@@ -207,7 +208,7 @@ static void test_batched_until_flush(void **state)
     assert_int_equal(written, 1010);
     assert_int_equal(failed, 0);
     ks_audit_write(a, &r);
-    ks_audit_close(a);                   /* flushes too */
+    ks_audit_close(a); /* flushes too */
     assert_non_null(buf = slurp(path, &len));
     assert_int_equal(count_whole_lines(buf, len), 1011);
     free(buf);
@@ -364,13 +365,16 @@ static void test_metrics_render(void **state)
     assert_non_null(text);
     assert_int_equal(len, strlen(text));
     assert_non_null(strstr(text, "# TYPE lurk_keyserver_requests_total counter\n"));
-    assert_non_null(strstr(text, "lurk_keyserver_requests_total{op=\"sign\",key=\"www\","
-                                 "group=\"cdn1\",result=\"OK\"} 2\n"));
+    assert_non_null(strstr(text,
+                           "lurk_keyserver_requests_total{op=\"sign\",key=\"www\","
+                           "group=\"cdn1\",result=\"OK\"} 2\n"));
     assert_non_null(strstr(text, "lurk_keyserver_refusals_total{reason=\"not_permitted\"} 1\n"));
-    assert_non_null(strstr(text, "lurk_keyserver_request_duration_seconds_bucket{op=\"sign\","
-                                 "le=\"0.001\"} 2\n"));
-    assert_non_null(strstr(text, "lurk_keyserver_request_duration_seconds_bucket{op=\"sign\","
-                                 "le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(text,
+                           "lurk_keyserver_request_duration_seconds_bucket{op=\"sign\","
+                           "le=\"0.001\"} 2\n"));
+    assert_non_null(strstr(text,
+                           "lurk_keyserver_request_duration_seconds_bucket{op=\"sign\","
+                           "le=\"+Inf\"} 3\n"));
     assert_non_null(strstr(text, "lurk_keyserver_request_duration_seconds_count{op=\"sign\"} 3\n"));
     assert_non_null(strstr(text, "lurk_keyserver_in_flight 3\n"));
     assert_non_null(strstr(text, "lurk_keyserver_keys 4\n"));

@@ -17,8 +17,8 @@
 #include "ks_config.h"
 #include "ks_log.h"
 
-#define TLS_SETTINGS \
-    "tls_cert = keyserver.crt\n" \
+#define TLS_SETTINGS                              \
+    "tls_cert = keyserver.crt\n"                  \
     "tls_key = /etc/lurk/private/keyserver.key\n" \
     "client_ca = edge-ca.pem\n"
 
@@ -27,8 +27,8 @@ static ks_config *parse_ok(const char *text)
     ks_config *cfg = NULL;
     char err[512] = "";
 
-    if (ks_config_parse_text(text, strlen(text), "test.conf", "/etc/lurk", &cfg, err,
-                             sizeof(err)) != 0) {
+    if (ks_config_parse_text(text, strlen(text), "test.conf", "/etc/lurk", &cfg, err, sizeof(err))
+        != 0) {
         print_error("unexpected refusal: %s\n", err);
         fail();
     }
@@ -42,8 +42,9 @@ static void parse_refused(const char *text, const char *needle)
     ks_config *cfg = NULL;
     char err[512] = "";
 
-    assert_int_equal(ks_config_parse_text(text, strlen(text), "test.conf", "/etc/lurk", &cfg,
-                                          err, sizeof(err)), -1);
+    assert_int_equal(
+        ks_config_parse_text(text, strlen(text), "test.conf", "/etc/lurk", &cfg, err, sizeof(err)),
+        -1);
     assert_null(cfg);
     if (strstr(err, needle) == NULL) {
         print_error("message \"%s\" lacks \"%s\"\n", err, needle);
@@ -60,8 +61,7 @@ static void test_valid(void **state)
     (void)state;
     cfg = parse_ok("# a comment\n"
                    "[keyserver]\n"
-                   "listen = tls+tcp://127.0.0.1:7443, ipc:///run/lurk/ks.sock\n"
-                   TLS_SETTINGS
+                   "listen = tls+tcp://127.0.0.1:7443, ipc:///run/lurk/ks.sock\n" TLS_SETTINGS
                    "client_crl = crl/edges.pem\n"
                    "server_id = ks-1\n"
                    "\n"
@@ -167,9 +167,11 @@ static void test_policy_knobs(void **state)
     ks_config_free(cfg);
 
     parse_refused("[keyserver]\nlisten = ipc:///tmp/ks.sock\nrsa_decrypt = maybe\n"
-                  "[keys]\nk = k.pem\n", ":3: rsa_decrypt: \"maybe\" is not yes or no");
+                  "[keys]\nk = k.pem\n",
+                  ":3: rsa_decrypt: \"maybe\" is not yes or no");
     parse_refused("[keyserver]\nlisten = ipc:///tmp/ks.sock\nlegacy_hashes = sha1\n"
-                  "[keys]\nk = k.pem\n", ":3: legacy_hashes: \"sha1\" is not yes or no");
+                  "[keys]\nk = k.pem\n",
+                  ":3: legacy_hashes: \"sha1\" is not yes or no");
 }
 
 static void test_keys_section_name(void **state)
@@ -216,7 +218,8 @@ static void test_refuse_tcp_without_insecure(void **state)
     parse_refused("[keyserver]\nlisten = tcp://127.0.0.1:7000\n[keys]\nk = k.pem\n",
                   "listen: \"tcp://127.0.0.1:7000\" is cleartext");
     parse_refused("[keyserver]\nlisten = tcp://127.0.0.1:7000\nallow_insecure = no\n"
-                  "[keys]\nk = k.pem\n", "allow_insecure = yes");
+                  "[keys]\nk = k.pem\n",
+                  "allow_insecure = yes");
 }
 
 static void test_refuse_missing_tls_files(void **state)
@@ -246,7 +249,8 @@ static void test_refuse_duplicate_key_id(void **state)
                   "duplicate key id \"rsa\"");
     /* The section::name form reaches the same section. */
     parse_refused("keys::rsa = x.pem\n[keyserver]\nlisten = ipc:///tmp/ks.sock\n"
-                  "[keys]\nrsa = a.pem\n", "duplicate key id \"rsa\"");
+                  "[keys]\nrsa = a.pem\n",
+                  "duplicate key id \"rsa\"");
 }
 
 static void test_refuse_duplicate_setting(void **state)
@@ -291,7 +295,8 @@ static void test_refuse_structure(void **state)
     parse_refused("listen = ipc:///tmp/ks.sock\n[keyserver]\nworkers = 2\n[keys]\nk = k.pem\n",
                   "listen: required");
     parse_refused("[keyserver]\nlisten = ipc:///tmp/ks.sock\n.include /etc/other.cnf\n"
-                  "[keys]\nk = k.pem\n", ":3: .include is not supported");
+                  "[keys]\nk = k.pem\n",
+                  ":3: .include is not supported");
     parse_refused("[keyserver\nlisten = ipc:///tmp/ks.sock\n", "test.conf:1: ");
     parse_refused("[keyserver]\nlisten = ipc:///tmp/ks.sock\nworkers = many\n[keys]\nk = k.pem\n",
                   ":3: workers: \"many\" is not a number");

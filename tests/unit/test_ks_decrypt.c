@@ -28,7 +28,7 @@
 #include "ks_ops.h"
 #include "ks_replay.h"
 
-#define ST(x) LURK__V1__STATUS__STATUS_##x
+#define ST(x)     LURK__V1__STATUS__STATUS_##x
 #define WINDOW_US (60u * 1000000u)
 
 typedef struct {
@@ -36,15 +36,15 @@ typedef struct {
     ks_config *cfg;
     ks_keyring *kr;
     ks_ops *ops;
-    EVP_PKEY *pub;          /* the RSA key, to encrypt premasters with */
+    EVP_PKEY *pub; /* the RSA key, to encrypt premasters with */
     ks_replay *replay;
     uint64_t now;
 } fixture;
 
 /* The daemon's replay gate without its clocks, locks, limits and logs. */
-static Lurk__V1__Status replay_gate(void *arg, const Lurk__V1__Request *req,
-                                    const ks_key *key, const char **reason, char *detail,
-                                    size_t detail_len, int *answer_random)
+static Lurk__V1__Status replay_gate(void *arg, const Lurk__V1__Request *req, const ks_key *key,
+                                    const char **reason, char *detail, size_t detail_len,
+                                    int *answer_random)
 {
     fixture *f = arg;
     int decrypt = req->op_case == LURK__V1__REQUEST__OP_DECRYPT;
@@ -59,8 +59,7 @@ static Lurk__V1__Status replay_gate(void *arg, const Lurk__V1__Request *req,
     digest[0] ^= (uint8_t)decrypt;
     v = ks_replay_check(f->replay, digest, 1, req->id, f->now++, WINDOW_US);
     switch (ks_replay_action_of(v, decrypt ? KS_REPLAY_OP_DECRYPT : KS_REPLAY_OP_SIGN)) {
-    case KS_REPLAY_ANSWER:
-        return ST(OK);
+    case KS_REPLAY_ANSWER: return ST(OK);
     case KS_REPLAY_ANSWER_RANDOM:
         *answer_random = v == KS_REPLAY_REPLAY ? KS_OPS_RANDOM_WARN : KS_OPS_RANDOM_QUIET;
         *reason = v == KS_REPLAY_REPLAY ? "replay" : "replay_cache_full";
@@ -98,11 +97,11 @@ static int setup(void **state)
     PEM_write_PrivateKey(fp, pk, NULL, NULL, 0, NULL, NULL);
     fclose(fp);
     f->pub = pk;
-    snprintf(text, sizeof(text), "[keyserver]\nlisten = tls+tcp://127.0.0.1:1\n"
+    snprintf(text, sizeof(text),
+             "[keyserver]\nlisten = tls+tcp://127.0.0.1:1\n"
              "tls_cert = a\ntls_key = b\nclient_ca = c\nrsa_decrypt = yes\n"
              "[keys]\nrsa = rsa.pem\n");
-    if (ks_config_parse_text(text, strlen(text), "t.cnf", f->dir, &f->cfg, err,
-                             sizeof(err)) != 0
+    if (ks_config_parse_text(text, strlen(text), "t.cnf", f->dir, &f->cfg, err, sizeof(err)) != 0
         || ks_keys_load(f->cfg, &f->kr, err, sizeof(err)) != 0
         || (f->ops = ks_ops_new(f->kr, &f->cfg->policy, "ks-test")) == NULL) {
         print_error("%s\n", err);
@@ -343,10 +342,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_gets_random_premaster, setup_test,
                                         teardown_test),
         cmocka_unit_test_setup_teardown(test_bad_padding, setup_test, teardown_test),
-        cmocka_unit_test_setup_teardown(test_out_of_range_stays_refused, setup_test,
-                                        teardown_test),
-        cmocka_unit_test_setup_teardown(test_sign_replay_still_refused, setup_test,
-                                        teardown_test),
+        cmocka_unit_test_setup_teardown(test_out_of_range_stays_refused, setup_test, teardown_test),
+        cmocka_unit_test_setup_teardown(test_sign_replay_still_refused, setup_test, teardown_test),
         cmocka_unit_test_setup_teardown(test_full_cache, setup_test, teardown_test),
     };
     ks_log_set_level(KS_LOG_ERROR);

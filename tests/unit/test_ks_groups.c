@@ -26,8 +26,8 @@ static ks_config *parse(const char *text)
     ks_config *cfg = NULL;
     char err[512];
 
-    if (ks_config_parse_text(text, strlen(text), "t.cnf", "/etc/lurk", &cfg, err,
-                             sizeof(err)) != 0) {
+    if (ks_config_parse_text(text, strlen(text), "t.cnf", "/etc/lurk", &cfg, err, sizeof(err))
+        != 0) {
         print_error("unexpected refusal: %s\n", err);
         fail();
     }
@@ -39,8 +39,8 @@ static void refuse(const char *text, const char *expect)
     ks_config *cfg = NULL;
     char err[512] = "";
 
-    assert_int_equal(ks_config_parse_text(text, strlen(text), "t.cnf", "/etc/lurk", &cfg, err,
-                                          sizeof(err)), -1);
+    assert_int_equal(
+        ks_config_parse_text(text, strlen(text), "t.cnf", "/etc/lurk", &cfg, err, sizeof(err)), -1);
     assert_null(cfg);
     if (strstr(err, expect) == NULL) {
         print_error("error \"%s\" lacks \"%s\"\n", err, expect);
@@ -83,14 +83,14 @@ static void test_single_form_is_one_group(void **state)
 static void test_edge_groups(void **state)
 {
     ks_config *cfg = parse(MAIN "audit_log = /var/log/lurk/audit.log\n"
-                           "metrics_listen = http://127.0.0.1:9464\nkey_rate = 100\n"
-                           "replay_window = 30\nmax_inflight = 7\nmax_connections = 9\n"
-                           "[edge.cdn1]\nlisten = tls+tcp://0.0.0.0:7443\n"
-                           "client_ca = cdn1-ca.pem\nclient_crl = cdn1.crl\n"
-                           "keys = www api\nrate = 10\nburst = 20\n"
-                           "[edge.partner_2]\nlisten = tls+tcp://0.0.0.0:7444 ipc:///run/x\n"
-                           "client_ca = p2-ca.pem\nkeys = *\n"
-                           KEYS "[key_limits]\nwww = 5 9\napi = 3\n");
+                                "metrics_listen = http://127.0.0.1:9464\nkey_rate = 100\n"
+                                "replay_window = 30\nmax_inflight = 7\nmax_connections = 9\n"
+                                "[edge.cdn1]\nlisten = tls+tcp://0.0.0.0:7443\n"
+                                "client_ca = cdn1-ca.pem\nclient_crl = cdn1.crl\n"
+                                "keys = www api\nrate = 10\nburst = 20\n"
+                                "[edge.partner_2]\nlisten = tls+tcp://0.0.0.0:7444 ipc:///run/x\n"
+                                "client_ca = p2-ca.pem\nkeys = *\n" KEYS
+                                "[key_limits]\nwww = 5 9\napi = 3\n");
 
     (void)state;
     assert_int_equal(cfg->n_groups, 2);
@@ -127,7 +127,8 @@ static void test_edge_group_refusals(void **state)
 {
     (void)state;
     refuse(MAIN "listen = tls+tcp://a:1\n[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\n"
-           "keys = www\n" KEYS, "with [edge.*] sections, set it in each");
+                "keys = www\n" KEYS,
+           "with [edge.*] sections, set it in each");
     refuse(MAIN "[edge.x]\nclient_ca = c\nkeys = www\n" KEYS, "[edge.x]: listen: required");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nkeys = www\n" KEYS, "client_ca: required");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\n" KEYS, "keys: required");
@@ -136,18 +137,17 @@ static void test_edge_group_refusals(void **state)
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www www\n" KEYS,
            "listed twice");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\n"
-           "[edge.y]\nlisten = tls+tcp://b:1\nclient_ca = d\nkeys = api\n" KEYS,
+                "[edge.y]\nlisten = tls+tcp://b:1\nclient_ca = d\nkeys = api\n" KEYS,
            "already a listener of another group");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\nrate = -1\n" KEYS,
            "rate: \"-1\"");
-    refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\nkeys = api\n"
-           KEYS, "set twice in [edge.x]");
+    refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\nkeys = api\n" KEYS,
+           "set twice in [edge.x]");
     refuse("[keyserver]\nlisten = ipc:///x\n[edge.x]\nlisten = ipc:///y\nkeys = www\n" KEYS,
            "with [edge.*] sections");
     refuse("[keyserver]\n[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\n" KEYS,
            "tls_cert: required");
-    refuse("[keyserver]\nlisten = ipc:///x\nmetrics_listen = 127.0.0.1:9\n" KEYS,
-           "metrics_listen");
+    refuse("[keyserver]\nlisten = ipc:///x\nmetrics_listen = 127.0.0.1:9\n" KEYS, "metrics_listen");
     refuse("[keyserver]\nlisten = ipc:///x\nmax_message = 10\n" KEYS, "max_message");
     refuse("[keyserver]\nlisten = ipc:///x\nreplay_cache = 1\n" KEYS, "replay_cache");
     refuse("[keyserver]\nlisten = ipc:///x\n" KEYS "[key_limits]\nnope = 1\n", "no key \"nope\"");
@@ -185,11 +185,11 @@ static int setup_keys(void **state)
         fclose(fp);
         EVP_PKEY_free(pk);
     }
-    snprintf(text, sizeof(text), "[keyserver]\ntls_cert = a\ntls_key = b\n"
+    snprintf(text, sizeof(text),
+             "[keyserver]\ntls_cert = a\ntls_key = b\n"
              "[edge.cdn1]\nlisten = tls+tcp://127.0.0.1:1\nclient_ca = c\nkeys = www\n"
              "[keys]\nwww = www.pem\napi = api.pem\n");
-    if (ks_config_parse_text(text, strlen(text), "t.cnf", f->dir, &f->cfg, err,
-                             sizeof(err)) != 0
+    if (ks_config_parse_text(text, strlen(text), "t.cnf", f->dir, &f->cfg, err, sizeof(err)) != 0
         || ks_keys_load(f->cfg, &f->kr, err, sizeof(err)) != 0
         || (f->ops = ks_ops_new(f->kr, &f->cfg->policy, "ks-test")) == NULL) {
         print_error("%s\n", err);

@@ -21,7 +21,7 @@ static void test_bucket_burst_then_rate(void **state)
     ks_bucket_init(&b, 10, 5, 1000);
     for (int i = 0; i < 20; i++)
         ok += ks_bucket_take(&b, 1000);
-    assert_int_equal(ok, 5);                      /* the burst, at once */
+    assert_int_equal(ok, 5);                        /* the burst, at once */
     assert_false(ks_bucket_take(&b, 1000 + 99999)); /* 0.099 s: not yet a token */
     assert_true(ks_bucket_take(&b, 1000 + 100000)); /* 0.1 s at 10/s: one token */
     assert_false(ks_bucket_take(&b, 1000 + 100000));
@@ -58,16 +58,16 @@ static void test_bucket_refill_timing(void **state)
 
     (void)state;
     ks_bucket_init(&b, 3, 1, t0);
-    assert_true(ks_bucket_take(&b, t0));            /* the burst of 1 */
-    assert_false(ks_bucket_take(&b, t0 + 100000));  /* 0.3 token */
-    assert_false(ks_bucket_take(&b, t0 + 200000));  /* 0.6: refused takes keep the credit */
-    assert_false(ks_bucket_take(&b, t0 + 333333));  /* 0.999999 */
-    assert_true(ks_bucket_take(&b, t0 + 333334));   /* 1.000002: due */
+    assert_true(ks_bucket_take(&b, t0));           /* the burst of 1 */
+    assert_false(ks_bucket_take(&b, t0 + 100000)); /* 0.3 token */
+    assert_false(ks_bucket_take(&b, t0 + 200000)); /* 0.6: refused takes keep the credit */
+    assert_false(ks_bucket_take(&b, t0 + 333333)); /* 0.999999 */
+    assert_true(ks_bucket_take(&b, t0 + 333334));  /* 1.000002: due */
     assert_false(ks_bucket_take(&b, t0 + 333334));
     /* The bucket holds at most its burst (1 token): the 2 micro-tokens
      * over it were not kept, so the next one is due 1/3 s after that take. */
-    assert_false(ks_bucket_take(&b, t0 + 666667));  /* 0.999999 */
-    assert_true(ks_bucket_take(&b, t0 + 666668));   /* 1.000002 */
+    assert_false(ks_bucket_take(&b, t0 + 666667)); /* 0.999999 */
+    assert_true(ks_bucket_take(&b, t0 + 666668));  /* 1.000002 */
     /* it_ops' flood, on a known clock: 41 requests 25 ms apart (1 s) from
      * a full bucket (rate 5, burst 5): the burst, then one per 0.2 s. */
     int ok = 0;
@@ -86,7 +86,7 @@ static void test_bucket_unlimited_and_defaults(void **state)
     ks_bucket_init(&b, 0, 0, 0);
     for (int i = 0; i < 100000; i++)
         assert_true(ks_bucket_take(&b, 0));
-    ks_bucket_init(&b, 3, 0, 0);                  /* burst 0: the rate */
+    ks_bucket_init(&b, 3, 0, 0); /* burst 0: the rate */
     assert_int_equal(b.burst, 3);
     ks_bucket_init(&b, KS_LIMITS_MAX_RATE * 4u, 0, 0);
     assert_int_equal(b.rate, KS_LIMITS_MAX_RATE);
@@ -99,7 +99,7 @@ static void test_bucket_clock_backwards_and_idle(void **state)
     (void)state;
     ks_bucket_init(&b, 1, 1, 10 * SEC);
     assert_true(ks_bucket_take(&b, 10 * SEC));
-    assert_false(ks_bucket_take(&b, 5 * SEC));    /* earlier time: no refill */
+    assert_false(ks_bucket_take(&b, 5 * SEC)); /* earlier time: no refill */
     /* A year idle refills to the burst only, without overflow. */
     assert_true(ks_bucket_take(&b, 10 * SEC + 365ull * 86400 * SEC));
     assert_false(ks_bucket_take(&b, 10 * SEC + 365ull * 86400 * SEC));

@@ -125,8 +125,7 @@ static void test_action_table(void **state)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         ks_replay_action got = ks_replay_action_of(rows[i].v, rows[i].op);
         if (got != rows[i].want) {
-            print_error("row %zu (%s, %s): got %d, want %d\n", i,
-                        ks_replay_verdict_name(rows[i].v),
+            print_error("row %zu (%s, %s): got %d, want %d\n", i, ks_replay_verdict_name(rows[i].v),
                         rows[i].op == KS_REPLAY_OP_SIGN ? "sign" : "decrypt", (int)got,
                         (int)rows[i].want);
             fail();
@@ -142,16 +141,20 @@ static void test_decrypt_two_ids(void **state)
 
     (void)state;
     digest_of(5, ct);
-    assert_int_equal(ks_replay_action_of(ks_replay_check(r, ct, 1, 500, 0, 60 * SEC),
-                                         KS_REPLAY_OP_DECRYPT), KS_REPLAY_ANSWER);
-    assert_int_equal(ks_replay_action_of(ks_replay_check(r, ct, 1, 501, 1, 60 * SEC),
-                                         KS_REPLAY_OP_DECRYPT), KS_REPLAY_ANSWER_RANDOM);
+    assert_int_equal(
+        ks_replay_action_of(ks_replay_check(r, ct, 1, 500, 0, 60 * SEC), KS_REPLAY_OP_DECRYPT),
+        KS_REPLAY_ANSWER);
+    assert_int_equal(
+        ks_replay_action_of(ks_replay_check(r, ct, 1, 501, 1, 60 * SEC), KS_REPLAY_OP_DECRYPT),
+        KS_REPLAY_ANSWER_RANDOM);
     /* The first request again (an nng resend): decrypted again. */
-    assert_int_equal(ks_replay_action_of(ks_replay_check(r, ct, 1, 500, 2, 60 * SEC),
-                                         KS_REPLAY_OP_DECRYPT), KS_REPLAY_ANSWER);
+    assert_int_equal(
+        ks_replay_action_of(ks_replay_check(r, ct, 1, 500, 2, 60 * SEC), KS_REPLAY_OP_DECRYPT),
+        KS_REPLAY_ANSWER);
     /* The replay left no entry of its own: its retry is a replay too. */
-    assert_int_equal(ks_replay_action_of(ks_replay_check(r, ct, 1, 501, 3, 60 * SEC),
-                                         KS_REPLAY_OP_DECRYPT), KS_REPLAY_ANSWER_RANDOM);
+    assert_int_equal(
+        ks_replay_action_of(ks_replay_check(r, ct, 1, 501, 3, 60 * SEC), KS_REPLAY_OP_DECRYPT),
+        KS_REPLAY_ANSWER_RANDOM);
     assert_int_equal(ks_replay_count(r, 3), 1);
     ks_replay_free(r);
 }
@@ -194,12 +197,9 @@ static void test_churn_against_model(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fresh_retry_replay),
-        cmocka_unit_test(test_window_off),
-        cmocka_unit_test(test_full_fails_closed),
-        cmocka_unit_test(test_bad_sizes),
-        cmocka_unit_test(test_churn_against_model),
-        cmocka_unit_test(test_action_table),
+        cmocka_unit_test(test_fresh_retry_replay),  cmocka_unit_test(test_window_off),
+        cmocka_unit_test(test_full_fails_closed),   cmocka_unit_test(test_bad_sizes),
+        cmocka_unit_test(test_churn_against_model), cmocka_unit_test(test_action_table),
         cmocka_unit_test(test_decrypt_two_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

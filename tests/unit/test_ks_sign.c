@@ -90,11 +90,11 @@ static void ring_load(ring *r, const char *const *ids, size_t n)
     char text[4096], err[512];
     size_t used;
 
-    used = (size_t)snprintf(text, sizeof(text), "[keyserver]\nlisten = tls+tcp://127.0.0.1:1\n"
+    used = (size_t)snprintf(text, sizeof(text),
+                            "[keyserver]\nlisten = tls+tcp://127.0.0.1:1\n"
                             "tls_cert = a\ntls_key = b\nclient_ca = c\n[keys]\n");
     for (size_t i = 0; i < n; i++)
-        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s = %s.pem\n", ids[i],
-                                 ids[i]);
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s = %s.pem\n", ids[i], ids[i]);
     memset(r, 0, sizeof(*r));
     if (ks_config_parse_text(text, strlen(text), "t.cnf", dir, &r->cfg, err, sizeof(err)) != 0
         || ks_keys_load(r->cfg, &r->kr, err, sizeof(err)) != 0
@@ -147,8 +147,8 @@ static int verify(EVP_PKEY *pk, const lurk_scheme *s, const uint8_t *tbs, size_t
     ok = m != NULL && EVP_DigestVerifyInit_ex(m, &pc, s->md, NULL, NULL, pk, NULL) == 1;
     if (ok && s->padding == LURK_PAD_PSS)
         ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0
-             && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) > 0
-             && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, s->md, NULL) > 0;
+            && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) > 0
+            && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, s->md, NULL) > 0;
     else if (ok && s->padding == LURK_PAD_PKCS1)
         ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) > 0;
     ok = ok && EVP_DigestVerify(m, sig, sig_len, tbs, len) == 1;
@@ -163,8 +163,8 @@ static int verify(EVP_PKEY *pk, const lurk_scheme *s, const uint8_t *tbs, size_t
  * 1 signed and verified, 0 refused by the policy, -1 wrong (why says how).
  * No cmocka assertion here: threads call it.
  */
-static int try_sign(const ks_ops *ops, const char *id, uint32_t code, uint32_t fill,
-                    EVP_PKEY *pk, char *why, size_t why_len)
+static int try_sign(const ks_ops *ops, const char *id, uint32_t code, uint32_t fill, EVP_PKEY *pk,
+                    char *why, size_t why_len)
 {
     const lurk_scheme *s = lurk_scheme_find(code);
     Lurk__V1__Request req;
@@ -190,7 +190,7 @@ static int try_sign(const ks_ops *ops, const char *id, uint32_t code, uint32_t f
             snprintf(why, why_len, "%s %s: an error was left in the queue", id, s->name);
             rv = -1;
         } else if (ans.resp.status == LURK__V1__STATUS__STATUS_NOT_TLS_CONTEXT
-            || ans.resp.status == LURK__V1__STATUS__STATUS_UNSUPPORTED_SCHEME) {
+                   || ans.resp.status == LURK__V1__STATUS__STATUS_UNSUPPORTED_SCHEME) {
             rv = 0;
         } else if (ans.resp.status != LURK__V1__STATUS__STATUS_OK || ans.resp.sign == NULL) {
             snprintf(why, why_len, "%s %s: %s", id, s->name, ans.resp.detail);
@@ -207,8 +207,7 @@ static int try_sign(const ks_ops *ops, const char *id, uint32_t code, uint32_t f
     return rv;
 }
 
-static int sign_check(const ks_ops *ops, const char *id, uint32_t code, uint32_t fill,
-                      EVP_PKEY *pk)
+static int sign_check(const ks_ops *ops, const char *id, uint32_t code, uint32_t fill, EVP_PKEY *pk)
 {
     char why[512] = "";
     int rv = try_sign(ops, id, code, fill, pk, why, sizeof(why));
@@ -352,14 +351,14 @@ static void test_rsa_pss_keys(void **state)
     assert_int_equal(ks_keys_find(r.kr, "pss")->desc.type, LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS);
     assert_int_equal(sign_all_schemes(&r, "pss", 500), 3 * 3);
     assert_int_equal(sign_all_schemes(&r, "pss384", 600), 3);
-    assert_int_equal(sign_check(r.ops, "pss384", LURK_SCHEME_RSA_PSS_PSS_SHA384, 7,
-                                key_of(&r, "pss384")), 1);
-    assert_int_equal(sign_check(r.ops, "pss384", LURK_SCHEME_RSA_PSS_PSS_SHA256, 7,
-                                key_of(&r, "pss384")), 0);
-    assert_int_equal(sign_check(r.ops, "pss", LURK_SCHEME_RSA_PSS_RSAE_SHA256, 7,
-                                key_of(&r, "pss")), 0);
-    assert_int_equal(sign_check(r.ops, "pss", LURK_SCHEME_RSA_PKCS1_SHA256, 7,
-                                key_of(&r, "pss")), 0);
+    assert_int_equal(
+        sign_check(r.ops, "pss384", LURK_SCHEME_RSA_PSS_PSS_SHA384, 7, key_of(&r, "pss384")), 1);
+    assert_int_equal(
+        sign_check(r.ops, "pss384", LURK_SCHEME_RSA_PSS_PSS_SHA256, 7, key_of(&r, "pss384")), 0);
+    assert_int_equal(
+        sign_check(r.ops, "pss", LURK_SCHEME_RSA_PSS_RSAE_SHA256, 7, key_of(&r, "pss")), 0);
+    assert_int_equal(sign_check(r.ops, "pss", LURK_SCHEME_RSA_PKCS1_SHA256, 7, key_of(&r, "pss")),
+                     0);
 
     ki = caps_key(&r, "pss", &ans);
     assert_int_equal(ki->type, LURK__V1__KEY_TYPE__KEY_TYPE_RSA_PSS);
@@ -411,9 +410,11 @@ static void test_more_pairs_than_slots(void **state)
     ring_load(&r, idp, 24);
     for (uint32_t round = 0; round < 3; round++)
         for (int i = 0; i < 24; i++)
-            assert_int_equal(sign_check(r.ops, ids[i], i % 3 == 0 ? LURK_SCHEME_ED25519
-                                        : LURK_SCHEME_ECDSA_SECP256R1_SHA256,
-                                        round * 100 + (uint32_t)i, key_of(&r, ids[i])), 1);
+            assert_int_equal(
+                sign_check(r.ops, ids[i],
+                           i % 3 == 0 ? LURK_SCHEME_ED25519 : LURK_SCHEME_ECDSA_SECP256R1_SHA256,
+                           round * 100 + (uint32_t)i, key_of(&r, ids[i])),
+                1);
     ring_free(&r);
 }
 
@@ -430,30 +431,33 @@ static void test_reload_uses_the_new_keys(void **state)
 
     (void)state;
     ring_load(&old, ids, 2);
-    assert_int_equal(sign_check(old.ops, "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256, 1,
-                                key_of(&old, "p256")), 1);
-    assert_int_equal(sign_check(old.ops, "ed25519", LURK_SCHEME_ED25519, 1,
-                                key_of(&old, "ed25519")), 1);
+    assert_int_equal(
+        sign_check(old.ops, "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256, 1, key_of(&old, "p256")),
+        1);
+    assert_int_equal(
+        sign_check(old.ops, "ed25519", LURK_SCHEME_ED25519, 1, key_of(&old, "ed25519")), 1);
     for (uint32_t gen = 0; gen < 4; gen++) {
         write_key("p256", "EC", "P-256");
         write_key("ed25519", "ED25519", NULL);
         ring_load(&cur, ids, 2);
-        assert_true(ks_keys_find(cur.kr, "p256")->serial
-                    != ks_keys_find(old.kr, "p256")->serial);
+        assert_true(ks_keys_find(cur.kr, "p256")->serial != ks_keys_find(old.kr, "p256")->serial);
         assert_true(ks_keys_find(cur.kr, "p256")->serial != 0);
         for (uint32_t i = 0; i < 2; i++) {
             assert_int_equal(sign_check(cur.ops, "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256,
-                                        gen * 10 + i, key_of(&cur, "p256")), 1);
+                                        gen * 10 + i, key_of(&cur, "p256")),
+                             1);
             assert_int_equal(sign_check(cur.ops, "ed25519", LURK_SCHEME_ED25519, gen * 10 + i,
-                                        key_of(&cur, "ed25519")), 1);
+                                        key_of(&cur, "ed25519")),
+                             1);
             /* The old table, still serving its last requests, keeps its keys. */
             assert_int_equal(sign_check(old.ops, "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256,
-                                        gen * 10 + i, key_of(&old, "p256")), 1);
+                                        gen * 10 + i, key_of(&old, "p256")),
+                             1);
         }
         ring_free(&old);
         old = cur;
-        assert_int_equal(sign_check(old.ops, "ed25519", LURK_SCHEME_ED25519, gen,
-                                    key_of(&old, "ed25519")), 1);
+        assert_int_equal(
+            sign_check(old.ops, "ed25519", LURK_SCHEME_ED25519, gen, key_of(&old, "ed25519")), 1);
     }
     ring_free(&old);
 }
@@ -473,23 +477,24 @@ static void test_copy_failure_falls_back(void **state)
     ring_load(&r, all_ids, 4);
     ks_ops_test_copy_fails = 1;
     for (uint32_t i = 0; i < 3; i++) {
-        assert_int_equal(sign_check(r.ops, "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256, i,
-                                    key_of(&r, "p256")), 1);
-        assert_int_equal(sign_check(r.ops, "ed25519", LURK_SCHEME_ED25519, i,
-                                    key_of(&r, "ed25519")), 1);
-        assert_int_equal(sign_check(r.ops, "rsa", LURK_SCHEME_RSA_PSS_RSAE_SHA256, i,
-                                    key_of(&r, "rsa")), 1);
+        assert_int_equal(
+            sign_check(r.ops, "p256", LURK_SCHEME_ECDSA_SECP256R1_SHA256, i, key_of(&r, "p256")),
+            1);
+        assert_int_equal(
+            sign_check(r.ops, "ed25519", LURK_SCHEME_ED25519, i, key_of(&r, "ed25519")), 1);
+        assert_int_equal(
+            sign_check(r.ops, "rsa", LURK_SCHEME_RSA_PSS_RSAE_SHA256, i, key_of(&r, "rsa")), 1);
     }
     ks_ops_test_copy_fails = 0;
     /* Templates made now, then the copies fail on a hit. */
-    assert_int_equal(sign_check(r.ops, "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, 1,
-                                key_of(&r, "p384")), 1);
+    assert_int_equal(
+        sign_check(r.ops, "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, 1, key_of(&r, "p384")), 1);
     ks_ops_test_copy_fails = 1;
-    assert_int_equal(sign_check(r.ops, "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, 2,
-                                key_of(&r, "p384")), 1);
+    assert_int_equal(
+        sign_check(r.ops, "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, 2, key_of(&r, "p384")), 1);
     ks_ops_test_copy_fails = 0;
-    assert_int_equal(sign_check(r.ops, "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, 3,
-                                key_of(&r, "p384")), 1);
+    assert_int_equal(
+        sign_check(r.ops, "p384", LURK_SCHEME_ECDSA_SECP384R1_SHA384, 3, key_of(&r, "p384")), 1);
     ring_free(&r);
 }
 
@@ -509,11 +514,12 @@ static void *signer(void *arg)
         size_t k = (t->seed + i) % 4;
         const char *id = all_ids[k];
         uint32_t code = k == 0 ? LURK_SCHEME_RSA_PSS_RSAE_SHA256
-                        : k == 1 ? LURK_SCHEME_ECDSA_SECP256R1_SHA256
-                        : k == 2 ? LURK_SCHEME_ECDSA_SECP384R1_SHA384 : LURK_SCHEME_ED25519;
+            : k == 1           ? LURK_SCHEME_ECDSA_SECP256R1_SHA256
+            : k == 2           ? LURK_SCHEME_ECDSA_SECP384R1_SHA384
+                               : LURK_SCHEME_ED25519;
 
-        if (try_sign(t->r->ops, id, code, t->seed * 1000 + i, t->pk[k], t->why,
-                     sizeof(t->why)) != 1)
+        if (try_sign(t->r->ops, id, code, t->seed * 1000 + i, t->pk[k], t->why, sizeof(t->why))
+            != 1)
             t->failures++;
     }
     /* Exit with the templates in place: the thread's destructor frees them. */

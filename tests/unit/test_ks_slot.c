@@ -13,16 +13,19 @@
 
 #include "ks_slot.h"
 
-#define CONN 7u
-#define NONE 0u
+#define CONN    7u
+#define NONE    0u
 #define INVALID KS_SLOT_A_INVALID
-#define A(x) KS_SLOT_A_##x
+#define A(x)    KS_SLOT_A_##x
 
 /* Four slots, max_inflight 4, per connection 2, through the workers. */
 static void set_new(ks_slot_set *set, unsigned int max_total, unsigned int max_conn, int inl)
 {
-    ks_slot_ev lim = { .type = KS_SLOT_EV_RELOAD, .gen = 1, .max_total = max_total,
-                       .max_conn = max_conn, .answer_inline = inl };
+    ks_slot_ev lim = { .type = KS_SLOT_EV_RELOAD,
+                       .gen = 1,
+                       .max_total = max_total,
+                       .max_conn = max_conn,
+                       .answer_inline = inl };
 
     assert_int_equal(ks_slot_init(set, 4, 4, &lim), 0);
 }
@@ -44,8 +47,9 @@ static ks_slot_ev ev_of(ks_slot_event type)
 
 static ks_slot_ev received(uint32_t conn, unsigned int inflight)
 {
-    ks_slot_ev ev = { .type = KS_SLOT_EV_RECEIVED, .conn = conn, .conn_known = 1,
-                      .conn_inflight = inflight };
+    ks_slot_ev ev = {
+        .type = KS_SLOT_EV_RECEIVED, .conn = conn, .conn_known = 1, .conn_inflight = inflight
+    };
 
     return ev;
 }
@@ -82,7 +86,10 @@ typedef struct {
     unsigned int acts;
 } row;
 
-#define EV(t) { .type = KS_SLOT_EV_##t }
+#define EV(t)                  \
+    {                          \
+        .type = KS_SLOT_EV_##t \
+    }
 #define S(x) KS_SLOT_##x
 
 static const row table[] = {
@@ -101,7 +108,9 @@ static const row table[] = {
     { S(IDLE), EV(CLOSE), S(IDLE), NONE },
     /* RECV */
     { S(RECV), EV(START), S(RECV), INVALID },
-    { S(RECV), { .type = KS_SLOT_EV_RECEIVED, .conn = CONN, .conn_known = 1 }, S(QUEUED),
+    { S(RECV),
+      { .type = KS_SLOT_EV_RECEIVED, .conn = CONN, .conn_known = 1 },
+      S(QUEUED),
       A(CONN_ENTER) | A(QUEUE) },
     { S(RECV), EV(RECV_ERROR), S(RECV), A(RECV) },
     { S(RECV), EV(RECV_CLOSED), S(IDLE), NONE },
@@ -115,7 +124,9 @@ static const row table[] = {
     { S(RECV), EV(CLOSE), S(RECV), NONE },
     /* QUEUED */
     { S(QUEUED), EV(START), S(QUEUED), INVALID },
-    { S(QUEUED), { .type = KS_SLOT_EV_RECEIVED, .conn = CONN, .conn_known = 1 }, S(QUEUED),
+    { S(QUEUED),
+      { .type = KS_SLOT_EV_RECEIVED, .conn = CONN, .conn_known = 1 },
+      S(QUEUED),
       INVALID },
     { S(QUEUED), EV(RECV_ERROR), S(QUEUED), INVALID },
     { S(QUEUED), EV(RECV_CLOSED), S(QUEUED), INVALID },
@@ -133,9 +144,13 @@ static const row table[] = {
     { S(WORK), EV(RECV_ERROR), S(WORK), INVALID },
     { S(WORK), EV(RECV_CLOSED), S(WORK), INVALID },
     { S(WORK), EV(TAKEN), S(WORK), INVALID },
-    { S(WORK), { .type = KS_SLOT_EV_WORKER_DONE, .has_reply = 1 }, S(SEND),
+    { S(WORK),
+      { .type = KS_SLOT_EV_WORKER_DONE, .has_reply = 1 },
+      S(SEND),
       A(CONN_LEAVE) | A(SEND) },
-    { S(WORK), { .type = KS_SLOT_EV_WORKER_DONE, .has_reply = 0 }, S(RECV),
+    { S(WORK),
+      { .type = KS_SLOT_EV_WORKER_DONE, .has_reply = 0 },
+      S(RECV),
       A(CONN_LEAVE) | A(NOTIFY) | A(RECV) },
     { S(WORK), EV(SENT), S(WORK), INVALID },
     { S(WORK), EV(SEND_FAILED), S(WORK), INVALID },
@@ -262,8 +277,8 @@ static void test_overload_per_connection(void **state)
     a = step(&set, 2, ev_of(KS_SLOT_EV_SENT));
     assert_int_equal(a.acts, A(NOTIFY) | A(RECV));
     /* Unknown connection: only the total applies, nothing counted on it. */
-    a = step(&set, 2, (ks_slot_ev){ .type = KS_SLOT_EV_RECEIVED, .conn = 99,
-                                    .conn_inflight = 1000 });
+    a = step(&set, 2,
+             (ks_slot_ev){ .type = KS_SLOT_EV_RECEIVED, .conn = 99, .conn_inflight = 1000 });
     assert_int_equal(a.acts, A(QUEUE));
     ks_slot_free(&set);
 }
@@ -336,8 +351,12 @@ static void test_reload_in_flight(void **state)
         put(&set, i, KS_SLOT_RECV);
     step(&set, 0, received(1, 0));
     step(&set, 1, received(2, 0));
-    a = step(&set, 0, (ks_slot_ev){ .type = KS_SLOT_EV_RELOAD, .gen = 2, .max_total = 1,
-                                    .max_conn = 1, .answer_inline = 1 });
+    a = step(&set, 0,
+             (ks_slot_ev){ .type = KS_SLOT_EV_RELOAD,
+                           .gen = 2,
+                           .max_total = 1,
+                           .max_conn = 1,
+                           .answer_inline = 1 });
     assert_int_equal(a.n, 2);
     assert_int_equal(set.gen, 2);
     /* Admitted before the reload: they carry on as they were. */

@@ -21,11 +21,11 @@
 
 #include "ks_policy.h"
 
-#define ST_OK          LURK__V1__STATUS__STATUS_OK
-#define ST_NOT_TLS     LURK__V1__STATUS__STATUS_NOT_TLS_CONTEXT
-#define ST_SCHEME      LURK__V1__STATUS__STATUS_UNSUPPORTED_SCHEME
-#define ST_PERMITTED   LURK__V1__STATUS__STATUS_NOT_PERMITTED
-#define ST_MALFORMED   LURK__V1__STATUS__STATUS_MALFORMED
+#define ST_OK        LURK__V1__STATUS__STATUS_OK
+#define ST_NOT_TLS   LURK__V1__STATUS__STATUS_NOT_TLS_CONTEXT
+#define ST_SCHEME    LURK__V1__STATUS__STATUS_UNSUPPORTED_SCHEME
+#define ST_PERMITTED LURK__V1__STATUS__STATUS_NOT_PERMITTED
+#define ST_MALFORMED LURK__V1__STATUS__STATUS_MALFORMED
 
 #define KT_RSA     LURK__V1__KEY_TYPE__KEY_TYPE_RSA
 #define KT_EC      LURK__V1__KEY_TYPE__KEY_TYPE_EC
@@ -108,8 +108,8 @@ static size_t build_tls13(uint8_t *out, const char *label, size_t hash_len)
     return n + hash_len;
 }
 
-static size_t build_ecdhe_raw(uint8_t *out, uint8_t curve_type, uint16_t group,
-                              size_t declared_len, const uint8_t *pt, size_t pt_len)
+static size_t build_ecdhe_raw(uint8_t *out, uint8_t curve_type, uint16_t group, size_t declared_len,
+                              const uint8_t *pt, size_t pt_len)
 {
     fill_randoms(out);
     out[64] = curve_type;
@@ -134,9 +134,8 @@ static size_t put_vec16(uint8_t *out, const uint8_t *v, size_t n)
     return 2 + n;
 }
 
-static size_t build_dhe_raw(uint8_t *out, const uint8_t *p, size_t plen,
-                            const uint8_t *g, size_t glen,
-                            const uint8_t *ys, size_t yslen)
+static size_t build_dhe_raw(uint8_t *out, const uint8_t *p, size_t plen, const uint8_t *g,
+                            size_t glen, const uint8_t *ys, size_t yslen)
 {
     size_t n = 64;
 
@@ -158,8 +157,8 @@ static void ec_share(const char *curve, uint8_t *out, size_t want)
     size_t n = 0;
 
     assert_non_null(pk);
-    assert_int_equal(EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY,
-                                                     out, want, &n), 1);
+    assert_int_equal(EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, out, want, &n),
+                     1);
     assert_int_equal(n, want);
     assert_int_equal(out[0], 0x04);
     EVP_PKEY_free(pk);
@@ -171,8 +170,7 @@ static void mont_share(uint8_t *out, size_t n)
     out[0] |= 1; /* never all zero */
 }
 
-static void bn_out(EVP_PKEY *pk, const char *name, uint8_t *out, size_t *len,
-                   size_t pad_to)
+static void bn_out(EVP_PKEY *pk, const char *name, uint8_t *out, size_t *len, size_t pad_to)
 {
     BIGNUM *bn = NULL;
 
@@ -220,9 +218,9 @@ static int setup_material(void **state)
 /* Assertions                                                         */
 /* ------------------------------------------------------------------ */
 
-static ks_verdict sign_at(int line, const ks_policy *pol, const ks_key_desc *key,
-                          uint32_t scheme, const uint8_t *tbs, size_t len,
-                          Lurk__V1__Status want, ks_ctx_kind want_kind)
+static ks_verdict sign_at(int line, const ks_policy *pol, const ks_key_desc *key, uint32_t scheme,
+                          const uint8_t *tbs, size_t len, Lurk__V1__Status want,
+                          ks_ctx_kind want_kind)
 {
     ks_verdict v = ks_policy_check_sign(pol, key, scheme, tbs, len);
 
@@ -232,10 +230,10 @@ static ks_verdict sign_at(int line, const ks_policy *pol, const ks_key_desc *key
     }
     if (v.status != want || (want == ST_OK && v.kind != want_kind)) {
         print_error("line %d: key %s/%s scheme 0x%04x len %zu: got %s (%s) kind %s,"
-                    " want %s kind %s\n", line, lurk_key_type_name(key->type),
-                    key->group ? key->group : "-", (unsigned)scheme, len,
-                    lurk_status_name(v.status), v.reason, ks_ctx_kind_name(v.kind),
-                    lurk_status_name(want), ks_ctx_kind_name(want_kind));
+                    " want %s kind %s\n",
+                    line, lurk_key_type_name(key->type), key->group ? key->group : "-",
+                    (unsigned)scheme, len, lurk_status_name(v.status), v.reason,
+                    ks_ctx_kind_name(v.kind), lurk_status_name(want), ks_ctx_kind_name(want_kind));
         fail();
     }
     return v;
@@ -261,12 +259,10 @@ static uint32_t any_scheme(const ks_key_desc *key)
 }
 
 /* Checks `tbs` is refused as NOT_TLS_CONTEXT for every key. */
-static void refused_for_all_keys(int line, const ks_policy *pol,
-                                 const uint8_t *tbs, size_t len)
+static void refused_for_all_keys(int line, const ks_policy *pol, const uint8_t *tbs, size_t len)
 {
     for (size_t k = 0; k < N_KEYS; k++)
-        sign_at(line, pol, all_keys[k], any_scheme(all_keys[k]), tbs, len,
-                ST_NOT_TLS, KS_CTX_NONE);
+        sign_at(line, pol, all_keys[k], any_scheme(all_keys[k]), tbs, len, ST_NOT_TLS, KS_CTX_NONE);
 }
 #define NOT_TLS(pol, tbs, len) refused_for_all_keys(__LINE__, (pol), (tbs), (len))
 
@@ -277,8 +273,8 @@ static void refused_for_all_keys(int line, const ks_policy *pol,
 static void test_default_policy(void **state)
 {
     ks_policy pol = ks_policy_default();
-    static const uint16_t groups[] = { KS_GROUP_SECP256R1, KS_GROUP_SECP384R1,
-                                       KS_GROUP_SECP521R1, KS_GROUP_X25519, KS_GROUP_X448 };
+    static const uint16_t groups[] = { KS_GROUP_SECP256R1, KS_GROUP_SECP384R1, KS_GROUP_SECP521R1,
+                                       KS_GROUP_X25519, KS_GROUP_X448 };
     uint32_t seen = 0;
 
     (void)state;
@@ -297,8 +293,8 @@ static void test_default_policy(void **state)
     }
     assert_int_equal(pol.groups, seen);
     assert_int_equal(ks_policy_group_bit(0), 0);
-    assert_int_equal(ks_policy_group_bit(22), 0);      /* secp256k1 */
-    assert_int_equal(ks_policy_group_bit(0x0100), 0);  /* ffdhe2048 */
+    assert_int_equal(ks_policy_group_bit(22), 0);     /* secp256k1 */
+    assert_int_equal(ks_policy_group_bit(0x0100), 0); /* ffdhe2048 */
     assert_int_equal(ks_policy_group_bit(0xffff), 0);
 }
 
@@ -399,8 +395,9 @@ static void test_rsa_pss_restrictions(void **state)
     pol.allow_legacy_hashes = 1;
     for (size_t i = 0; lurk_scheme_at(i) != NULL; i++) {
         const lurk_scheme *s = lurk_scheme_at(i);
-        int pss = s->code == LURK_SCHEME_RSA_PSS_PSS_SHA256 || s->code == LURK_SCHEME_RSA_PSS_PSS_SHA384
-                  || s->code == LURK_SCHEME_RSA_PSS_PSS_SHA512;
+        int pss = s->code == LURK_SCHEME_RSA_PSS_PSS_SHA256
+            || s->code == LURK_SCHEME_RSA_PSS_PSS_SHA384
+            || s->code == LURK_SCHEME_RSA_PSS_PSS_SHA512;
 
         assert_int_equal(ks_policy_check_scheme(&pol, &any, s).status, pss ? ST_OK : ST_SCHEME);
         /* And an rsaEncryption key never takes rsa_pss_pss_*. */
@@ -413,24 +410,24 @@ static void test_rsa_pss_restrictions(void **state)
     pss_only(__LINE__, &k, LURK_SCHEME_RSA_PSS_PSS_SHA256, "restrict it to another hash");
     /* MGF1 with another hash than the signature's: no TLS scheme fits. */
     k = pss_key("SHA256", "SHA384", 32);
-    assert_int_equal(ks_policy_check_scheme(&pol, &k,
-                                            lurk_scheme_find(LURK_SCHEME_RSA_PSS_PSS_SHA256)).status,
-                     ST_SCHEME);
-    assert_non_null(strstr(ks_policy_check_scheme(&pol, &k, lurk_scheme_find(
-                                                      LURK_SCHEME_RSA_PSS_PSS_SHA256)).reason,
-                           "MGF1"));
+    assert_int_equal(
+        ks_policy_check_scheme(&pol, &k, lurk_scheme_find(LURK_SCHEME_RSA_PSS_PSS_SHA256)).status,
+        ST_SCHEME);
+    assert_non_null(strstr(
+        ks_policy_check_scheme(&pol, &k, lurk_scheme_find(LURK_SCHEME_RSA_PSS_PSS_SHA256)).reason,
+        "MGF1"));
     pss_only(__LINE__, &k, 0, "restrict it to another");
     /* Minimum salt 64: more than SHA-256's 32 and SHA-384's 48 bytes, SHA-512's 64 fits. */
     k = pss_key("SHA256", "SHA256", 64);
     pss_only(__LINE__, &k, 0, "");
-    assert_non_null(strstr(ks_policy_check_scheme(&pol, &k, lurk_scheme_find(
-                                                      LURK_SCHEME_RSA_PSS_PSS_SHA256)).reason,
-                           "salt"));
+    assert_non_null(strstr(
+        ks_policy_check_scheme(&pol, &k, lurk_scheme_find(LURK_SCHEME_RSA_PSS_PSS_SHA256)).reason,
+        "salt"));
     k = pss_key("SHA384", "SHA384", 64);
     pss_only(__LINE__, &k, 0, "");
-    assert_non_null(strstr(ks_policy_check_scheme(&pol, &k, lurk_scheme_find(
-                                                      LURK_SCHEME_RSA_PSS_PSS_SHA384)).reason,
-                           "salt"));
+    assert_non_null(strstr(
+        ks_policy_check_scheme(&pol, &k, lurk_scheme_find(LURK_SCHEME_RSA_PSS_PSS_SHA384)).reason,
+        "salt"));
     k = pss_key("SHA512", "SHA512", 64);
     pss_only(__LINE__, &k, LURK_SCHEME_RSA_PSS_PSS_SHA512, "restrict it to another hash");
     k = pss_key("SHA512", "SHA512", 65);
@@ -458,9 +455,15 @@ static void test_unknown_and_wrong_schemes(void **state)
     uint8_t buf[BUF_MAX];
     size_t n = build_tls13(buf, SERVER_CTX, 32);
     static const uint32_t unknown[] = {
-        0x0000, 0x0201 /* rsa_pkcs1_sha1 */, 0x0203 /* ecdsa_sha1 */,
-        0x0808 /* ed448 */, 0x0809 /* rsa_pss_pss_sha256 */, 0x0402, 0xffff,
-        0x10804 /* 0x0804 above 16 bits */, 0xffffffffu,
+        0x0000,
+        0x0201 /* rsa_pkcs1_sha1 */,
+        0x0203 /* ecdsa_sha1 */,
+        0x0808 /* ed448 */,
+        0x0809 /* rsa_pss_pss_sha256 */,
+        0x0402,
+        0xffff,
+        0x10804 /* 0x0804 above 16 bits */,
+        0xffffffffu,
     };
 
     (void)state;
@@ -474,8 +477,8 @@ static void test_unknown_and_wrong_schemes(void **state)
         }
     }
     /* The scheme is judged before the bytes. */
-    EXPECT_REFUSED(&pol, &k_ed, LURK_SCHEME_RSA_PSS_RSAE_SHA256,
-                   (const uint8_t *)"garbage", 7, ST_SCHEME);
+    EXPECT_REFUSED(&pol, &k_ed, LURK_SCHEME_RSA_PSS_RSAE_SHA256, (const uint8_t *)"garbage", 7,
+                   ST_SCHEME);
     EXPECT_REFUSED(&pol, &k_rsa, 0x0201, NULL, 0, ST_SCHEME);
 }
 
@@ -490,7 +493,7 @@ static void test_legacy_hashes(void **state)
         uint32_t scheme;
     } legacy[] = {
         { &k_rsa, LURK_SCHEME_RSA_PKCS1_SHA1 }, { &k_rsa, LURK_SCHEME_RSA_PKCS1_SHA224 },
-        { &k_p256, LURK_SCHEME_ECDSA_SHA1 }, { &k_p384, LURK_SCHEME_ECDSA_SHA224 },
+        { &k_p256, LURK_SCHEME_ECDSA_SHA1 },    { &k_p384, LURK_SCHEME_ECDSA_SHA224 },
         { &k_p521, LURK_SCHEME_ECDSA_SHA1 },
     };
     ks_policy off = ks_policy_default(), on = ks_policy_default();
@@ -503,9 +506,9 @@ static void test_legacy_hashes(void **state)
     for (size_t i = 0; i < sizeof(legacy) / sizeof(legacy[0]); i++) {
         ks_verdict v = EXPECT_REFUSED(&off, legacy[i].key, legacy[i].scheme, ske, n_ske, ST_SCHEME);
         assert_non_null(strstr(v.reason, "legacy_hashes"));
-        assert_int_equal(ks_policy_check_scheme(&off, legacy[i].key,
-                                                lurk_scheme_find(legacy[i].scheme)).status,
-                         ST_SCHEME);
+        assert_int_equal(
+            ks_policy_check_scheme(&off, legacy[i].key, lurk_scheme_find(legacy[i].scheme)).status,
+            ST_SCHEME);
         EXPECT_OK(&on, legacy[i].key, legacy[i].scheme, ske, n_ske, KS_CTX_TLS12_SKE_ECDHE);
         EXPECT_REFUSED(&on, legacy[i].key, legacy[i].scheme, cv, n_cv, ST_SCHEME);
     }
@@ -523,7 +526,10 @@ static void test_tls13_accepted(void **state)
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX];
     static const size_t hashes[] = { 32, 48 };
-    static const struct { const ks_key_desc *key; uint32_t scheme; } ok[] = {
+    static const struct {
+        const ks_key_desc *key;
+        uint32_t scheme;
+    } ok[] = {
         { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256 },
         { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA384 },
         { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA512 },
@@ -539,8 +545,7 @@ static void test_tls13_accepted(void **state)
         assert_int_equal(n, 98 + hashes[h]);
         /* The hash follows the cipher suite, not the scheme: every pair. */
         for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-            ks_verdict v = EXPECT_OK(&pol, ok[i].key, ok[i].scheme, buf, n,
-                                     KS_CTX_TLS13_SERVER_CV);
+            ks_verdict v = EXPECT_OK(&pol, ok[i].key, ok[i].scheme, buf, n, KS_CTX_TLS13_SERVER_CV);
             assert_non_null(v.reason);
         }
     }
@@ -551,8 +556,7 @@ static void test_tls13_scheme_rules(void **state)
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX];
     static const size_t hashes[] = { 32, 48 };
-    static const uint32_t pkcs1[] = { LURK_SCHEME_RSA_PKCS1_SHA256,
-                                      LURK_SCHEME_RSA_PKCS1_SHA384,
+    static const uint32_t pkcs1[] = { LURK_SCHEME_RSA_PKCS1_SHA256, LURK_SCHEME_RSA_PKCS1_SHA384,
                                       LURK_SCHEME_RSA_PKCS1_SHA512 };
     const ks_key_desc *ec_keys[] = { &k_p256, &k_p384, &k_p521 };
     static const uint32_t ec_schemes[] = { LURK_SCHEME_ECDSA_SECP256R1_SHA256,
@@ -569,8 +573,7 @@ static void test_tls13_scheme_rules(void **state)
                 if (k != s)
                     EXPECT_REFUSED(&pol, ec_keys[k], ec_schemes[s], buf, n, ST_SCHEME);
                 else
-                    EXPECT_OK(&pol, ec_keys[k], ec_schemes[s], buf, n,
-                              KS_CTX_TLS13_SERVER_CV);
+                    EXPECT_OK(&pol, ec_keys[k], ec_schemes[s], buf, n, KS_CTX_TLS13_SERVER_CV);
     }
 }
 
@@ -641,8 +644,8 @@ static void test_tls13_refusals(void **state)
         static const char *const labels[] = {
             "TLS 1.3, server certificateverify", "tls 1.3, server CertificateVerify",
             "TLS 1.2, server CertificateVerify", "TLS 1.3, server CertificateVerifx",
-            "TLS 1.3, server CertificateVerif", "TLS 1.3, server CertificateVerify!",
-            "TLS 1.3, server Finished", "",
+            "TLS 1.3, server CertificateVerif",  "TLS 1.3, server CertificateVerify!",
+            "TLS 1.3, server Finished",          "",
         };
         for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
             n = build_tls13(buf, labels[i], 32);
@@ -706,7 +709,10 @@ static void test_tls13_hash_64(void **state)
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX];
     size_t n = build_tls13(buf, SERVER_CTX, 64);
-    static const struct { const ks_key_desc *key; uint32_t scheme; } rows[] = {
+    static const struct {
+        const ks_key_desc *key;
+        uint32_t scheme;
+    } rows[] = {
         { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256 },
         { &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA512 },
         { &k_p256, LURK_SCHEME_ECDSA_SECP256R1_SHA256 },
@@ -754,7 +760,11 @@ static void test_tls12_ecdhe_fresh_points(void **state)
 {
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX], pt[133];
-    static const struct { const char *curve; uint16_t group; size_t len; } c[] = {
+    static const struct {
+        const char *curve;
+        uint16_t group;
+        size_t len;
+    } c[] = {
         { "P-256", KS_GROUP_SECP256R1, 65 },
         { "P-384", KS_GROUP_SECP384R1, 97 },
         { "P-521", KS_GROUP_SECP521R1, 133 },
@@ -765,8 +775,8 @@ static void test_tls12_ecdhe_fresh_points(void **state)
         for (size_t i = 0; i < 3; i++) {
             share s = { c[i].group, pt, c[i].len };
             ec_share(c[i].curve, pt, c[i].len);
-            EXPECT_OK(&pol, &k_p256, LURK_SCHEME_ECDSA_SECP256R1_SHA256, buf,
-                      build_ecdhe(buf, &s), KS_CTX_TLS12_SKE_ECDHE);
+            EXPECT_OK(&pol, &k_p256, LURK_SCHEME_ECDSA_SECP256R1_SHA256, buf, build_ecdhe(buf, &s),
+                      KS_CTX_TLS12_SKE_ECDHE);
         }
     }
 }
@@ -782,8 +792,8 @@ static void test_tls12_ecdhe_curve_type(void **state)
     nodh.allow_ffdhe = 0;
     for (size_t t = 0; t < sizeof(types); t++) {
         for (size_t s = 0; s < N_SHARES; s++) {
-            size_t n = build_ecdhe_raw(buf, types[t], shares[s].group, shares[s].len,
-                                       shares[s].pt, shares[s].len);
+            size_t n = build_ecdhe_raw(buf, types[t], shares[s].group, shares[s].len, shares[s].pt,
+                                       shares[s].len);
             NOT_TLS(&pol, buf, n);
             NOT_TLS(&nodh, buf, n);
         }
@@ -794,9 +804,13 @@ static void test_tls12_ecdhe_groups(void **state)
 {
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX];
-    static const uint16_t unknown[] = { 0x0000, 0x0016 /* secp256k1 */,
-                                        0x001a /* brainpoolP256r1 */, 0x0100 /* ffdhe2048 */,
-                                        0x0017 ^ 0x0100, 0xff01, 0xffff };
+    static const uint16_t unknown[] = { 0x0000,
+                                        0x0016 /* secp256k1 */,
+                                        0x001a /* brainpoolP256r1 */,
+                                        0x0100 /* ffdhe2048 */,
+                                        0x0017 ^ 0x0100,
+                                        0xff01,
+                                        0xffff };
 
     (void)state;
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
@@ -835,8 +849,8 @@ static void test_tls12_ecdhe_point_length(void **state)
     for (size_t s = 0; s < N_SHARES; s++)
         for (size_t o = 0; o < N_SHARES; o++)
             if (shares[o].len != shares[s].len) {
-                n = build_ecdhe_raw(buf, 3, shares[s].group, shares[o].len,
-                                    shares[o].pt, shares[o].len);
+                n = build_ecdhe_raw(buf, 3, shares[s].group, shares[o].len, shares[o].pt,
+                                    shares[o].len);
                 NOT_TLS(&pol, buf, n);
             }
     /* Declared length right, bytes short or long, and the reverse. */
@@ -856,7 +870,11 @@ static void test_tls12_ecdhe_point_encoding(void **state)
 {
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX], pt[133];
-    static const struct { const uint8_t *pt; uint16_t group; size_t len; } nist[] = {
+    static const struct {
+        const uint8_t *pt;
+        uint16_t group;
+        size_t len;
+    } nist[] = {
         { pt_p256, KS_GROUP_SECP256R1, 65 },
         { pt_p384, KS_GROUP_SECP384R1, 97 },
         { pt_p521, KS_GROUP_SECP521R1, 133 },
@@ -988,9 +1006,9 @@ static void test_tls12_ffdhe_rules(void **state)
         const char *what;
         const ks_key_desc *key;
         uint32_t scheme;
-        int ys_form;            /* 0: padded to |p|, 1: leading zeros cut, 2: one zero more */
+        int ys_form; /* 0: padded to |p|, 1: leading zeros cut, 2: one zero more */
         Lurk__V1__Status want;
-        const char *reason;     /* a part of the refusal's reason */
+        const char *reason; /* a part of the refusal's reason */
     } rows[] = {
         { "rsaEncryption key", &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, 0, ST_OK, NULL },
         { "rsaEncryption key, PKCS#1", &k_rsa, LURK_SCHEME_RSA_PKCS1_SHA384, 0, ST_OK, NULL },
@@ -1003,8 +1021,8 @@ static void test_tls12_ffdhe_rules(void **state)
           "as long as p" },
         { "Ys longer than p", &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, 2, ST_NOT_TLS,
           "as long as p" },
-        { "Ys shorter than p, EC key", &k_p256, LURK_SCHEME_ECDSA_SECP256R1_SHA256, 1,
-          ST_NOT_TLS, "as long as p" },
+        { "Ys shorter than p, EC key", &k_p256, LURK_SCHEME_ECDSA_SECP256R1_SHA256, 1, ST_NOT_TLS,
+          "as long as p" },
     };
 
     (void)state;
@@ -1028,8 +1046,7 @@ static void test_tls12_ffdhe_rules(void **state)
             n = build_dhe_raw(buf, d->p, d->plen, d->g, d->glen, longer, d->yslen + 1);
         }
         v = ks_policy_check_sign(&pol, rows[i].key, rows[i].scheme, buf, n);
-        if (v.status != rows[i].want
-            || (rows[i].want == ST_OK && v.kind != KS_CTX_TLS12_SKE_FFDHE)
+        if (v.status != rows[i].want || (rows[i].want == ST_OK && v.kind != KS_CTX_TLS12_SKE_FFDHE)
             || (rows[i].reason != NULL && strstr(v.reason, rows[i].reason) == NULL)) {
             print_error("row \"%s\": got %s (%s)\n", rows[i].what, lurk_status_name(v.status),
                         v.reason);
@@ -1058,8 +1075,8 @@ static void test_tls12_ffdhe_policy(void **state)
     }
     /* ECDHE is unaffected by the DHE switch. */
     for (size_t s = 0; s < N_SHARES; s++)
-        EXPECT_OK(&nodh, &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, buf,
-                  build_ecdhe(buf, &shares[s]), KS_CTX_TLS12_SKE_ECDHE);
+        EXPECT_OK(&nodh, &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, buf, build_ecdhe(buf, &shares[s]),
+                  KS_CTX_TLS12_SKE_ECDHE);
 }
 
 static void test_tls12_ffdhe_refusals(void **state)
@@ -1140,8 +1157,7 @@ static void test_tls12_ffdhe_refusals(void **state)
     v[0] = 0x00;
     v[1] = 0x00;
     EXPECT_OK(&pol, &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, buf,
-              build_dhe_raw(buf, p, d->plen, d->g, d->glen, v, d->yslen),
-              KS_CTX_TLS12_SKE_FFDHE);
+              build_dhe_raw(buf, p, d->plen, d->g, d->glen, v, d->yslen), KS_CTX_TLS12_SKE_FFDHE);
     p[0] = 0x7f;
     NOT_TLS(&pol, buf, build_dhe_raw(buf, p, d->plen, d->g, d->glen, v, d->yslen));
     p[0] = 0x01;
@@ -1187,7 +1203,8 @@ static void test_not_a_context(void **state)
     ks_policy pol = ks_policy_default();
     uint8_t buf[BUF_MAX];
     static const char *const text[] = {
-        "hello", "TLS 1.3, server CertificateVerify",
+        "hello",
+        "TLS 1.3, server CertificateVerify",
         "Please sign this contract on behalf of example.com",
     };
     /* DigestInfo for SHA-256, then the digest: what an oracle would sign. */
@@ -1206,8 +1223,7 @@ static void test_not_a_context(void **state)
         static const char *const mds[] = { "SHA256", "SHA384", "SHA512" };
         for (size_t i = 0; i < 3; i++) {
             unsigned int len = 0;
-            assert_int_equal(EVP_Digest("x", 1, buf, &len, EVP_get_digestbyname(mds[i]),
-                                        NULL), 1);
+            assert_int_equal(EVP_Digest("x", 1, buf, &len, EVP_get_digestbyname(mds[i]), NULL), 1);
             assert_int_equal(len, 32 + 16 * i);
             NOT_TLS(&pol, buf, len);
             memset(buf, 0x20, len);
@@ -1290,10 +1306,10 @@ static void test_protocol_switches(void **state)
         ks_policy none = ks_policy_default();
         none.allow_tls12 = 0;
         none.allow_tls13 = 0;
-        EXPECT_REFUSED(&none, &k_ed, LURK_SCHEME_ED25519, buf,
-                       build_tls13(buf, SERVER_CTX, 48), ST_PERMITTED);
-        EXPECT_REFUSED(&none, &k_ed, LURK_SCHEME_ED25519, buf,
-                       build_ecdhe(buf, &shares[3]), ST_PERMITTED);
+        EXPECT_REFUSED(&none, &k_ed, LURK_SCHEME_ED25519, buf, build_tls13(buf, SERVER_CTX, 48),
+                       ST_PERMITTED);
+        EXPECT_REFUSED(&none, &k_ed, LURK_SCHEME_ED25519, buf, build_ecdhe(buf, &shares[3]),
+                       ST_PERMITTED);
     }
 }
 
@@ -1304,29 +1320,31 @@ static void test_null_arguments(void **state)
     size_t n = build_tls13(buf, SERVER_CTX, 32);
 
     (void)state;
-    assert_int_not_equal(ks_policy_check_sign(NULL, &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256,
-                                              buf, n).status, ST_OK);
-    assert_int_not_equal(ks_policy_check_sign(&pol, NULL, LURK_SCHEME_RSA_PSS_RSAE_SHA256,
-                                              buf, n).status, ST_OK);
+    assert_int_not_equal(
+        ks_policy_check_sign(NULL, &k_rsa, LURK_SCHEME_RSA_PSS_RSAE_SHA256, buf, n).status, ST_OK);
+    assert_int_not_equal(
+        ks_policy_check_sign(&pol, NULL, LURK_SCHEME_RSA_PSS_RSAE_SHA256, buf, n).status, ST_OK);
     assert_int_not_equal(ks_policy_check_decrypt(NULL, &k_rsa, 256, 256, 0x0303).status, ST_OK);
     assert_int_not_equal(ks_policy_check_decrypt(&pol, NULL, 256, 256, 0x0303).status, ST_OK);
-    assert_int_not_equal(ks_policy_check_scheme(&pol, NULL, lurk_scheme_find(0x0804)).status, ST_OK);
-    assert_int_not_equal(ks_policy_check_scheme(NULL, &k_rsa, lurk_scheme_find(0x0804)).status, ST_OK);
+    assert_int_not_equal(ks_policy_check_scheme(&pol, NULL, lurk_scheme_find(0x0804)).status,
+                         ST_OK);
+    assert_int_not_equal(ks_policy_check_scheme(NULL, &k_rsa, lurk_scheme_find(0x0804)).status,
+                         ST_OK);
 }
 
 /* ------------------------------------------------------------------ */
 /* RSA key exchange                                                   */
 /* ------------------------------------------------------------------ */
 
-static void expect_decrypt(int line, const ks_policy *pol, const ks_key_desc *key,
-                           size_t ct, size_t mod, uint32_t ver, Lurk__V1__Status want)
+static void expect_decrypt(int line, const ks_policy *pol, const ks_key_desc *key, size_t ct,
+                           size_t mod, uint32_t ver, Lurk__V1__Status want)
 {
     ks_verdict v = ks_policy_check_decrypt(pol, key, ct, mod, ver);
 
     if (v.reason == NULL || v.status != want) {
-        print_error("line %d: decrypt ct %zu mod %zu ver 0x%04x: got %s (%s), want %s\n",
-                    line, ct, mod, (unsigned)ver, lurk_status_name(v.status),
-                    v.reason ? v.reason : "(null)", lurk_status_name(want));
+        print_error("line %d: decrypt ct %zu mod %zu ver 0x%04x: got %s (%s), want %s\n", line, ct,
+                    mod, (unsigned)ver, lurk_status_name(v.status), v.reason ? v.reason : "(null)",
+                    lurk_status_name(want));
         fail();
     }
 }
@@ -1338,7 +1356,7 @@ static void test_decrypt(void **state)
     ks_policy pol = ks_policy_default();
     ks_policy off = ks_policy_default();
     static const uint32_t good[] = { 0x0300, 0x0301, 0x0302, 0x0303, 0x0304, 0xfeff, 0xfefd };
-    static const uint32_t bad[] = { 0, 0x0002, 0x0200, 0x02ff, 0x0305, 0x0400, 0x0403,
+    static const uint32_t bad[] = { 0,      0x0002, 0x0200, 0x02ff, 0x0305,  0x0400,    0x0403,
                                     0xfefe, 0xfefc, 0xfe00, 0xffff, 0x10303, 0xfffffeff };
     static const size_t mods[] = { 128, 256, 384, 512, 1024 };
 

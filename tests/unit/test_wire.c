@@ -14,9 +14,9 @@
 
 #include "lurk_wire.h"
 
-#define ST_OK          LURK__V1__STATUS__STATUS_OK
-#define ST_MALFORMED   LURK__V1__STATUS__STATUS_MALFORMED
-#define ST_VERSION     LURK__V1__STATUS__STATUS_UNSUPPORTED_VERSION
+#define ST_OK        LURK__V1__STATUS__STATUS_OK
+#define ST_MALFORMED LURK__V1__STATUS__STATUS_MALFORMED
+#define ST_VERSION   LURK__V1__STATUS__STATUS_UNSUPPORTED_VERSION
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                            */
@@ -78,8 +78,7 @@ static Lurk__V1__Status request_status(const Lurk__V1__Request *r)
     return st;
 }
 
-static Lurk__V1__Status sign_status(const char *key_id, uint32_t scheme,
-                                    size_t tbs_len)
+static Lurk__V1__Status sign_status(const char *key_id, uint32_t scheme, size_t tbs_len)
 {
     Lurk__V1__Request r = LURK__V1__REQUEST__INIT;
     Lurk__V1__SignRequest s = LURK__V1__SIGN_REQUEST__INIT;
@@ -276,11 +275,11 @@ static void test_request_garbage(void **state)
 {
     static const uint8_t bad[][12] = {
         { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff },
-        { 0x0a },                   /* length-delimited tag, no length */
-        { 0x6a, 0x05, 0x0a },       /* sign submessage cut short */
-        { 0x08, 0x80 },             /* unterminated varint */
-        { 0x07 },                   /* wire type 7 does not exist */
-        { 0x00, 0x01 },             /* field number 0 */
+        { 0x0a },             /* length-delimited tag, no length */
+        { 0x6a, 0x05, 0x0a }, /* sign submessage cut short */
+        { 0x08, 0x80 },       /* unterminated varint */
+        { 0x07 },             /* wire type 7 does not exist */
+        { 0x00, 0x01 },       /* field number 0 */
     };
     static const size_t bad_len[] = { 12, 1, 3, 2, 1, 2 };
     uint8_t buf[300];
@@ -451,9 +450,9 @@ static void test_request_key_ids(void **state)
 {
     char long_id[LURK_MAX_KEY_ID + 2];
     static const char *const bad[] = {
-        "", "/", "a/b", "../etc/passwd", " ", "a b", " a", "a\n", "a\t", "a:b",
-        "a%2f", "key\\id", "caf\xc3\xa9", "a*", "pkcs11:token", "a@b",
-        ".", "..", ".hidden", "-", "-v", "--help",
+        "",        "/",    "a/b",     "../etc/passwd", " ",  "a b",          " a",  "a\n", "a\t",
+        "a:b",     "a%2f", "key\\id", "caf\xc3\xa9",   "a*", "pkcs11:token", "a@b", ".",   "..",
+        ".hidden", "-",    "-v",      "--help",
     };
     static const char *const good[] = {
         "a", "A", "0", "rsa-2048", "www.example.com", "ecdsa_p256.v2", "_", "a..b", "k-",
@@ -606,8 +605,7 @@ static void test_request_two_ops(void **state)
 /* ------------------------------------------------------------------ */
 
 static Lurk__V1__Response *decode_response(const Lurk__V1__Response *r, uint64_t id,
-                                           Lurk__V1__Response__ResultCase expect,
-                                           const char **why)
+                                           Lurk__V1__Response__ResultCase expect, const char **why)
 {
     packed p = pack_response(r);
     Lurk__V1__Response *out;
@@ -651,7 +649,7 @@ static void test_response_ok(void **state)
         Lurk__V1__DecryptResponse dr = LURK__V1__DECRYPT_RESPONSE__INIT;
         uint8_t pm[LURK_PREMASTER_LEN] = { 3, 3 };
         static const Lurk__V1__Response__ResultCase kinds[] = {
-            LURK__V1__RESPONSE__RESULT_PING, LURK__V1__RESPONSE__RESULT_CAPABILITIES,
+            LURK__V1__RESPONSE__RESULT_PING,           LURK__V1__RESPONSE__RESULT_CAPABILITIES,
             LURK__V1__RESPONSE__RESULT_GET_PUBLIC_KEY, LURK__V1__RESPONSE__RESULT_SIGN,
             LURK__V1__RESPONSE__RESULT_DECRYPT,
         };
@@ -750,8 +748,9 @@ static void test_response_errors_accepted(void **state)
 
 static void test_response_garbage_and_size(void **state)
 {
-    static const uint8_t bad[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                   0xff, 0xff, 0xff, 0xff };
+    static const uint8_t bad[] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff
+    };
     uint8_t *big = calloc(1, LURK_MAX_MESSAGE + 1);
     uint8_t buf[200];
     uint32_t seed = 12345;
@@ -775,16 +774,15 @@ static void test_response_garbage_and_size(void **state)
         p = pack_response(&r);
         assert_true(p.len > LURK_MAX_MESSAGE);
         why = NULL;
-        assert_null(lurk_response_decode(p.buf, p.len, 0,
-                                         LURK__V1__RESPONSE__RESULT_SIGN, &why));
+        assert_null(lurk_response_decode(p.buf, p.len, 0, LURK__V1__RESPONSE__RESULT_SIGN, &why));
         assert_non_null(why);
         free(p.buf);
         /* The same under the limit passes: only the size was at fault. */
         s.signature.len = 512;
         p = pack_response(&r);
         {
-            Lurk__V1__Response *out = lurk_response_decode(
-                p.buf, p.len, 0, LURK__V1__RESPONSE__RESULT_SIGN, &why);
+            Lurk__V1__Response *out = lurk_response_decode(p.buf, p.len, 0,
+                                                           LURK__V1__RESPONSE__RESULT_SIGN, &why);
             assert_non_null(out);
             lurk__v1__response__free_unpacked(out, NULL);
         }
@@ -815,14 +813,23 @@ static void test_response_garbage_and_size(void **state)
 static void test_scheme_table(void **state)
 {
     static const uint32_t known[] = {
-        LURK_SCHEME_RSA_PKCS1_SHA256, LURK_SCHEME_RSA_PKCS1_SHA384,
-        LURK_SCHEME_RSA_PKCS1_SHA512, LURK_SCHEME_ECDSA_SECP256R1_SHA256,
-        LURK_SCHEME_ECDSA_SECP384R1_SHA384, LURK_SCHEME_ECDSA_SECP521R1_SHA512,
-        LURK_SCHEME_RSA_PSS_RSAE_SHA256, LURK_SCHEME_RSA_PSS_RSAE_SHA384,
-        LURK_SCHEME_RSA_PSS_RSAE_SHA512, LURK_SCHEME_ED25519,
-        LURK_SCHEME_RSA_PSS_PSS_SHA256, LURK_SCHEME_RSA_PSS_PSS_SHA384,
-        LURK_SCHEME_RSA_PSS_PSS_SHA512, LURK_SCHEME_RSA_PKCS1_SHA1, LURK_SCHEME_ECDSA_SHA1,
-        LURK_SCHEME_RSA_PKCS1_SHA224, LURK_SCHEME_ECDSA_SHA224,
+        LURK_SCHEME_RSA_PKCS1_SHA256,
+        LURK_SCHEME_RSA_PKCS1_SHA384,
+        LURK_SCHEME_RSA_PKCS1_SHA512,
+        LURK_SCHEME_ECDSA_SECP256R1_SHA256,
+        LURK_SCHEME_ECDSA_SECP384R1_SHA384,
+        LURK_SCHEME_ECDSA_SECP521R1_SHA512,
+        LURK_SCHEME_RSA_PSS_RSAE_SHA256,
+        LURK_SCHEME_RSA_PSS_RSAE_SHA384,
+        LURK_SCHEME_RSA_PSS_RSAE_SHA512,
+        LURK_SCHEME_ED25519,
+        LURK_SCHEME_RSA_PSS_PSS_SHA256,
+        LURK_SCHEME_RSA_PSS_PSS_SHA384,
+        LURK_SCHEME_RSA_PSS_PSS_SHA512,
+        LURK_SCHEME_RSA_PKCS1_SHA1,
+        LURK_SCHEME_ECDSA_SHA1,
+        LURK_SCHEME_RSA_PKCS1_SHA224,
+        LURK_SCHEME_ECDSA_SHA224,
     };
     /* DSA, ed448, rsa_pkcs1_md5 and rsa_pss_pss with no hash of its own. */
     static const uint32_t unknown[] = {
@@ -863,8 +870,7 @@ static void test_scheme_table(void **state)
             assert_null(s->md);
             assert_int_equal(s->md_len, 0);
             break;
-        default:
-            fail();
+        default: fail();
         }
         if (s->md != NULL && !s->legacy)
             assert_true(s->md_len == 32 || s->md_len == 48 || s->md_len == 64);
@@ -879,8 +885,8 @@ static void test_scheme_table(void **state)
 static void test_names(void **state)
 {
     (void)state;
-    for (int st = LURK__V1__STATUS__STATUS_OK;
-         st <= LURK__V1__STATUS__STATUS_UNSUPPORTED_VERSION; st++) {
+    for (int st = LURK__V1__STATUS__STATUS_OK; st <= LURK__V1__STATUS__STATUS_UNSUPPORTED_VERSION;
+         st++) {
         const char *n = lurk_status_name((Lurk__V1__Status)st);
         assert_non_null(n);
         assert_string_not_equal(n, "unknown status");
