@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Percentiles for the bench programs: sort the samples with cmp_double,
  * then pct() takes the nearest rank, so every figure reported is a sample

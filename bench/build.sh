@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the benchmark programs against an existing LURK build directory
 # with a plain cc command (no change to the top-level CMake project needed):
 #

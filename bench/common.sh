@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by the bench scripts: build products, the test harness's PKI and
 # process helpers (tests/integration/lib.sh), result recording.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # (b) Full handshakes per second and latency (p50/p99): local key vs LURK.
 #
 # Servers: nginx (2 workers, Debian's, unmodified) and `openssl s_server -www`

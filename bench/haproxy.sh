@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # (d) HAProxy with `ssl-mode-async` vs blocking, key server delay 0 and 5 ms,
 # 64 connections, TLS 1.3, ECDSA P-256 and RSA-2048.
 #

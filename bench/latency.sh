@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # (c) Added handshake latency at 1 connection vs the bare nng tls+tcp round trip.
 #
 # ROUNDS interleaved rounds of:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lurk-hsbench: a TLS handshake load generator.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lurk-signbench: drives a LURK key server the way edges do, through the
  * same client code (proto/lurk_transport.h), and measures what it answers.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Where the time goes: CPU time and context switches per request, server and
 # client side, for the bare nng echo (tls+tcp and tcp), LURK Ping and Sign,
 # one request at a time and 16 in flight; the signing code's in-process

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # All four benchmarks in one invocation (about 9 minutes on 2 cores), then
 # the medians, ratios and targets:
 #

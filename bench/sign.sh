@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # (a) Key server signing throughput vs `openssl speed -multi <cores>`.
 #
 # For RSA-2048 (RSA-PSS-SHA256), ECDSA P-256 (SHA-256) and Ed25519, ROUNDS

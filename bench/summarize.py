@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Medians and ratios of bench/results.tsv, against the issue's targets.
 
 Each line of results.tsv: SECTION CASE VARIANT ROUND key=value... (tabs

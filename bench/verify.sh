@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The cost of `verify_signatures = yes` (the provider checks every key
 # server signature with the public key before libssl sends it).
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sets LURK_OSSL_MODULESDIR to the provider module directory of the libcrypto
 # we build against (pkg-config's modulesdir), so that `cmake --install` puts
 # lurk.so where `-provider lurk` and openssl.cnf find it without a path. It

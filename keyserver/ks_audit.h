@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The audit log: one structured line per operation, logfmt style
  * (key=value, values with spaces or quotes quoted), never key material:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Configuration parsing: edge groups ([edge.NAME] sections, or the one
  * implicit group of the single-[keyserver] form) and the per-key limits

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internal to configuration parsing: what ks_config.c, ks_config_scan.c and
  * ks_config_groups.c share. Not installed; included by those three files

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Configuration parsing, the lower half: error messages, the line scanner
  * that learns which names each section assigns and on which line (NCONF

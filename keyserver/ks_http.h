@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The metrics endpoint: nng's own HTTP server (nng/supplemental/http)
  * answering GET /metrics with what `render` produces.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The key table: every private key the key server holds, loaded once at
  * start-up through OSSL_STORE (files, pkcs11:, handle:, ... whatever the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Slots and life cycle: the adapter that runs ks_slot's state machine over
  * nng contexts, the workers, and start, reload and stop. See

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Limits as pure decisions: token buckets (rate limits per edge group and
  * per key), the "log once per interval" rule for refusals, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Listeners: the TLS configuration of each edge group (checked with
  * OpenSSL first, since mbed TLS says little), the plan of what to listen

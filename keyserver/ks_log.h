@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Logging for lurk-keyserver: one line per event on stderr, so that a
  * service manager (systemd, runit, a container runtime) can collect and

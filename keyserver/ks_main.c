@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lurk-keyserver: holds TLS private keys and answers LURK requests from
  * TLS edge servers. Runs in the foreground; a service manager supervises.

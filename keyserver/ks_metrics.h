@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Metrics in Prometheus text format (version 0.0.4). The registry is
  * thread-safe (one short mutex per update); rendering takes a snapshot.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Capabilities: the answer built once per keyring when the operations are
  * set up (ks_ops_new), and served per request, filtered by the edge

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internal to the operations: what ks_ops.c and ks_ops_caps.c share. Not
  * installed; included by those two files (and their unit tests) only.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The TLS handshake context check. Every byte of a to-be-signed request is
  * accounted for by one of the forms libssl produces for a server; whatever

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the key server agrees to sign: the TLS handshake context check.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Replay window: a signature (or a premaster decryption) over identical
  * TLS context bytes is issued once within `window_us`.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The nng side of the key server: one rep0 socket; one or more listeners
  * per edge group (mutual TLS with the group's CA and CRL for tls+tcp://);

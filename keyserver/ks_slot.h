@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The life of a receiving slot as a pure state machine: an event on one
  * slot (or on the whole set: drain, reload, a connection gone) gives the

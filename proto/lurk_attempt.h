@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The lifecycle of one call to the key servers, as a pure function from
  * (state, event) to (state, actions): no I/O, no locks, no clock. The

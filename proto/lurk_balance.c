@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include "lurk_balance.h"
 
 static int lurk_balance_tier(const lurk_balance_view *s)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Which key server gets the next attempt: a pure decision over a snapshot
  * of each server's state, so that the failover rules can be read and unit

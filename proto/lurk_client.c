@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The LURK client: one request, one answer, across one or more key servers.
  *

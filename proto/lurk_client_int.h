@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the client's calls (lurk_client.c) and its view of each key server
  * (lurk_server.c) share. Not an API: nothing outside proto/ includes this.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The edge's settings: one table of names, one reading of the values
  * (lurk_edge.h says why).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * An edge's settings: the lurk provider's section of openssl.cnf, read by
  * the provider (through the core's get_params) and by lurkctl (through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Key reference files: what an unmodified server loads as its "private
  * key" when the key itself stays on a LURK key server.

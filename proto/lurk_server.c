@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Each key server as the client sees it: its socket and dialer, whether it
  * is connected (pipe events), whether it is down, and its health, so that

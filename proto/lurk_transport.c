@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nng transport for LURK: mutual TLS. The URL rules are in lurk_url.c, the
  * client in lurk_client.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The nng side of the contract: how mutual TLS is set up
  * (lurk_transport.c), and the req/rep client shared by the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Which key server URLs LURK accepts: pure string rules, shared by the
  * provider, the key server's configuration and lurkctl, and kept apart from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Key server URLs: which forms LURK accepts (lurk_url.c). Pure: no nng.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The parts of the wire contract that protobuf cannot say: which schemes
  * exist, how big a field may be, which request kinds answer which.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The LURK wire contract in C: protocol constants, limits, the TLS
  * SignatureScheme table and validation of decoded messages.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * RSA decryption with lurk keys: TLS 1.2 RSA key exchange only.
  *

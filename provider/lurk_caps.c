@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What the key server lets each key do, as its Capabilities answer says:
  * the signature schemes it signs for a key and whether it decrypts RSA

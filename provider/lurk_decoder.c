@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Decoders for key reference files (PEM "LURK KEY REFERENCE", see
  * proto/lurk_keyref.h), so that servers which only read key files with

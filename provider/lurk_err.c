@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Errors go through the core's error functions so that they carry this
  * provider's reason strings: the operator reads "lurk: key server refused:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The key object behind every lurk EVP_PKEY: a key id and the public half.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Key management for lurk keys: RSA, RSA-PSS, EC and Ed25519.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Provider entry point: configuration from openssl.cnf and the algorithm
  * tables.

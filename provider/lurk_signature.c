@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Signatures with lurk keys: RSA (PKCS#1 v1.5 and PSS), RSA-PSS keys (PSS
  * only, within their restrictions), ECDSA, Ed25519.

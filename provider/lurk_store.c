@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * OSSL_STORE loader for `lurk://<key-id>` URIs.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lurk-pubkey: the lurk provider's key lookup helper.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lurkctl: talk to a LURK key server as an edge does.
  *

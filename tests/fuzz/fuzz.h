@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Shared by the fuzz targets: an assertion that survives NDEBUG and names
  * the broken invariant, so that a libFuzzer crash report says what went

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz target: the key server configuration parser, from memory
  * (ks_config_parse_text, the entry point the unit tests use; it opens no

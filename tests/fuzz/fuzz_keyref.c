@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz target: the key reference decoder (proto/lurk_keyref.h), which the
  * provider runs on whatever file a server hands OpenSSL as its private key.

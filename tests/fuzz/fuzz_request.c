@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz target: what the key server does with the bytes of one request
  * before it touches a key. lurk_request_decode() on the raw message, then,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Fuzz target: the edge's side of the wire, lurk_response_decode(), which
  * the provider runs on whatever a key server (or something in its place)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A main() for the fuzz targets when libFuzzer is not there (GCC, or any
  * build without LURK_FUZZ): runs LLVMFuzzerTestOneInput once on every file

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs one libFuzzer target for a bounded time, starting from its committed
 # seed corpus, and fails on any crash, leak, timeout or broken invariant.
 #

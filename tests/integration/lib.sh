@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared helpers for LURK integration tests. Source it from a test script.
 #
 # Every test runs in its own temporary directory, generates its own

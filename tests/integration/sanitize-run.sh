@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs one integration test script of a -DLURK_SANITIZE=ON build (ASan +
 # UBSan) and fails it on any sanitizer report from any process it started.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Asynchronous offload: an edge that runs its handshakes inside OpenSSL ASYNC
 # jobs never blocks on the key server.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The edge copes with a key server that answers wrongly: a wrong request
 # id, a huge signature, garbage, silence, or a signature that does not
 # verify. Each handshake fails cleanly with a reason in the edge's log, the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Every signature scheme, checked from both ends: for each key type (RSA,
 # RSA-PSS, P-256, P-384, P-521, Ed25519) an unmodified `openssl s_server`
 # holding the key itself and one holding only a LURK key reference serve

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # An edge with two key servers keeps serving through the loss of either:
 # nginx (2 workers) under a bounded client loop while one key server is
 # killed (-9) and restarted, and the other is frozen (SIGSTOP) and thawed.

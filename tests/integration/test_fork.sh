@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The nginx/HAProxy pattern: load a lurk key, fork, sign in the child. And
 # the unsupported order: sign in the parent, fork, the child must get a
 # clear error rather than nng's abort.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Debian's own HAProxy, unmodified, in master-worker mode with two threads,
 # serves HTTPS from `crt` bundles (certificate followed by a LURK key
 # reference). Then a USR2 reload, and a mismatching bundle refused at start.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Key reference files: `lurkctl keyref` writes a PEM "LURK KEY REFERENCE"
 # (key id + public key, no secret), made either on the key server host from
 # its configuration or on an edge over the network, and an unmodified

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The key server refuses to start on a broken configuration, exits 1 and
 # names the problem; --check accepts a good one without listening.
 . "$(dirname "$0")/lib.sh"

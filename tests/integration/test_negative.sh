@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # What must fail, fails clearly: an unknown key id, an edge without a
 # client certificate or with one from another CA, a key server that is
 # down (within the timeout), and signing anything that is not a TLS

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Debian's own nginx, unmodified, serves HTTPS with keys it never holds:
 # `ssl_certificate_key` names a LURK key reference file, the master loads it
 # and forks two workers, the workers sign through the key server. Then a

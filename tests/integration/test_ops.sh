@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Key server operations: edge groups by listener and CA with key
 # grants, connection-time refusal of other-CA, expired and revoked edge
 # certificates, rate limits per group and per key, the replay window and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Key server life cycle: in-flight limits refuse rather than
 # queue; SIGUSR1/SIGHUP reopen the audit log; SIGHUP reloads atomically
 # (in-flight requests finish on the old configuration, a broken one is

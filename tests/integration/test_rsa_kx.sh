@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # TLS 1.2 RSA key exchange through the key server looks like a local key
 # to a TLS client, also when a ClientKeyExchange comes again.
 #

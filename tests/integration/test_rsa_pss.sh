@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # RSA-PSS keys (id-RSASSA-PSS SubjectPublicKeyInfo) behave exactly as the
 # same key held locally: an unrestricted one and one restricted to SHA-256
 # (RFC 4055 parameters), each served by `openssl s_server` twice, side by

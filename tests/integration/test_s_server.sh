@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # End to end: an unmodified `openssl s_server` serves TLS 1.3, TLS 1.2 and
 # DTLS 1.2 with keys it never holds (`-key lurk://<id>`), answered by an
 # unmodified `openssl s_client` and curl that verify the chain. The only

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Security regressions over real connections: what a hostile or
 # broken edge can send the key server, and what it gets back.
 #

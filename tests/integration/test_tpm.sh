@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # A key held by a TPM: a software TPM (swtpm) on free ports in the
 # test's directory, a P-256 key created in it with tpm2-tools and made
 # persistent at handle 0x81000001, served by the key server as

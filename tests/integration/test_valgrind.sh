@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The key server under valgrind memcheck, through a whole working life:
 # start-up (config, keys, TLS), ping and capabilities with lurkctl, TLS 1.3,
 # TLS 1.2 ECDHE and TLS 1.2 RSA key exchange handshakes answered for an

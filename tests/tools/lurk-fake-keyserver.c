@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A key server that answers wrongly, for testing how the provider copes:
  *   lurk-fake-keyserver URL CERT KEY CA MODE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The fork pattern of nginx and HAProxy, reduced to one program:
  *   lurk-fork-sign URI child   load, fork, sign in the child (must work)

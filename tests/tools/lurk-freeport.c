@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Prints a TCP port on 127.0.0.1 that is free now, for tests that start
  * servers. It is drawn at random BELOW the kernel's ephemeral range: a port

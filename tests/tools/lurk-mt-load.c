@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A multi-threaded host loading lurk:// keys:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lurk-ops-client: drives a key server the way the operations tests need
  * (tests/integration/test_ops*.sh): signatures over chosen TLS contexts

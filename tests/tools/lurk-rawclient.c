@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lurk-rawclient: an edge that says what it likes. Sends arbitrary bytes,
  * or requests no honest edge would build, over a real (mutual TLS)

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """tls12_rsa_cke.py: a raw TLS 1.2 client that sends a chosen ClientKeyExchange.
 
     tls12_rsa_cke.py [--timeout S] [--no-sigalgs] HOST PORT CIPHERTEXT

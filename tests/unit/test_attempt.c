@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The lifecycle of one call (proto/lurk_attempt.c): every event in every
  * state as a table, then the stories that matter (failover, deadline,

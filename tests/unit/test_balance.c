@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Which key server gets the next attempt (proto/lurk_balance.c). */
 #include <stdarg.h>
 #include <stddef.h>

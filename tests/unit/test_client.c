@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The client's nng adapter (proto/lurk_client.c) against small key servers
  * in this process: nng rep sockets over ipc:// in a temporary directory,

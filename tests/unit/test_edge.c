@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The edge's settings (proto/lurk_edge.c): the one reading of the
  * provider's openssl.cnf section that the provider and lurkctl share.

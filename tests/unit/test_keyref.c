@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The key reference codec: round trips for every key type, and every kind
  * of damaged or hostile input a loader must refuse. A small independent

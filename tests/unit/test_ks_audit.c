@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Audit lines (ks_audit_format), the file with rotation, and the metrics
  * exposition (ks_metrics).

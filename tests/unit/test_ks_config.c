@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests of the key server configuration parser (keyserver/ks_config.c):
  * what a valid file yields, and that each mistake an operator can make is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * TLS 1.2 RSA key exchange under the replay window: ks_ops
  * with a real RSA key and a gate that applies ks_replay and

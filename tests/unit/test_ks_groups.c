@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Edge groups and operational settings in the configuration, and the
  * authorization and gate they drive in ks_ops (with real keys).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Token buckets, log-once-per-interval and in-flight admission (ks_limits).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The replay window (ks_replay): fresh, retry, replay, expiry, full, and
  * the index under churn against a simple model.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The signing path of ks_ops with its per-thread templates: every scheme
  * still signs exactly as TLS verifies it, templates never outlive or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The slot state machine (ks_slot): every event in every state, then the
  * scenarios the key server lives through (overload per connection and in

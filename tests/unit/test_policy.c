@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The TLS-context policy: what the key server agrees to sign. Every form
  * libssl produces for a server must pass for every scheme that fits the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The wire contract both ends share: what a decoded request or response
  * may contain, the key id syntax and the scheme table.
