@@ -770,6 +770,16 @@ char *ks_server_render(void *arg, size_t *len)
     return out;
 }
 
+unsigned int ks_server_in_flight(ks_server *srv)
+{
+    unsigned int n;
+
+    pthread_mutex_lock(&srv->slot_lock);
+    n = srv->sm.busy;
+    pthread_mutex_unlock(&srv->slot_lock);
+    return n;
+}
+
 /* ---- refusals at admission (ks_lifecycle.c) ------------------------------- */
 
 nng_msg *ks_server_refuse_slot(ks_server *srv, ks_slot *s, ks_slot_refusal why)

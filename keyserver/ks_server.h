@@ -77,6 +77,9 @@ int ks_server_reload(ks_server *srv, ks_config *cfg, ks_keyring *kr, ks_ops *ops
 /* Note a rejected reload (for the metrics). */
 void ks_server_reload_failed(ks_server *srv);
 
+/* Requests admitted and not yet answered (the in-flight gauge). */
+unsigned int ks_server_in_flight(ks_server *srv);
+
 /* Reopen the audit log file (log rotation). */
 void ks_server_reopen_audit(ks_server *srv);
 
