@@ -396,6 +396,7 @@ static void ks_server_free(ks_server *srv)
     pthread_cond_destroy(&srv->q_cond);
     pthread_mutex_destroy(&srv->slot_lock);
     pthread_cond_destroy(&srv->slot_cond);
+    pthread_cond_destroy(&srv->conn_cond);
     pthread_mutex_destroy(&srv->lim_lock);
     pthread_mutex_destroy(&srv->replay_lock);
     free(srv);
@@ -464,10 +465,11 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
     pthread_mutex_init(&srv->q_lock, NULL);
     pthread_cond_init(&srv->q_cond, NULL);
     pthread_mutex_init(&srv->slot_lock, NULL);
-    /* The drain's deadline must not move with the wall clock. */
+    /* The drain's deadlines must not move with the wall clock. */
     pthread_condattr_init(&cattr);
     pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
     pthread_cond_init(&srv->slot_cond, &cattr);
+    pthread_cond_init(&srv->conn_cond, &cattr);
     pthread_condattr_destroy(&cattr);
     pthread_mutex_init(&srv->lim_lock, NULL);
     pthread_mutex_init(&srv->replay_lock, NULL);
@@ -620,6 +622,26 @@ void ks_server_reopen_audit(ks_server *srv)
         ks_log(KS_LOG_INFO, "audit log reopened");
 }
 
+/*
+ * The answers the drain saw sent may still be queued in nng's connections
+ * (KS_SERVER_LINGER_MS): give them that long to leave, or until every edge
+ * has disconnected, before the socket closes.
+ */
+static void ks_server_linger(ks_server *srv)
+{
+    struct timespec deadline;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += KS_SERVER_LINGER_MS * 1000000L;
+    deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+    deadline.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&srv->conn_lock);
+    while (srv->n_conns > 0)
+        if (pthread_cond_timedwait(&srv->conn_cond, &srv->conn_lock, &deadline) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&srv->conn_lock);
+}
+
 void ks_server_stop(ks_server *srv)
 {
     ks_runtime *rt;
@@ -653,6 +675,7 @@ void ks_server_stop(ks_server *srv)
                left, at_start, timeout_s);
     else
         ks_log(KS_LOG_INFO, "drained: %u requests in flight at the stop were answered", at_start);
+    ks_server_linger(srv);
     nworkers = srv->n_workers;
     ks_server_shutdown(srv);
     ks_log(KS_LOG_INFO,

@@ -338,6 +338,7 @@ void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
             }
         }
         n = srv->n_conns;
+        pthread_cond_broadcast(&srv->conn_cond); /* a stop may linger for this */
         pthread_mutex_unlock(&srv->conn_lock);
         if (gone != NULL) {
             ks_slots_conn_closed(srv, id);

@@ -13,7 +13,8 @@
  * Lock order. Each lock guards:
  *
  *   conn_lock   the connection table: peers, groups, per-connection
- *               in-flight counts, n_conns.
+ *               in-flight counts, n_conns; conn_cond with it (an edge
+ *               left: the stop's linger waits on it).
  *   slot_lock   the slots' state machine (srv->sm, ks_slot.h): each slot's
  *               state, the in-flight total, busy slots, peak, drain, the
  *               limits of the reload generation; slot_cond with it.

@@ -42,8 +42,15 @@
 #define KS_SERVER_SPARE_SLOTS 8u
 /* Overload and refusal summaries: at most one line per reason per interval. */
 #define KS_SERVER_LOG_INTERVAL_US 10000000ull
-#define KS_SERVER_PIPE_BUCKETS    1024u
-#define KS_SERVER_GROUP_NAME      72
+/*
+ * After a drain, how long answers already handed to nng get to leave before
+ * the socket closes (unless every edge disconnects sooner): nng's rep socket
+ * reports an answer sent once it is queued on the connection, before the
+ * transport has written it, and closing the socket discards what is queued.
+ */
+#define KS_SERVER_LINGER_MS    250
+#define KS_SERVER_PIPE_BUCKETS 1024u
+#define KS_SERVER_GROUP_NAME   72
 
 /* ---- the runtime: everything a reload replaces ---- */
 
@@ -124,6 +131,7 @@ struct ks_server {
     ks_lst *lsts;
 
     pthread_mutex_t conn_lock;
+    pthread_cond_t conn_cond; /* an edge disconnected (CLOCK_MONOTONIC) */
     ks_conn *conns[KS_SERVER_PIPE_BUCKETS];
     unsigned int n_conns;
     atomic_ullong conns_refused;

@@ -20,12 +20,13 @@ conf() { # FILE LISTEN [extra [keyserver] lines...]
         "max_inflight_per_conn = 3" "$@"
 }
 conf "$LURK_T/ks.cnf" "$URL"
-lurk_keyserver_start ks "$LURK_T/ks.cnf" --debug-delay-ms 400 \
+lurk_keyserver_start ks "$LURK_T/ks.cnf" --debug-delay-ms 1200 \
     || { lurk_fail "key server starts"; lurk_done; }
 ops() { local u=$1; shift; timeout 30 "$OPS" --server "$u" --cert "$P/edge.crt" \
     --key "$P/edge.key" --ca "$P/ca.crt" --server-name localhost --timeout-ms 3000 "$@"; }
 METRICS=http://127.0.0.1:$MPORT/metrics
-# in_flight: until the key server has a request in flight (each takes 400 ms).
+# in_flight: until the key server has a request in flight (each takes 1.2 s:
+# long enough that a poll of /metrics on a loaded machine sees it).
 in_flight() { lurk_wait_metric "$METRICS" '^lurk_keyserver_in_flight [1-9]' 10; }
 # hup_and_wait REGEX: SIGHUP, then until one more log line matches REGEX
 # than before (earlier reloads wrote the same lines).
@@ -36,7 +37,7 @@ hup_and_wait() {
     lurk_wait_log_count "$LURK_T/ks.log" "$1" $((n + 1)) 10
 }
 
-# --- in-flight limits: 8 at once, 400 ms each, max_inflight 3 -------------------
+# --- in-flight limits: 8 at once, 1.2 s each, max_inflight 3 -------------------
 ops "$URL" burst p256 8 > "$LURK_T/burst.txt" 2>&1
 lurk_log "$(cat "$LURK_T/burst.txt")"
 ok=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' "$LURK_T/burst.txt")
@@ -78,7 +79,7 @@ lurk_grep "a missing key file: the rejection names it" 'reload rejected.*(missin
 lurk_check "a missing key file is rejected, the epoch stays" test "$(epoch "$URL")" = "$E1"
 
 # A good new configuration: without p384, with a second listener. A request
-# in flight during the reload (400 ms of delay) finishes on the old one.
+# in flight during the reload (1.2 s of delay) finishes on the old one.
 conf "$LURK_T/ks.cnf" "$URL $URL2"
 sed -i '/^p384 = /d' "$LURK_T/ks.cnf"
 ops "$URL" sign p384 > "$LURK_T/inflight-reload.txt" 2>&1 {LURK_TAP}>&- &
