@@ -393,3 +393,34 @@ lurk_keyrefs() {
             -o "$LURK_T/ref/$k.pem" keyref "$k" || return 1
     done
 }
+
+# --- nginx ---------------------------------------------------------------------
+
+LURK_NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+# lurk_nginx_server PORT CERT KEY: one TLS server block, answering
+# "lurk ok <protocol> <cipher>".
+lurk_nginx_server() {
+    printf '    server {\n        listen 127.0.0.1:%s ssl;\n' "$1"
+    printf '        ssl_certificate %s;\n        ssl_certificate_key %s;\n' "$2" "$3"
+    printf '        location / { return 200 "lurk ok $ssl_protocol $ssl_cipher\\n"; }\n    }\n'
+}
+
+# lurk_nginx_conf FILE DIR WORKERS BLOCK...: an nginx.conf for Debian's
+# nginx run as root with DIR as its prefix (pid, logs/, tmp/ inside it),
+# TLS 1.2 and 1.3, and the given server blocks (lurk_nginx_server).
+lurk_nginx_conf() {
+    local file=$1 dir=$2 workers=$3 t; shift 3
+    mkdir -p "$dir/tmp" "$dir/logs"
+    {
+        printf 'worker_processes %s;\nuser root;\npid %s/nginx.pid;\n' "$workers" "$dir"
+        printf 'error_log %s/logs/error.log info;\nevents { worker_connections 256; }\n' "$dir"
+        printf 'http {\n    access_log %s/logs/access.log;\n' "$dir"
+        for t in client_body proxy fastcgi uwsgi scgi; do
+            printf '    %s_temp_path %s/tmp/%s;\n' "$t" "$dir" "$t"
+        done
+        printf '    ssl_protocols TLSv1.2 TLSv1.3;\n'
+        printf '%s\n' "$@"
+        printf '}\n'
+    } > "$file"
+}

@@ -6,7 +6,7 @@
 # reload under traffic, and a mismatching certificate refused at start.
 . "$(dirname "$0")/lib.sh"
 
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+NGINX=$LURK_NGINX
 if [ ! -x "$NGINX" ]; then
     lurk_skip "nginx is not installed (scripts/setup-debian installs nginx-light)"
     lurk_done
@@ -21,40 +21,13 @@ lurk_check "reference files from the key server configuration" lurk_keyrefs "$LU
 export OPENSSL_CONF=$LURK_T/openssl.cnf
 
 P=$LURK_T/nginx
-mkdir -p "$P/tmp" "$P/logs"
 RSA_PORT=$(lurk_port)
 EC_PORT=$(lurk_port)
 
-# nginx_conf FILE RSA-CERT RSA-KEY
+# nginx_conf FILE RSA-CERT RSA-KEY: two workers, the RSA server and a P-256 one.
 nginx_conf() {
-    cat > "$1" <<CONF
-worker_processes 2;
-user root;
-pid $P/nginx.pid;
-error_log $P/logs/error.log info;
-events { worker_connections 256; }
-http {
-    access_log $P/logs/access.log;
-    client_body_temp_path $P/tmp/body;
-    proxy_temp_path $P/tmp/proxy;
-    fastcgi_temp_path $P/tmp/fastcgi;
-    uwsgi_temp_path $P/tmp/uwsgi;
-    scgi_temp_path $P/tmp/scgi;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    server {
-        listen 127.0.0.1:$RSA_PORT ssl;
-        ssl_certificate $2;
-        ssl_certificate_key $3;
-        location / { return 200 "lurk ok \$ssl_protocol \$ssl_cipher\n"; }
-    }
-    server {
-        listen 127.0.0.1:$EC_PORT ssl;
-        ssl_certificate $LURK_T/pki/web-p256.crt;
-        ssl_certificate_key $LURK_T/ref/p256.pem;
-        location / { return 200 "lurk ok \$ssl_protocol \$ssl_cipher\n"; }
-    }
-}
-CONF
+    lurk_nginx_conf "$1" "$P" 2 "$(lurk_nginx_server "$RSA_PORT" "$2" "$3")" \
+        "$(lurk_nginx_server "$EC_PORT" "$LURK_T/pki/web-p256.crt" "$LURK_T/ref/p256.pem")"
 }
 nginx_conf "$P/nginx.conf" "$LURK_T/pki/web-rsa.crt" "$LURK_T/ref/rsa.pem"
 # Same key type, other key: the certificate slot libssl checks the key against.

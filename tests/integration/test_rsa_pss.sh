@@ -183,35 +183,14 @@ for k in pss pss256; do
 done
 
 # nginx (Debian's, unmodified) with the RSA-PSS reference files.
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+NGINX=$LURK_NGINX
 if [ -x "$NGINX" ]; then
     P=$LURK_T/nginx
-    mkdir -p "$P/tmp" "$P/logs"
     NG_PSS=$(lurk_port)
     NG_PSS256=$(lurk_port)
-    server() {
-        printf '    server {\n        listen 127.0.0.1:%s ssl;\n        ssl_certificate %s;\n' "$1" "$2"
-        printf '        ssl_certificate_key %s;\n' "$3"
-        printf '        location / { return 200 "lurk ok $ssl_protocol\\n"; }\n    }\n'
-    }
-    cat > "$P/nginx.conf" <<CONF
-worker_processes 1;
-user root;
-pid $P/nginx.pid;
-error_log $P/logs/error.log info;
-events { worker_connections 64; }
-http {
-    access_log $P/logs/access.log;
-    client_body_temp_path $P/tmp/body;
-    proxy_temp_path $P/tmp/proxy;
-    fastcgi_temp_path $P/tmp/fastcgi;
-    uwsgi_temp_path $P/tmp/uwsgi;
-    scgi_temp_path $P/tmp/scgi;
-    ssl_protocols TLSv1.2 TLSv1.3;
-$(server "$NG_PSS" "$W/pss.crt" "$LURK_T/ref/pss.pem")
-$(server "$NG_PSS256" "$W/pss256.crt" "$LURK_T/ref/pss256.pem")
-}
-CONF
+    lurk_nginx_conf "$P/nginx.conf" "$P" 1 \
+        "$(lurk_nginx_server "$NG_PSS" "$W/pss.crt" "$LURK_T/ref/pss.pem")" \
+        "$(lurk_nginx_server "$NG_PSS256" "$W/pss256.crt" "$LURK_T/ref/pss256.pem")"
     OPENSSL_CONF=$LURK_T/openssl.cnf lurk_bg nginx "$NGINX" -p "$P" -c "$P/nginx.conf" -g 'daemon off;'
     if lurk_wait_port "$NG_PSS" 15 && lurk_wait_port "$NG_PSS256" 15; then
         for k in pss pss256; do

@@ -19,24 +19,7 @@
 #include <openssl/rsa.h>
 #include <openssl/store.h>
 
-static EVP_PKEY *load_key(const char *uri)
-{
-    OSSL_STORE_CTX *st = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
-    EVP_PKEY *pkey = NULL;
-
-    if (st == NULL)
-        return NULL;
-    OSSL_STORE_expect(st, OSSL_STORE_INFO_PKEY);
-    while (pkey == NULL && !OSSL_STORE_eof(st)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(st);
-
-        if (info != NULL && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-            pkey = OSSL_STORE_INFO_get1_PKEY(info);
-        OSSL_STORE_INFO_free(info);
-    }
-    OSSL_STORE_close(st);
-    return pkey;
-}
+#include "lurk_load_key.h"
 
 /* 64 spaces, the context string, 0, and a 32-byte transcript hash. */
 static size_t tls13_context(unsigned char *buf)
@@ -116,7 +99,7 @@ int main(int argc, char **argv)
         return 2;
     }
     parent_first = strcmp(argv[2], "parent") == 0;
-    if ((pkey = load_key(argv[1])) == NULL) {
+    if ((pkey = lurk_load_key(argv[1])) == NULL) {
         fprintf(stderr, "load failed\n");
         ERR_print_errors_fp(stderr);
         return 1;

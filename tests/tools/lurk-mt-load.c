@@ -28,6 +28,8 @@
 #include <openssl/evp.h>
 #include <openssl/store.h>
 
+#include "lurk_load_key.h"
+
 static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int stop;
 
@@ -80,27 +82,6 @@ static void *reaper(void *arg)
     return NULL;
 }
 
-static EVP_PKEY *load_key(const char *uri)
-{
-    OSSL_STORE_CTX *st = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
-    EVP_PKEY *pkey = NULL;
-
-    if (st == NULL)
-        return NULL;
-    OSSL_STORE_expect(st, OSSL_STORE_INFO_PKEY);
-    while (pkey == NULL && !OSSL_STORE_eof(st)) {
-        OSSL_STORE_INFO *info = OSSL_STORE_load(st);
-
-        if (info != NULL && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-            pkey = OSSL_STORE_INFO_get1_PKEY(info);
-        OSSL_STORE_INFO_free(info);
-        if (info == NULL)
-            break;
-    }
-    OSSL_STORE_close(st);
-    return pkey;
-}
-
 int main(int argc, char **argv)
 {
     pthread_t t[3];
@@ -115,7 +96,7 @@ int main(int argc, char **argv)
     pthread_create(&t[1], NULL, churner, NULL);
     pthread_create(&t[2], NULL, reaper, NULL);
     for (int i = 0; i < count; i++) {
-        EVP_PKEY *pkey = load_key(argv[1]);
+        EVP_PKEY *pkey = lurk_load_key(argv[1]);
 
         if (pkey == NULL) {
             printf("load %d of %s failed\n", i + 1, argv[1]);
