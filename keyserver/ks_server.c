@@ -775,8 +775,12 @@ unsigned int ks_server_in_flight(ks_server *srv)
 {
     unsigned int n;
 
+    /*
+     * Not `busy`: a slot whose answer nng is still sending stays busy after
+     * the edge may already have read it.
+     */
     pthread_mutex_lock(&srv->slot_lock);
-    n = srv->sm.busy;
+    n = srv->sm.admitted;
     pthread_mutex_unlock(&srv->slot_lock);
     return n;
 }

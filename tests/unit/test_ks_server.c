@@ -250,7 +250,11 @@ static void test_stop_drains(void **state)
     assert_int_equal(n_keys(fx, &epoch), 1);
     sign_request(&req, &sign, tbs, &len);
     assert_non_null(p = lurk_client_start(fx->client, &req, on_done, NULL, err, sizeof(err)));
-    /* Admitted once it is in flight: wait for that, not for a time. */
+    /*
+     * Wait for the Sign to be admitted, not for a time. The Capabilities
+     * answer before it no longer counts once made, though its slot may
+     * still be sending it.
+     */
     for (int i = 0; i < 5000 && ks_server_in_flight(srv) == 0; i++)
         tick();
     assert_int_equal(ks_server_in_flight(srv), 1);
@@ -258,9 +262,9 @@ static void test_stop_drains(void **state)
     for (int i = 0; i < 5000 && !lurk_pending_done(p); i++)
         tick();
     assert_true(lurk_pending_done(p));
-    assert_int_equal(
-        lurk_pending_finish(p, LURK__V1__RESPONSE__RESULT_SIGN, &resp, err, sizeof(err)),
-        LURK_CALL_OK);
+    if (lurk_pending_finish(p, LURK__V1__RESPONSE__RESULT_SIGN, &resp, err, sizeof(err))
+        != LURK_CALL_OK)
+        fail_msg("the drained request was not answered: %s", err);
     assert_true(resp->sign->signature.len > 0);
     lurk__v1__response__free_unpacked(resp, NULL);
 }
@@ -272,6 +276,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
     };
 
-    ks_log_set_level(KS_LOG_WARN);
+    ks_log_set_level(getenv("TKS_DEBUG") ? KS_LOG_DEBUG : KS_LOG_WARN);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
