@@ -37,8 +37,8 @@ static int reserve(unsigned int port)
             close(fd);
             return 1;
         }
-        if (errno != EEXIST || stat(path, &st) != 0
-            || time(NULL) - st.st_mtime < LURK_PORT_HOLD_S || unlink(path) != 0)
+        if (errno != EEXIST || stat(path, &st) != 0 || time(NULL) - st.st_mtime < LURK_PORT_HOLD_S
+            || unlink(path) != 0)
             return 0;
     }
     return 0;
