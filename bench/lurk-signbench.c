@@ -249,7 +249,7 @@ static int serve_echo(void)
     if ((rv = nng_rep0_open(&sock)) != 0)
         die("nng_rep0_open: %s", nng_strerror(rv));
     if (lurk_url_classify(opt.serve) == LURK_URL_TLS
-        && lurk_tls_config_make(1, &f, &tls, err, sizeof(err)) != 0)
+        && lurk_tls_config_from_files(1, &f, &tls, err, sizeof(err)) != 0)
         die("%s", err);
     if ((rv = nng_listener_create(&l, sock, opt.serve)) != 0
         || (tls != NULL && (rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tls)) != 0)
@@ -519,7 +519,7 @@ static void bare_open(nng_socket *sock)
     if ((rv = nng_req0_open(sock)) != 0)
         die("nng_req0_open: %s", nng_strerror(rv));
     if (lurk_url_classify(opt.url) == LURK_URL_TLS
-        && lurk_tls_config_make(0, &f, &tls, err, sizeof(err)) != 0)
+        && lurk_tls_config_from_files(0, &f, &tls, err, sizeof(err)) != 0)
         die("%s", err);
     nng_socket_set_ms(*sock, NNG_OPT_RECVTIMEO, opt.timeout_ms > 0 ? opt.timeout_ms : 2000);
     nng_socket_set_ms(*sock, NNG_OPT_SENDTIMEO, opt.timeout_ms > 0 ? opt.timeout_ms : 2000);

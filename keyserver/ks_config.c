@@ -41,6 +41,7 @@ static const char *const ks_config_known[] = {
     "tls_key",
     "client_ca",
     "client_crl",
+    "tls_min_version",
     "allow_insecure",
     "workers",
     "keys",
@@ -163,12 +164,25 @@ static int ks_main_tls(ks_parse *p, ks_config *cfg)
 {
     static const char *const need[] = { "tls_cert", "tls_key", "client_ca" };
     char **const have[] = { &cfg->tls_cert, &cfg->tls_key, &cfg->client_ca };
+    const char *v;
 
     if (ks_main_path(p, "tls_cert", &cfg->tls_cert) != 0
         || ks_main_path(p, "tls_key", &cfg->tls_key) != 0
         || ks_main_path(p, "client_ca", &cfg->client_ca) != 0
         || ks_main_path(p, "client_crl", &cfg->client_crl) != 0)
         return -1;
+    v = ks_main_get(p, "tls_min_version");
+    if (v != NULL && strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0) {
+        ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, "tls_min_version"),
+                       "tls_min_version: \"%s\" is not 1.2 or 1.3 (the channel offers no "
+                       "older TLS)",
+                       v);
+        return -1;
+    }
+    if (v != NULL && (cfg->tls_min_version = strdup(v)) == NULL) {
+        ks_config_errf(p->err, p->errlen, p->text_name, 0, "out of memory");
+        return -1;
+    }
     for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
         if (cfg->has_tls && *have[i] == NULL) {
             ks_config_errf(p->err, p->errlen, p->text_name, ks_main_line(p, "listen"),
@@ -678,6 +692,7 @@ void ks_config_free(ks_config *cfg)
     lurk_url_list_free(cfg->listen);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->tls_min_version);
     free(cfg->client_ca);
     free(cfg->client_crl);
     free(cfg->server_id);

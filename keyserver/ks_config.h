@@ -91,6 +91,7 @@ typedef struct ks_config {
     char *tls_key;
     char *client_ca;
     char *client_crl;
+    char *tls_min_version; /* "1.2" or "1.3"; NULL: 1.3 */
 
     unsigned int workers;     /* resolved: never 0 */
     unsigned int workers_set; /* as written: 0 means "automatic" */

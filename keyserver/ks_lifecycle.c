@@ -445,6 +445,12 @@ static void ks_server_shutdown(ks_server *srv)
     }
 }
 
+/* The channel engine explains failed handshakes: which edge certificate, which version. */
+static void ks_server_tls_log(int warn, const char *msg)
+{
+    ks_log(warn ? KS_LOG_WARN : KS_LOG_INFO, "%s", msg);
+}
+
 int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay_ms,
                     ks_server **out, char *err, size_t errlen)
 {
@@ -459,6 +465,7 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
         return -1;
     }
     srv->debug_delay_ms = debug_delay_ms;
+    lurk_tls_set_logger(ks_server_tls_log);
     pthread_mutex_init(&srv->rt_lock, NULL);
     pthread_mutex_init(&srv->lst_lock, NULL);
     pthread_mutex_init(&srv->conn_lock, NULL);

@@ -159,8 +159,9 @@ static int ks_group_tls(const ks_config *cfg, const ks_config_group *g, nng_tls_
     f.key = cfg->tls_key;
     f.ca = g->client_ca;
     f.crl = g->client_crl;
+    f.min_version = cfg->tls_min_version;
     *tls = NULL;
-    if (lurk_tls_config_make(1, &f, tls, why, sizeof(why)) != 0
+    if (lurk_tls_config_from_files(1, &f, tls, why, sizeof(why)) != 0
         || ks_server_tls_pair(cfg, why, sizeof(why)) != 0) {
         lurk_errf(err, errlen, "%s: TLS for %s%s: %s", cfg->name,
                   g->implicit ? "[keyserver]" : "[edge.", g->implicit ? "" : g->name, why);

@@ -199,15 +199,21 @@ int lurk_server_open(lurk_server *s, const lurk_client_conf *conf, char *err, si
         return -1;
     }
     if (lurk_url_classify(s->url) == LURK_URL_TLS) {
-        lurk_tls_files f = conf->tls;
+        const char *name = conf->tls.server_name;
 
-        if (f.server_name == NULL)
-            f.server_name = host = lurk_url_host(s->url);
-        rv = lurk_tls_config_make(0, &f, &tls, err, errlen);
-        free(host);
+        if (conf->cred != NULL)
+            rv = lurk_tls_config_make(0, conf->cred, &tls, err, errlen);
+        else
+            rv = lurk_tls_config_from_files(0, &conf->tls, &tls, err, errlen);
         if (rv != 0)
             return -1;
-        rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
+        if (name == NULL)
+            name = host = lurk_url_host(s->url);
+        if (name != NULL)
+            rv = nng_tls_config_server_name(tls, name);
+        if (rv == 0)
+            rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
+        free(host);
         nng_tls_config_free(tls); /* the dialer holds its own reference */
         if (rv != 0) {
             lurk_errf(err, errlen, "key server URL %s: %s", s->url, nng_strerror(rv));

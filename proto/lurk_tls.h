@@ -40,8 +40,7 @@ typedef struct lurk_tls_cred lurk_tls_cred;
  * (only to test and diagnose the key server's refusal of such an edge).
  * No nng call. Key bytes read from a file are wiped once parsed.
  */
-int lurk_tls_cred_load(const lurk_tls_files *files, lurk_tls_cred **out, char *err,
-                       size_t errlen);
+int lurk_tls_cred_load(const lurk_tls_files *files, lurk_tls_cred **out, char *err, size_t errlen);
 void lurk_tls_cred_free(lurk_tls_cred *cred);
 /* "TLSv1.3" or "TLSv1.2": the lowest version the credential allows. */
 const char *lurk_tls_cred_min_version(const lurk_tls_cred *cred);
@@ -60,6 +59,11 @@ int lurk_tls_config_from_files(int server, const lurk_tls_files *files, nng_tls_
 
 /* Register the engine now (idempotent). 0, or -1 with a reason in err. */
 int lurk_tls_engine_use(char *err, size_t errlen);
+/*
+ * Where the engine explains a failed handshake (the peer's certificate,
+ * its version); warn is 1 for those. Set once, before any connection.
+ */
+void lurk_tls_set_logger(void (*fn)(int warn, const char *msg));
 /* The engine's description ("OpenSSL 3.0.x ..."), for logs. */
 const char *lurk_tls_engine_description(void);
 
@@ -67,15 +71,15 @@ const char *lurk_tls_engine_description(void);
 
 /* What the TLS layer verified about a connection's peer. */
 typedef struct {
-    int verified;                       /* chain and (server) name verified */
-    char subject[256];                  /* RFC 2253, one line; "" if none */
-    char dns[LURK_TLS_MAX_DNS][128];    /* the first DNS subjectAltNames */
+    int verified;                    /* chain and (server) name verified */
+    char subject[256];               /* RFC 2253, one line; "" if none */
+    char dns[LURK_TLS_MAX_DNS][128]; /* the first DNS subjectAltNames */
     size_t n_dns;
-    unsigned char spki_sha256[32];      /* of the DER SubjectPublicKeyInfo */
+    unsigned char spki_sha256[32]; /* of the DER SubjectPublicKeyInfo */
     int has_spki;
-    char version[16];                   /* "TLSv1.3" */
-    char cipher[64];                    /* "TLS_AES_128_GCM_SHA256" */
-    int resumed;                        /* the session was resumed */
+    char version[16]; /* "TLSv1.3" */
+    char cipher[64];  /* "TLS_AES_128_GCM_SHA256" */
+    int resumed;      /* the session was resumed */
 } lurk_tls_peer;
 
 /*

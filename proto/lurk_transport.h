@@ -17,29 +17,19 @@
 #include <nng/nng.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include "lurk_tls.h"
 #include "lurk_url.h"
 #include "lurk_wire.h"
-
-typedef struct {
-    const char *cert;        /* own certificate chain (PEM) */
-    const char *key;         /* own private key (PEM) */
-    const char *ca;          /* CA the peer must chain to (PEM) */
-    const char *crl;         /* optional CRL (PEM) */
-    const char *server_name; /* client only: name expected in the server cert */
-} lurk_tls_files;
-
-/* An nng TLS config requiring a verified peer certificate. */
-int lurk_tls_config_make(int server, const lurk_tls_files *files, nng_tls_config **out, char *err,
-                         size_t errlen);
 
 typedef struct lurk_client lurk_client;
 
 typedef struct {
-    char *const *urls; /* NULL-terminated, 1 to 32 key servers */
-    lurk_tls_files tls;
-    int timeout_ms;         /* whole call, all attempts: default 2000 */
-    int attempt_timeout_ms; /* one attempt on one server: default timeout_ms / 2 */
-    int keepalive_ms;       /* ping an idle server this often: default 1000, < 0 never */
+    char *const *urls;         /* NULL-terminated, 1 to 32 key servers */
+    lurk_tls_files tls;        /* read when the client is made, unless: */
+    const lurk_tls_cred *cred; /* loaded beforehand (a provider's, at activation) */
+    int timeout_ms;            /* whole call, all attempts: default 2000 */
+    int attempt_timeout_ms;    /* one attempt on one server: default timeout_ms / 2 */
+    int keepalive_ms;          /* ping an idle server this often: default 1000, < 0 never */
 } lurk_client_conf;
 
 typedef enum {

@@ -81,7 +81,7 @@ int main(int argc, char **argv)
     files.ca = argv[4];
     mode = argv[5];
     if (nng_rep0_open(&sock) != 0 || nng_listener_create(&l, sock, argv[1]) != 0
-        || lurk_tls_config_make(1, &files, &tls, err, sizeof(err)) != 0
+        || lurk_tls_config_from_files(1, &files, &tls, err, sizeof(err)) != 0
         || nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tls) != 0 || nng_listener_start(l, 0) != 0) {
         fprintf(stderr, "lurk-fake-keyserver: cannot listen on %s\n", argv[1]);
         return 1;
