@@ -710,6 +710,7 @@ void ks_config_free(ks_config *cfg)
         free(g->client_ca);
         free(g->client_crl);
         ks_authz_grant_clear(&g->grant);
+        ks_ident_members_clear(&g->edges);
     }
     free(cfg->groups);
     free(cfg->audit_log);

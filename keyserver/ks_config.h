@@ -22,6 +22,17 @@
  *   rate = 500
  *   burst = 1000
  *
+ * A group may name its edges (per-edge identity, ks_ident.h), and then
+ * share its listeners with other groups of the same CA and CRL: each
+ * connection goes to the first group on its listener that names its
+ * certificate, else to the one group there that names no edges:
+ *
+ *   [edge.edge1]
+ *   listen = tls+tcp://0.0.0.0:7443
+ *   client_ca = cdn1-ca.pem
+ *   edges = dns:edge1.cdn.example spki:<64 hex digits>
+ *   keys = www
+ *
  * Without [edge.*] sections the [keyserver] listeners form one implicit
  * group, "default", granted every key.
  *
@@ -37,6 +48,7 @@
 #include <openssl/bio.h>
 
 #include "ks_authz.h"
+#include "ks_ident.h"
 #include "ks_policy.h"
 
 /* Largest configuration accepted, far above any sane one. */
@@ -75,6 +87,9 @@ typedef struct {
     uint32_t rate; /* Sign+Decrypt per second for the whole group, 0: unlimited */
     uint32_t burst;
     long line;
+    /* Its members (`edges`); empty: any certificate verified on its listeners. */
+    ks_ident_members edges;
+    long edges_line;
 } ks_config_group;
 
 typedef struct ks_config {
@@ -151,7 +166,17 @@ void ks_config_free(ks_config *cfg);
  */
 int ks_config_source_is_path(const char *source);
 
-/* The group a listener URL belongs to, NULL if none. */
+/*
+ * The first group a listener URL belongs to, NULL if none. Several groups
+ * may share a tls+tcp:// URL (ks_config_groups_of_url).
+ */
 const ks_config_group *ks_config_group_of_url(const ks_config *cfg, const char *url);
+
+/*
+ * Every group of a listener URL, in configuration order: up to `max`
+ * pointers in out; returns how many groups have it (0: none).
+ */
+size_t ks_config_groups_of_url(const ks_config *cfg, const char *url, const ks_config_group **out,
+                               size_t max);
 
 #endif

@@ -21,7 +21,7 @@
 /* ---- edge groups --------------------------------------------------------- */
 
 static const char *const ks_edge_known[] = {
-    "listen", "client_ca", "client_crl", "keys", "rate", "burst",
+    "listen", "client_ca", "client_crl", "keys", "rate", "burst", "edges",
 };
 
 /* "RATE" or "RATE BURST" (key_limits values). */
@@ -95,13 +95,44 @@ static int ks_group_listen(ks_parse *p, ks_config *cfg, const char *section, con
     return 0;
 }
 
+/*
+ * `edges`: the group's members. Only a certificate names a member, so
+ * every listener of such a group must be tls+tcp://: on ipc:// or tcp://
+ * anyone who can connect would pass for a member.
+ */
+static int ks_group_edges(ks_parse *p, STACK_OF(CONF_VALUE) * sect, const char *section,
+                          ks_config_group *g)
+{
+    const char *v = ks_sect_get(sect, "edges");
+    char why[320];
+
+    if (v == NULL)
+        return 0;
+    g->edges_line = ks_scan_last(&p->scan, section, "edges");
+    if (ks_ident_members_parse(v, &g->edges, why, sizeof(why)) != 0) {
+        ks_config_errf(p->err, p->errlen, p->text_name, g->edges_line, "[%s]: edges: %s", section,
+                       why[0] ? why : "out of memory");
+        return -1;
+    }
+    for (char **u = g->listen; *u != NULL; u++) {
+        if (lurk_url_classify(*u) != LURK_URL_TLS) {
+            ks_config_errf(p->err, p->errlen, p->text_name, g->edges_line,
+                           "[%s]: edges: listener %s has no client certificate to match; "
+                           "put ipc:// and tcp:// listeners in a group without edges",
+                           section, *u);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int ks_group_parse(ks_parse *p, ks_config *cfg, const char *section, ks_config_group *g)
 {
     STACK_OF(CONF_VALUE) *sect = NCONF_get_section(p->conf, section);
     const char *name = section + strlen(KS_EDGE_PREFIX), *v;
     const ks_scan_entry *dup;
     long first = 0, line = ks_scan_find(&p->scan, section, "listen", 0);
-    char why[160];
+    char why[320];
 
     ERR_clear_error();
     g->line = line;
@@ -177,7 +208,7 @@ static int ks_group_parse(ks_parse *p, ks_config *cfg, const char *section, ks_c
                        "[%s]: keys: %s", section, why[0] ? why : "out of memory");
         return -1;
     }
-    return 0;
+    return ks_group_edges(p, sect, section, g);
 }
 
 /* Distinct [edge.*] section names in order of appearance. */
@@ -205,6 +236,72 @@ int ks_groups_discover(const ks_parse *p, const char ***names, size_t *n)
     return 0;
 }
 
+static int ks_str_same(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/*
+ * Group g lists `url`, which the earlier group `o` lists too. One URL is
+ * one nng listener with one TLS configuration, and each connection on it
+ * must go to exactly one group (ks_ident_pick): the two must use the
+ * same CA and CRL files, at most one may take any certificate, and no
+ * member may be named by both.
+ */
+static int ks_group_share_check(ks_parse *p, const ks_config_group *o, const ks_config_group *g,
+                                const char *url)
+{
+    char member[KS_IDENT_DNS_MAX + 8];
+
+    if (lurk_url_classify(url) != LURK_URL_TLS) {
+        ks_config_errf(p->err, p->errlen, p->text_name, g->line,
+                       "[edge.%s]: listen: %s is already a listener of [edge.%s] (line %ld); a "
+                       "listener without TLS has no certificate to tell edges apart, so it "
+                       "belongs to one group",
+                       g->name, url, o->name, o->line);
+        return -1;
+    }
+    if (!ks_str_same(o->client_ca, g->client_ca) || !ks_str_same(o->client_crl, g->client_crl)) {
+        int ca = !ks_str_same(o->client_ca, g->client_ca);
+        const char *mine = ca ? g->client_ca : g->client_crl,
+                   *theirs = ca ? o->client_ca : o->client_crl;
+
+        ks_config_errf(p->err, p->errlen, p->text_name, g->line,
+                       "[edge.%s]: listen: %s is shared with [edge.%s] (line %ld), whose %s "
+                       "differs (%s, not %s): groups on one listener share its TLS "
+                       "configuration; give them the same client_ca and client_crl files, or "
+                       "listeners of their own",
+                       g->name, url, o->name, o->line, ca ? "client_ca" : "client_crl",
+                       theirs != NULL ? theirs : "none", mine != NULL ? mine : "none");
+        return -1;
+    }
+    if (o->edges.n == 0 && g->edges.n == 0) {
+        ks_config_errf(p->err, p->errlen, p->text_name, g->line,
+                       "[edge.%s]: listen: %s is shared with [edge.%s] (line %ld) and neither "
+                       "names its edges, so a connection would belong to both; name the "
+                       "members of one with edges = dns:NAME or spki:HEX",
+                       g->name, url, o->name, o->line);
+        return -1;
+    }
+    if (ks_ident_members_common(&o->edges, &g->edges, member, sizeof(member))) {
+        ks_config_errf(p->err, p->errlen, p->text_name, g->edges_line,
+                       "[edge.%s]: edges: %s is also a member of [edge.%s] (line %ld), on the "
+                       "same listener %s; an edge belongs to one group on a listener",
+                       g->name, member, o->name, o->edges_line, url);
+        return -1;
+    }
+    return 0;
+}
+
+static int ks_group_has_url(const ks_config_group *g, const char *url)
+{
+    for (size_t i = 0; i < g->n_listen; i++)
+        if (strcmp(g->listen[i], url) == 0)
+            return 1;
+    return 0;
+}
+
+/* The distinct URLs of every group; the rules of shared listeners. */
 static int ks_groups_union(ks_parse *p, ks_config *cfg)
 {
     size_t total = 0, k = 0;
@@ -217,16 +314,16 @@ static int ks_groups_union(ks_parse *p, ks_config *cfg)
         const ks_config_group *g = &cfg->groups[i];
 
         for (size_t j = 0; j < g->n_listen; j++) {
-            for (size_t m = 0; m < k; m++) {
-                if (strcmp(cfg->listen[m], g->listen[j]) == 0) {
-                    ks_config_errf(p->err, p->errlen, p->text_name, g->line,
-                                   "[edge.%s]: listen: %s is already a listener of another "
-                                   "group; a listener belongs to one group",
-                                   g->name, g->listen[j]);
+            int shared = 0;
+
+            for (size_t m = 0; m < i; m++) {
+                if (!ks_group_has_url(&cfg->groups[m], g->listen[j]))
+                    continue;
+                if (ks_group_share_check(p, &cfg->groups[m], g, g->listen[j]) != 0)
                     return -1;
-                }
+                shared = 1;
             }
-            if ((cfg->listen[k++] = strdup(g->listen[j])) == NULL)
+            if (!shared && (cfg->listen[k++] = strdup(g->listen[j])) == NULL)
                 return -1;
         }
         if (g->has_tls)
@@ -234,6 +331,45 @@ static int ks_groups_union(ks_parse *p, ks_config *cfg)
     }
     cfg->n_listen = k;
     return 0;
+}
+
+/* Every listener of a is one of b's and the other way round. */
+static int ks_groups_same_listeners(const ks_config_group *a, const ks_config_group *b)
+{
+    for (size_t i = 0; i < a->n_listen; i++)
+        if (!ks_group_has_url(b, a->listen[i]))
+            return 0;
+    for (size_t i = 0; i < b->n_listen; i++)
+        if (!ks_group_has_url(a, b->listen[i]))
+            return 0;
+    return 1;
+}
+
+/*
+ * Groups that trust the same CA file are told apart by their members on
+ * the listeners they share. A group that names no edges takes any
+ * certificate of its CA on its listeners: an edge of the other group can
+ * become one of its edges by dialing a listener the two do not share.
+ */
+static void ks_groups_warn_same_ca(const ks_parse *p, const ks_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_groups; i++) {
+        for (size_t j = 0; j < i; j++) {
+            const ks_config_group *a = &cfg->groups[j], *b = &cfg->groups[i];
+            const ks_config_group *open = b->edges.n == 0 ? b : a;
+
+            if (a->client_ca == NULL || b->client_ca == NULL
+                || strcmp(a->client_ca, b->client_ca) != 0 || (a->edges.n > 0 && b->edges.n > 0)
+                || ks_groups_same_listeners(a, b))
+                continue;
+            ks_log(KS_LOG_WARN,
+                   "%s: [edge.%s] and [edge.%s] trust the same client_ca %s: an edge of either "
+                   "can connect to the listeners of [edge.%s], which names no edges and so "
+                   "takes any certificate of that CA; name its members with edges =, share "
+                   "one listener, or give each group its own CA",
+                   p->text_name, a->name, b->name, a->client_ca, open->name);
+        }
+    }
 }
 
 int ks_groups_parse(ks_parse *p, ks_config *cfg, const char **names, size_t n)
@@ -268,17 +404,7 @@ int ks_groups_parse(ks_parse *p, ks_config *cfg, const char **names, size_t n)
                        cfg->tls_cert == NULL ? "tls_cert" : "tls_key");
         return -1;
     }
-    /* Groups that trust the same CA file cannot be told apart by it. */
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < i; j++)
-            if (cfg->groups[i].client_ca != NULL && cfg->groups[j].client_ca != NULL
-                && strcmp(cfg->groups[i].client_ca, cfg->groups[j].client_ca) == 0)
-                ks_log(KS_LOG_WARN,
-                       "%s: [edge.%s] and [edge.%s] trust the same client_ca %s: "
-                       "an edge of either can connect to the other's listeners; give each "
-                       "group its own CA",
-                       p->text_name, cfg->groups[j].name, cfg->groups[i].name,
-                       cfg->groups[i].client_ca);
+    ks_groups_warn_same_ca(p, cfg);
     return 0;
 }
 
@@ -373,6 +499,21 @@ int ks_groups_check_keys(ks_parse *p, ks_config *cfg)
         }
     }
     return 0;
+}
+
+size_t ks_config_groups_of_url(const ks_config *cfg, const char *url, const ks_config_group **out,
+                               size_t max)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < cfg->n_groups; i++) {
+        if (!ks_group_has_url(&cfg->groups[i], url))
+            continue;
+        if (n < max)
+            out[n] = &cfg->groups[i];
+        n++;
+    }
+    return n;
 }
 
 const ks_config_group *ks_config_group_of_url(const ks_config *cfg, const char *url)

@@ -110,9 +110,14 @@ static void ks_usage(FILE *out)
           "\n"
           "  [edge.NAME]           one edge group (instead of listen/client_ca/\n"
           "                        client_crl/rate/burst in [keyserver]):\n"
-          "  listen = URL...       this group's own listeners\n"
+          "  listen = URL...       this group's listeners (groups that name their\n"
+          "                        edges may share a tls+tcp:// URL, same CA and CRL)\n"
           "  client_ca = FILE      the CA this group's edge certificates chain to\n"
           "  client_crl = FILE     optional PEM CRL for them\n"
+          "  edges = MEMBER...     optional: the edges of this group, by certificate:\n"
+          "                        dns:NAME (a DNS subjectAltName; dns:*.NAME for one\n"
+          "                        more label) or spki:HEX (SHA-256 of the public key);\n"
+          "                        without it: any certificate verified on its listeners\n"
           "  keys = ID...          the key ids this group may use, or *\n"
           "  rate = 0, burst = 0   Sign+Decrypt per second for the group; 0 = unlimited\n"
           "\n"
@@ -262,6 +267,16 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
         if (g->has_tls) {
             printf("    client_ca   %s\n", g->client_ca);
             printf("    client_crl  %s\n", g->client_crl != NULL ? g->client_crl : "(none)");
+        }
+        if (g->edges.n > 0) {
+            char t[KS_IDENT_DNS_MAX + 8];
+
+            for (size_t j = 0; j < g->edges.n; j++) {
+                ks_ident_member_text(&g->edges.v[j], t, sizeof(t));
+                printf("    edge        %s\n", t);
+            }
+        } else if (g->has_tls) {
+            printf("    edges       any certificate of client_ca\n");
         }
         printf("    keys       ");
         if (g->grant.all)

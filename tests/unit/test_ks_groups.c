@@ -139,7 +139,8 @@ static void test_edge_group_refusals(void **state)
            "listed twice");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\n"
                 "[edge.y]\nlisten = tls+tcp://b:1\nclient_ca = d\nkeys = api\n" KEYS,
-           "already a listener of another group");
+           "t.cnf:9: [edge.y]: listen: tls+tcp://b:1 is shared with [edge.x] (line 5), whose "
+           "client_ca differs (/etc/lurk/c, not /etc/lurk/d)");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\nrate = -1\n" KEYS,
            "rate: \"-1\"");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\nkeys = api\n" KEYS,
@@ -154,6 +155,101 @@ static void test_edge_group_refusals(void **state)
     refuse("[keyserver]\nlisten = ipc:///x\n" KEYS "[key_limits]\nnope = 1\n", "no key \"nope\"");
     refuse("[keyserver]\nlisten = ipc:///x\n" KEYS "[key_limits]\nwww = fast\n",
            "not RATE or RATE BURST");
+}
+
+/* ---- per-edge identity: edges, shared listeners ------------------------- */
+
+#define CA1 "client_ca = ca1.pem\n"
+#define PIN "spki:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+static void test_edges_shared_listener(void **state)
+{
+    /* 500 edges of one CA on one listener: two named, the rest by the catch-all. */
+    ks_config *cfg = parse(MAIN "[edge.all]\nlisten = tls+tcp://0.0.0.0:7443\n" CA1 "keys = www\n"
+                                "[edge.edge1]\nlisten = tls+tcp://0.0.0.0:7443\n" CA1
+                                "edges = dns:edge1.cdn.example " PIN "\nkeys = www api\n"
+                                "[edge.pops]\nlisten = tls+tcp://0.0.0.0:7443 "
+                                "tls+tcp://0.0.0.0:7444\n" CA1
+                                "edges = dns:*.pop.cdn.example\nkeys = old\n" KEYS);
+    const ks_config_group *on[4];
+    char t[128];
+
+    (void)state;
+    assert_int_equal(cfg->n_groups, 3);
+    /* One listener per distinct URL. */
+    assert_int_equal(cfg->n_listen, 2);
+    assert_string_equal(cfg->listen[0], "tls+tcp://0.0.0.0:7443");
+    assert_string_equal(cfg->listen[1], "tls+tcp://0.0.0.0:7444");
+    assert_int_equal(cfg->groups[0].edges.n, 0);
+    assert_int_equal(cfg->groups[1].edges.n, 2);
+    assert_int_equal(cfg->groups[1].edges_line, 11);
+    ks_ident_member_text(&cfg->groups[1].edges.v[1], t, sizeof(t));
+    assert_string_equal(t, PIN);
+    assert_int_equal(cfg->groups[2].edges.v[0].kind, KS_IDENT_DNS_WILDCARD);
+    assert_int_equal(ks_config_groups_of_url(cfg, "tls+tcp://0.0.0.0:7443", on, 4), 3);
+    assert_ptr_equal(on[0], &cfg->groups[0]);
+    assert_ptr_equal(on[2], &cfg->groups[2]);
+    assert_int_equal(ks_config_groups_of_url(cfg, "tls+tcp://0.0.0.0:7444", on, 4), 1);
+    assert_ptr_equal(on[0], &cfg->groups[2]);
+    /* More groups than room: the count says so. */
+    assert_int_equal(ks_config_groups_of_url(cfg, "tls+tcp://0.0.0.0:7443", on, 1), 3);
+    assert_int_equal(ks_config_groups_of_url(cfg, "tls+tcp://0.0.0.0:1", on, 4), 0);
+    ks_config_free(cfg);
+    /* Groups with members only, and the same CRL: no catch-all needed. */
+    cfg = parse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "client_crl = x.crl\n"
+                     "edges = dns:a.example\nkeys = www\n"
+                     "[edge.b]\nlisten = tls+tcp://h:1\n" CA1 "client_crl = x.crl\n"
+                     "edges = dns:b.example\nkeys = api\n" KEYS);
+    assert_int_equal(cfg->n_listen, 1);
+    ks_config_free(cfg);
+}
+
+static void test_edges_refusals(void **state)
+{
+    (void)state;
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "edges = edge1\nkeys = www\n" KEYS,
+           "t.cnf:7: [edge.a]: edges: \"edge1\" is neither dns:NAME nor spki:HEX");
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "edges = dns:*.com\nkeys = www\n" KEYS,
+           "a wildcard is");
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "edges = spki:abc\nkeys = www\n" KEYS,
+           "64 hex digits");
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1
+                "edges = dns:a.example dns:A.example\nkeys = www\n" KEYS,
+           "\"dns:a.example\" is listed twice");
+    /* Only a certificate names an edge. */
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1 ipc:///run/a\n" CA1
+                "edges = dns:a.example\nkeys = www\n" KEYS,
+           "[edge.a]: edges: listener ipc:///run/a has no client certificate to match");
+    /* A listener without TLS belongs to one group. */
+    refuse(MAIN "[edge.a]\nlisten = ipc:///run/a\nkeys = www\n"
+                "[edge.b]\nlisten = ipc:///run/a\nkeys = api\n" KEYS,
+           "t.cnf:8: [edge.b]: listen: ipc:///run/a is already a listener of [edge.a] (line 5)");
+    /* One TLS configuration per listener: the same CA and CRL files. */
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "client_crl = x.crl\nkeys = www\n"
+                "[edge.b]\nlisten = tls+tcp://h:1\n" CA1 "edges = dns:b.example\nkeys = api\n" KEYS,
+           "t.cnf:10: [edge.b]: listen: tls+tcp://h:1 is shared with [edge.a] (line 5), whose "
+           "client_crl differs (/etc/lurk/x.crl, not none)");
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "edges = dns:a.example\nkeys = www\n"
+                "[edge.b]\nlisten = tls+tcp://h:2 tls+tcp://h:1\nclient_ca = other.pem\n"
+                "edges = dns:b.example\nkeys = api\n" KEYS,
+           "[edge.b]: listen: tls+tcp://h:1 is shared with [edge.a] (line 5), whose client_ca "
+           "differs");
+    /* At most one group on a listener takes any certificate. */
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "keys = www\n"
+                "[edge.b]\nlisten = tls+tcp://h:1\n" CA1 "keys = api\n" KEYS,
+           "t.cnf:9: [edge.b]: listen: tls+tcp://h:1 is shared with [edge.a] (line 5) and "
+           "neither names its edges");
+    /* An edge is a member of one group per listener. */
+    refuse(MAIN "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "edges = dns:x.example " PIN "\n"
+                "keys = www\n"
+                "[edge.b]\nlisten = tls+tcp://h:1\n" CA1 "edges = dns:y.example " PIN "\n"
+                "keys = api\n" KEYS,
+           "t.cnf:12: [edge.b]: edges: " PIN " is also a member of [edge.a] (line 7), on the "
+           "same listener tls+tcp://h:1");
+    /* A group that names nobody and the single form are unchanged: no edges there. */
+    refuse("[keyserver]\nlisten = tls+tcp://h:1\ntls_cert = a\ntls_key = b\n"
+           "[edge.a]\nlisten = tls+tcp://h:1\n" CA1 "edges = dns:a.example\nkeys = www\n" KEYS,
+           "listen: with [edge.*] sections");
 }
 
 /* ---- ks_ops with grants and a gate -------------------------------------- */
@@ -341,6 +437,8 @@ int main(void)
         cmocka_unit_test(test_single_form_is_one_group),
         cmocka_unit_test(test_edge_groups),
         cmocka_unit_test(test_edge_group_refusals),
+        cmocka_unit_test(test_edges_shared_listener),
+        cmocka_unit_test(test_edges_refusals),
         cmocka_unit_test(test_ops_grant_and_gate),
         cmocka_unit_test(test_ops_capabilities_per_group),
     };
