@@ -149,6 +149,8 @@ size_t ks_audit_format(char *buf, size_t len, const ks_audit_rec *rec)
     ks_line_kv(&l, "latency_us", tmp);
     snprintf(tmp, sizeof(tmp), "%016llx", (unsigned long long)rec->epoch);
     ks_line_kv(&l, "epoch", tmp);
+    if (rec->edge != NULL)
+        ks_line_kv(&l, "edge", rec->edge);
     if (rec->reason != NULL)
         ks_line_kv(&l, "reason", rec->reason);
     if (rec->detail != NULL && rec->detail[0] != '\0')

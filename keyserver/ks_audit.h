@@ -5,7 +5,8 @@
  *
  *   ts=2025-01-31T12:00:00.123456Z group=cdn1 peer=10.0.0.7:40512 conn=12
  *   id=9f3a.. op=sign key=www scheme=rsa_pss_rsae_sha256 result=OK
- *   latency_us=1234 epoch=0123456789abcdef [reason=replay detail="..."]
+ *   latency_us=1234 epoch=0123456789abcdef
+ *   [edge=edge1.cdn.example/spki:1a2b3c4d5e6f7a8b] [reason=replay detail="..."]
  *
  * (one line). Written to a file (appended) or to standard error. Lines
  * are collected whole under a lock and written in batches, each write(2)
@@ -36,6 +37,12 @@ typedef struct {
     const char *detail; /* free text, NULL when OK */
     uint64_t latency_us;
     uint64_t epoch;
+    /*
+     * The edge's certificate (ks_ident_label), "-" without one (ipc://,
+     * tcp://), "?" for a connection already gone; NULL: no field. After
+     * the older fields, so that their positions stay as they were.
+     */
+    const char *edge;
 } ks_audit_rec;
 
 /* Format one line (with '\n') into buf; returns its length, truncated to fit. */

@@ -168,15 +168,15 @@ static void ks_slot_work_inline(ks_slot *s)
 static void ks_slot_refuse(ks_slot *s, const ks_slot_act *act)
 {
     ks_server *srv = s->srv;
+    char who[KS_SERVER_WHO];
 
+    ks_server_who(s->ident, s->peer, s->group, who, sizeof(who));
     if (act->refusal == KS_SLOT_REFUSE_TOTAL)
         ks_server_overload_log(&srv->rlog_total, &srv->lim_lock, s->t0_us,
-                               "max_inflight (%u) reached, last from %s [%s]", act->limit, s->peer,
-                               s->group);
+                               "max_inflight (%u) reached, last from %s", act->limit, who);
     else
         ks_server_overload_log(&srv->rlog_conn, &srv->lim_lock, s->t0_us,
-                               "max_inflight_per_conn (%u) reached by %s [%s]", act->limit, s->peer,
-                               s->group);
+                               "max_inflight_per_conn (%u) reached by %s", act->limit, who);
     ks_slot_done(s, ks_server_refuse_slot(srv, s, act->refusal));
 }
 
@@ -197,11 +197,12 @@ static void ks_slot_arrived(ks_slot *s)
     s->t0_us = ks_now_us();
     clock_gettime(CLOCK_REALTIME, &s->t0_real);
     s->pipe_id = ev.conn = (uint32_t)nng_pipe_id(nng_msg_get_pipe(s->msg));
-    s->peer[0] = s->group[0] = '\0';
+    s->peer[0] = s->group[0] = s->ident[0] = '\0';
     pthread_mutex_lock(&srv->conn_lock);
     if ((c = ks_conn_find_locked(srv, s->pipe_id)) != NULL) {
         snprintf(s->peer, sizeof(s->peer), "%s", c->peer);
         snprintf(s->group, sizeof(s->group), "%s", c->group);
+        memcpy(s->ident, c->ident, sizeof(s->ident));
         ev.conn_known = 1;
         ev.conn_inflight = c->inflight;
     }

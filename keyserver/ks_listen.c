@@ -41,17 +41,31 @@ static int ks_hash_file(EVP_MD_CTX *md, const char *path)
     return EVP_DigestUpdate(md, "\0", 1) == 1 ? 0 : -1;
 }
 
-/* What a listener depends on: its URL's group and, for TLS, the contents of its files. */
-static int ks_listener_sig(const ks_config *cfg, const ks_config_group *g, int tls,
-                           unsigned char out[32], char *err, size_t errlen)
+/*
+ * What a listener depends on: its groups in order with their members and,
+ * for TLS, the contents of its files (the groups on one URL share them).
+ */
+static int ks_listener_sig(const ks_config *cfg, const ks_config_group *const *gs, size_t n,
+                           int tls, unsigned char out[32], char *err, size_t errlen)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    const char *files[4] = { cfg->tls_cert, cfg->tls_key, g->client_ca, g->client_crl };
+    const char *files[4] = { cfg->tls_cert, cfg->tls_key, gs[0]->client_ca, gs[0]->client_crl };
+    char member[KS_IDENT_DNS_MAX + 8];
     int rv = -1;
 
-    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1
-        || EVP_DigestUpdate(md, g->name, strlen(g->name) + 1) != 1)
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (EVP_DigestUpdate(md, gs[i]->name, strlen(gs[i]->name) + 1) != 1)
+            goto out;
+        for (size_t j = 0; j < gs[i]->edges.n; j++) {
+            ks_ident_member_text(&gs[i]->edges.v[j], member, sizeof(member));
+            if (EVP_DigestUpdate(md, member, strlen(member) + 1) != 1)
+                goto out;
+        }
+        if (EVP_DigestUpdate(md, "\n", 1) != 1)
+            goto out;
+    }
     for (size_t i = 0; tls && i < 4; i++) {
         if (ks_hash_file(md, files[i]) != 0) {
             lurk_errf(err, errlen, "cannot read %s: %s", files[i], strerror(errno));
@@ -63,6 +77,74 @@ static int ks_listener_sig(const ks_config *cfg, const ks_config_group *g, int t
 out:
     EVP_MD_CTX_free(md);
     return rv;
+}
+
+/* ---- a listener's groups ------------------------------------------------- */
+
+static void ks_lst_groups_clear(ks_lst_groups *g)
+{
+    for (size_t i = 0; g->edges != NULL && i < g->n; i++)
+        ks_ident_members_clear(&g->edges[i]);
+    free(g->names);
+    free(g->edges);
+    memset(g, 0, sizeof(*g));
+}
+
+static int ks_lst_groups_alloc(ks_lst_groups *g, size_t n)
+{
+    memset(g, 0, sizeof(*g));
+    if ((g->names = calloc(n ? n : 1, sizeof(*g->names))) == NULL
+        || (g->edges = calloc(n ? n : 1, sizeof(*g->edges))) == NULL) {
+        ks_lst_groups_clear(g);
+        return -1;
+    }
+    g->n = n;
+    return 0;
+}
+
+static int ks_lst_groups_of_cfg(ks_lst_groups *out, const ks_config_group *const *gs, size_t n)
+{
+    if (ks_lst_groups_alloc(out, n) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(out->names[i], sizeof(out->names[i]), "%s", gs[i]->name);
+        if (ks_ident_members_copy(&gs[i]->edges, &out->edges[i]) != 0) {
+            ks_lst_groups_clear(out);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int ks_lst_groups_copy(ks_lst_groups *out, const ks_lst_groups *in)
+{
+    if (ks_lst_groups_alloc(out, in->n) != 0)
+        return -1;
+    for (size_t i = 0; i < in->n; i++) {
+        memcpy(out->names[i], in->names[i], sizeof(out->names[i]));
+        if (ks_ident_members_copy(&in->edges[i], &out->edges[i]) != 0) {
+            ks_lst_groups_clear(out);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* "cdn1" or "edge1 edge2 cdn1", for logs (cut to fit). */
+static void ks_lst_groups_text(const ks_lst_groups *g, char *buf, size_t len)
+{
+    size_t used = 0;
+
+    if (len == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; i < g->n && used + 1 < len; i++) {
+        int n = snprintf(buf + used, len - used, "%s%s", i ? " " : "", g->names[i]);
+
+        if (n < 0)
+            break;
+        used += (size_t)n < len - used ? (size_t)n : len - used - 1;
+    }
 }
 
 /*
@@ -199,6 +281,7 @@ static void ks_lst_free(ks_lst *l)
 {
     if (l->tls_cfg != NULL)
         nng_tls_config_free(l->tls_cfg);
+    ks_lst_groups_clear(&l->groups);
     free(l->url);
     free(l);
 }
@@ -227,19 +310,22 @@ static void ks_listener_close(ks_server *srv, ks_lst *l)
 }
 
 /* Open one listener; on success it is on srv->lsts. `cfg_name` names the file in errors. */
-static int ks_listener_open(ks_server *srv, const char *cfg_name, const char *group,
+static int ks_listener_open(ks_server *srv, const char *cfg_name, const ks_lst_groups *groups,
                             const char *url, nng_tls_config *tls, const unsigned char sig[32],
                             size_t recv_max, char *err, size_t errlen)
 {
     ks_lst *l = calloc(1, sizeof(*l));
+    char names[256];
     int rv;
 
-    if (l == NULL || (l->url = strdup(url)) == NULL) {
+    if (l == NULL || (l->url = strdup(url)) == NULL
+        || ks_lst_groups_copy(&l->groups, groups) != 0) {
+        if (l != NULL)
+            free(l->url);
         free(l);
         lurk_errf(err, errlen, "out of memory");
         return -1;
     }
-    snprintf(l->group, sizeof(l->group), "%s", group);
     l->tls = lurk_url_classify(url) == LURK_URL_TLS;
     memcpy(l->sig, sig, 32);
     l->recv_max = recv_max;
@@ -268,11 +354,12 @@ static int ks_listener_open(ks_server *srv, const char *cfg_name, const char *gr
         ks_listener_close(srv, l);
         return -1;
     }
+    ks_lst_groups_text(groups, names, sizeof(names));
     if (lurk_url_classify(url) == LURK_URL_TCP)
         ks_log(KS_LOG_WARN,
                "listening on %s without TLS: anyone who can reach it can use "
                "every key of group %s",
-               url, group);
+               url, names);
     return 0;
 }
 
@@ -288,10 +375,11 @@ static ks_lst *ks_listener_find(ks_server *srv, const char *url)
     return found;
 }
 
-/* Every listener of cfg: TLS configs per group, then open. */
+/* Every listener of cfg: TLS configs per group, then one plan entry per URL. */
 typedef struct {
-    const ks_config_group *g;
+    const ks_config_group *g; /* the first group of the URL (its CA and CRL) */
     const char *url;
+    ks_lst_groups groups;
     nng_tls_config *tls;
     unsigned char sig[32];
     ks_lst *old; /* reload: the listener on this URL now */
@@ -299,52 +387,79 @@ typedef struct {
 
 static void ks_plan_free(ks_plan *plan, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (plan[i].tls != NULL)
             nng_tls_config_free(plan[i].tls);
+        ks_lst_groups_clear(&plan[i].groups);
+    }
     free(plan);
+}
+
+static void ks_plan_free_tls(nng_tls_config **tls, size_t n)
+{
+    for (size_t i = 0; tls != NULL && i < n; i++)
+        if (tls[i] != NULL)
+            nng_tls_config_free(tls[i]);
+    free(tls);
+}
+
+/* One entry: the URL's groups in order, the TLS config of the first, its signature. */
+static int ks_plan_entry(ks_server *srv, const ks_config *cfg, const char *url,
+                         nng_tls_config *const *tls, ks_plan *p, char *err, size_t errlen)
+{
+    size_t n = ks_config_groups_of_url(cfg, url, NULL, 0);
+    const ks_config_group **gs = calloc(n ? n : 1, sizeof(*gs));
+    int is_tls = lurk_url_classify(url) == LURK_URL_TLS, rv = -1;
+
+    if (gs == NULL || n == 0 || ks_config_groups_of_url(cfg, url, gs, n) != n
+        || ks_lst_groups_of_cfg(&p->groups, gs, n) != 0) {
+        lurk_errf(err, errlen, "out of memory");
+        goto out;
+    }
+    p->g = gs[0];
+    p->url = url;
+    if (is_tls && (p->tls = tls[gs[0] - cfg->groups]) != NULL)
+        nng_tls_config_hold(p->tls);
+    if (ks_listener_sig(cfg, gs, n, is_tls, p->sig, err, errlen) != 0)
+        goto out;
+    p->old = srv != NULL ? ks_listener_find(srv, p->url) : NULL;
+    rv = 0;
+out:
+    free(gs);
+    return rv;
 }
 
 static ks_plan *ks_plan_make(ks_server *srv, const ks_config *cfg, size_t *n, char *err,
                              size_t errlen)
 {
     ks_plan *plan = calloc(cfg->n_listen + 1, sizeof(*plan));
+    nng_tls_config **tls = calloc(cfg->n_groups + 1, sizeof(*tls));
     size_t k = 0;
 
     *n = 0;
-    if (plan == NULL) {
+    if (plan == NULL || tls == NULL) {
+        free(plan);
+        free(tls);
         lurk_errf(err, errlen, "out of memory");
         return NULL;
     }
     for (size_t i = 0; i < cfg->n_groups; i++) {
-        const ks_config_group *g = &cfg->groups[i];
-        nng_tls_config *tls = NULL;
-
-        if (g->has_tls && ks_group_tls(cfg, g, &tls, err, errlen) != 0) {
+        if (cfg->groups[i].has_tls
+            && ks_group_tls(cfg, &cfg->groups[i], &tls[i], err, errlen) != 0) {
+            ks_plan_free_tls(tls, cfg->n_groups);
+            ks_plan_free(plan, 0);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < cfg->n_listen; i++) {
+        if (ks_plan_entry(srv, cfg, cfg->listen[i], tls, &plan[k++], err, errlen) != 0) {
+            ks_plan_free_tls(tls, cfg->n_groups);
             ks_plan_free(plan, k);
             return NULL;
         }
-        for (size_t j = 0; j < g->n_listen; j++) {
-            ks_plan *p = &plan[k++];
-            int is_tls = lurk_url_classify(g->listen[j]) == LURK_URL_TLS;
-
-            p->g = g;
-            p->url = g->listen[j];
-            if (is_tls) {
-                nng_tls_config_hold(tls);
-                p->tls = tls;
-            }
-            if (ks_listener_sig(cfg, g, is_tls, p->sig, err, errlen) != 0) {
-                if (tls != NULL)
-                    nng_tls_config_free(tls);
-                ks_plan_free(plan, k);
-                return NULL;
-            }
-            p->old = srv != NULL ? ks_listener_find(srv, p->url) : NULL;
-        }
-        if (tls != NULL)
-            nng_tls_config_free(tls); /* each plan entry holds its own reference */
     }
+    /* Each plan entry holds its own reference. */
+    ks_plan_free_tls(tls, cfg->n_groups);
     *n = k;
     return plan;
 }
@@ -352,7 +467,7 @@ static ks_plan *ks_plan_make(ks_server *srv, const ks_config *cfg, size_t *n, ch
 static int ks_plan_open(ks_server *srv, const ks_config *cfg, const ks_plan *p, char *err,
                         size_t errlen)
 {
-    return ks_listener_open(srv, cfg->name, p->g->name, p->url, p->tls, p->sig,
+    return ks_listener_open(srv, cfg->name, &p->groups, p->url, p->tls, p->sig,
                             cfg->max_message + KS_SERVER_SP_HEADROOM, err, errlen);
 }
 
@@ -393,7 +508,7 @@ static void ks_listen_undo(ks_server *srv, const ks_config *cfg, ks_lst **create
             continue;
         if ((now = ks_listener_find(srv, old->url)) != NULL)
             ks_listener_close(srv, now);
-        if (ks_listener_open(srv, cfg->name, old->group, old->url, old->tls_cfg, old->sig,
+        if (ks_listener_open(srv, cfg->name, &old->groups, old->url, old->tls_cfg, old->sig,
                              old->recv_max, why, sizeof(why))
             == 0)
             ks_log(KS_LOG_INFO, "reload: listener %s restored as it was", old->url);
@@ -438,21 +553,22 @@ int ks_listen_prepare(ks_server *srv, const ks_config *cfg, char *err, size_t er
         created[n_created++] = ks_listener_find(srv, plan[i].url);
     }
     for (size_t i = 0; i < n; i++) {
-        char why[512] = "";
+        char why[512] = "", names[256];
 
         if (!ks_plan_changed(&plan[i]))
             continue;
+        ks_lst_groups_text(&plan[i].groups, names, sizeof(names));
         ks_log(KS_LOG_INFO,
-               "reload: restarting listener %s (group %s): its TLS files or "
-               "group changed; its connections drop",
-               plan[i].url, plan[i].g->name);
+               "reload: restarting listener %s (group %s): its TLS files, groups or "
+               "their edges changed; its connections drop",
+               plan[i].url, names);
         retired[i] = plan[i].old;
         ks_listener_detach(srv, retired[i]);
         if (ks_plan_open(srv, cfg, &plan[i], why, sizeof(why)) != 0) {
             lurk_errf(err, errlen,
                       "listener %s (group %s) could not be reopened with its new "
                       "TLS files or group: %s",
-                      plan[i].url, plan[i].g->name, why);
+                      plan[i].url, names, why);
             goto fail;
         }
     }
@@ -476,6 +592,7 @@ void ks_listen_commit(ks_server *srv, const ks_config *cfg)
 {
     for (;;) {
         ks_lst *gone = NULL;
+        char names[256];
 
         pthread_mutex_lock(&srv->lst_lock);
         for (ks_lst *l = srv->lsts; l != NULL && gone == NULL; l = l->next)
@@ -484,8 +601,9 @@ void ks_listen_commit(ks_server *srv, const ks_config *cfg)
         pthread_mutex_unlock(&srv->lst_lock);
         if (gone == NULL)
             break;
+        ks_lst_groups_text(&gone->groups, names, sizeof(names));
         ks_log(KS_LOG_INFO, "reload: closing listener %s (group %s): no longer configured",
-               gone->url, gone->group);
+               gone->url, names);
         ks_listener_close(srv, gone);
     }
 }
@@ -498,4 +616,31 @@ void ks_listen_free_all(ks_server *srv)
         srv->lsts = l->next;
         ks_lst_free(l);
     }
+}
+
+int ks_listen_pick(ks_server *srv, nng_pipe p, const ks_ident_peer *peer, char *url, size_t urllen,
+                   int *tls, char group[KS_SERVER_GROUP_NAME])
+{
+    int id = nng_listener_id(nng_pipe_listener(p)), found = 0;
+
+    group[0] = '\0';
+    pthread_mutex_lock(&srv->lst_lock);
+    for (ks_lst *l = srv->lsts; l != NULL; l = l->next) {
+        long g = -1;
+
+        if (nng_listener_id(l->l) != id)
+            continue;
+        snprintf(url, urllen, "%s", l->url);
+        *tls = l->tls;
+        found = 1;
+        if (!l->tls)
+            g = l->groups.n > 0 ? 0 : -1; /* no certificate: the listener's one group */
+        else if (peer != NULL)
+            g = ks_ident_pick(l->groups.edges, l->groups.n, peer);
+        if (g >= 0)
+            snprintf(group, KS_SERVER_GROUP_NAME, "%s", l->groups.names[g]);
+        break;
+    }
+    pthread_mutex_unlock(&srv->lst_lock);
+    return found;
 }

@@ -53,6 +53,7 @@
 #include "ks_metrics.h"
 #include "ks_replay.h"
 #include "ks_server_int.h"
+#include "lurk_tls.h"
 #include "lurk_transport.h"
 #include "lurk_wire.h"
 
@@ -209,24 +210,12 @@ void ks_server_peer(nng_pipe p, char *buf, size_t len)
     ks_server_format_addr(&sa, buf, len);
 }
 
-/* The group and URL of the listener a pipe came through; 0 if it is not ours. */
-static int ks_server_listener_info(ks_server *srv, nng_pipe p, char *group, char *url,
-                                   size_t urllen, int *tls)
+void ks_server_who(const char *ident, const char *peer, const char *group, char *buf, size_t len)
 {
-    int id = nng_listener_id(nng_pipe_listener(p)), found = 0;
-
-    pthread_mutex_lock(&srv->lst_lock);
-    for (ks_lst *l = srv->lsts; l != NULL; l = l->next) {
-        if (nng_listener_id(l->l) == id) {
-            snprintf(group, KS_SERVER_GROUP_NAME, "%s", l->group);
-            snprintf(url, urllen, "%s", l->url);
-            *tls = l->tls;
-            found = 1;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&srv->lst_lock);
-    return found;
+    if (ident != NULL && ident[0] != '\0')
+        snprintf(buf, len, "%s at %s [%s]", ident, peer, group);
+    else
+        snprintf(buf, len, "%s [%s]", peer, group);
 }
 
 static void ks_conn_counts(ks_server *srv, const ks_runtime *rt, unsigned int *per_group)
@@ -240,114 +229,187 @@ static void ks_conn_counts(ks_server *srv, const ks_runtime *rt, unsigned int *p
     pthread_mutex_unlock(&srv->conn_lock);
 }
 
+/* The certificate as ks_ident sees it: names and public key, pointing into tp. */
+static void ks_server_ident_peer(const lurk_tls_peer *tp, ks_ident_peer *ip)
+{
+    memset(ip, 0, sizeof(*ip));
+    for (size_t i = 0; i < tp->n_dns && i < KS_IDENT_MAX_DNS && i < LURK_TLS_MAX_DNS; i++)
+        ip->dns[ip->n_dns++] = tp->dns[i];
+    ip->spki = tp->has_spki ? tp->spki_sha256 : NULL;
+}
+
+/* Count the connection in, unless max_connections is reached; 0 when admitted. */
+static int ks_conn_enter(ks_server *srv, uint32_t id, const char *peer, const char *group,
+                         const char *ident, const char *hello, unsigned int max_conns)
+{
+    int rv = -1;
+
+    pthread_mutex_lock(&srv->conn_lock);
+    if (srv->n_conns < max_conns) {
+        ks_conn *c = calloc(1, sizeof(*c));
+
+        /* No memory: refused like a full table. */
+        if (c != NULL) {
+            c->pipe_id = id;
+            snprintf(c->peer, sizeof(c->peer), "%s", peer);
+            snprintf(c->group, sizeof(c->group), "%s", group);
+            snprintf(c->ident, sizeof(c->ident), "%s", ident);
+            snprintf(c->hello, sizeof(c->hello), "%s", hello);
+            c->next = srv->conns[id % KS_SERVER_PIPE_BUCKETS];
+            srv->conns[id % KS_SERVER_PIPE_BUCKETS] = c;
+            srv->n_conns++;
+            rv = 0;
+        }
+    }
+    pthread_mutex_unlock(&srv->conn_lock);
+    return rv;
+}
+
+static void ks_server_refuse_pipe(ks_server *srv, nng_pipe p)
+{
+    atomic_fetch_add(&srv->conns_refused, 1);
+    nng_pipe_close(p);
+}
+
+/*
+ * A new connection, before nng adds it: its listener, for TLS its verified
+ * certificate and the group that takes it (per-edge identity), then the
+ * connection limit. The certificate is read here because the channel
+ * engine hands it over only on this thread (lurk_tls.h).
+ */
+static void ks_pipe_add_pre(ks_server *srv, nng_pipe p)
+{
+    uint32_t id = (uint32_t)nng_pipe_id(p);
+    char peer[128], group[KS_SERVER_GROUP_NAME] = "", url[256] = "?";
+    char ident[KS_IDENT_LABEL] = "", hello[KS_SERVER_HELLO] = "";
+    lurk_tls_peer *tp = calloc(1, sizeof(*tp)); /* 1.3 KiB: not on nng's thread stack */
+    ks_ident_peer ip;
+    int tls = 0, have_cert, known;
+    unsigned int max_conns;
+    ks_runtime *rt;
+
+    ks_server_peer(p, peer, sizeof(peer));
+    if (tp == NULL || atomic_load(&srv->draining)) {
+        free(tp);
+        ks_server_refuse_pipe(srv, p);
+        return;
+    }
+    /*
+     * -1 without TLS (ipc://, tcp://). `verified` is the engine's check of
+     * the chain (and CRL) that the TLS config already requires: belt and
+     * braces, an unverified TLS peer never gets through.
+     */
+    have_cert = lurk_tls_peer_of_pipe(p, tp) == 0 && tp->verified;
+    ks_server_ident_peer(tp, &ip);
+    known = ks_listen_pick(srv, p, have_cert ? &ip : NULL, url, sizeof(url), &tls, group);
+    if (!known || (tls && !have_cert)) {
+        ks_log(KS_LOG_WARN, "edge %s on %s: %s, closing", peer, url,
+               known ? "TLS peer not verified" : "unknown listener");
+        free(tp);
+        ks_server_refuse_pipe(srv, p);
+        return;
+    }
+    if (tls) {
+        ks_ident_label(&ip, tp->subject, ident, sizeof(ident));
+        snprintf(hello, sizeof(hello), ", %s %s%s", tp->version, tp->cipher,
+                 tp->resumed ? ", resumed" : "");
+    }
+    if (group[0] == '\0') {
+        char desc[768];
+
+        ks_ident_describe(&ip, tp->subject, desc, sizeof(desc));
+        ks_log(KS_LOG_WARN,
+               "edge %s at %s on %s refused: no edge group of this listener names its "
+               "certificate, and none takes any certificate (%s); closing",
+               ident, peer, url, desc);
+        free(tp);
+        ks_server_refuse_pipe(srv, p);
+        return;
+    }
+    free(tp);
+    rt = ks_server_rt(srv);
+    max_conns = rt->cfg->max_connections;
+    ks_runtime_release(rt);
+    if (ks_conn_enter(srv, id, peer, group, ident, hello, max_conns) != 0) {
+        uint64_t count;
+        int say;
+
+        pthread_mutex_lock(&srv->lim_lock);
+        say = ks_ratelog_hit(&srv->rlog_total, ks_now_us(), &count);
+        pthread_mutex_unlock(&srv->lim_lock);
+        if (say)
+            ks_log(KS_LOG_WARN, "edge %s on %s refused: max_connections (%u) reached", peer, url,
+                   max_conns);
+        ks_server_refuse_pipe(srv, p);
+    }
+}
+
+static void ks_pipe_add_post(ks_server *srv, nng_pipe p)
+{
+    uint32_t id = (uint32_t)nng_pipe_id(p);
+    char group[KS_SERVER_GROUP_NAME], url[256] = "?", ident[KS_IDENT_LABEL], peer[128];
+    char hello[KS_SERVER_HELLO];
+    unsigned int n;
+    int have = 0, tls = 0;
+    ks_conn *c;
+
+    pthread_mutex_lock(&srv->conn_lock);
+    n = srv->n_conns;
+    if ((c = ks_conn_find_locked(srv, id)) != NULL) {
+        have = 1;
+        memcpy(group, c->group, sizeof(group));
+        memcpy(ident, c->ident, sizeof(ident));
+        memcpy(peer, c->peer, sizeof(peer));
+        memcpy(hello, c->hello, sizeof(hello));
+    }
+    pthread_mutex_unlock(&srv->conn_lock);
+    if (!have)
+        return;
+    /* The URL only: the group was chosen at ADD_PRE. */
+    {
+        char unused[KS_SERVER_GROUP_NAME];
+
+        ks_listen_pick(srv, p, NULL, url, sizeof(url), &tls, unused);
+    }
+    ks_log(KS_LOG_INFO, "edge connected: %s on %s, group %s%s%s%s%s (pipe %u, %u connected)", peer,
+           url, group, ident[0] ? ", edge " : "", ident, hello,
+           tls ? ", TLS client certificate verified" : "", id, n);
+}
+
+static void ks_pipe_rem_post(ks_server *srv, nng_pipe p)
+{
+    uint32_t id = (uint32_t)nng_pipe_id(p);
+    ks_conn *gone = NULL;
+    unsigned int n;
+
+    pthread_mutex_lock(&srv->conn_lock);
+    for (ks_conn **pc = &srv->conns[id % KS_SERVER_PIPE_BUCKETS]; *pc != NULL; pc = &(*pc)->next) {
+        if ((*pc)->pipe_id == id) {
+            gone = *pc;
+            *pc = gone->next;
+            srv->n_conns--;
+            break;
+        }
+    }
+    n = srv->n_conns;
+    pthread_cond_broadcast(&srv->conn_cond); /* a stop may linger for this */
+    pthread_mutex_unlock(&srv->conn_lock);
+    if (gone != NULL) {
+        ks_slots_conn_closed(srv, id);
+        ks_log(KS_LOG_INFO, "edge disconnected: %s, group %s%s%s (pipe %u, %u connected)",
+               gone->peer, gone->group, gone->ident[0] ? ", edge " : "", gone->ident, id, n);
+        free(gone);
+    }
+}
+
 void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     ks_server *srv = arg;
-    uint32_t id = (uint32_t)nng_pipe_id(p);
-    char peer[128], group[KS_SERVER_GROUP_NAME] = "?", url[256] = "?";
-    bool verified = false;
-    int tls = 0, known;
 
-    ks_server_peer(p, peer, sizeof(peer));
-    known = ks_server_listener_info(srv, p, group, url, sizeof(url), &tls);
     switch (ev) {
-    case NNG_PIPE_EV_ADD_PRE: {
-        ks_runtime *rt;
-        unsigned int max_conns, n;
-
-        /*
-         * Belt and braces: the TLS config already requires a verified
-         * client certificate; never let an unverified TLS peer through.
-         */
-        if (!known
-            || (tls && (nng_pipe_get_bool(p, NNG_OPT_TLS_VERIFIED, &verified) != 0 || !verified))) {
-            ks_log(KS_LOG_WARN, "edge %s on %s: %s, closing", peer, url,
-                   known ? "TLS peer not verified" : "unknown listener");
-            atomic_fetch_add(&srv->conns_refused, 1);
-            nng_pipe_close(p);
-            return;
-        }
-        if (atomic_load(&srv->draining)) {
-            atomic_fetch_add(&srv->conns_refused, 1);
-            nng_pipe_close(p);
-            return;
-        }
-        rt = ks_server_rt(srv);
-        max_conns = rt->cfg->max_connections;
-        ks_runtime_release(rt);
-        pthread_mutex_lock(&srv->conn_lock);
-        n = srv->n_conns;
-        if (n < max_conns) {
-            ks_conn *c = calloc(1, sizeof(*c));
-
-            if (c != NULL) {
-                c->pipe_id = id;
-                snprintf(c->peer, sizeof(c->peer), "%s", peer);
-                snprintf(c->group, sizeof(c->group), "%s", group);
-                c->next = srv->conns[id % KS_SERVER_PIPE_BUCKETS];
-                srv->conns[id % KS_SERVER_PIPE_BUCKETS] = c;
-                srv->n_conns++;
-            } else {
-                n = max_conns; /* no memory: refuse like a full table */
-            }
-        }
-        pthread_mutex_unlock(&srv->conn_lock);
-        if (n >= max_conns) {
-            uint64_t count;
-            int say;
-
-            pthread_mutex_lock(&srv->lim_lock);
-            say = ks_ratelog_hit(&srv->rlog_total, ks_now_us(), &count);
-            pthread_mutex_unlock(&srv->lim_lock);
-            if (say)
-                ks_log(KS_LOG_WARN, "edge %s on %s refused: max_connections (%u) reached", peer,
-                       url, max_conns);
-            atomic_fetch_add(&srv->conns_refused, 1);
-            nng_pipe_close(p);
-        }
-        break;
-    }
-    case NNG_PIPE_EV_ADD_POST:
-        pthread_mutex_lock(&srv->conn_lock);
-        {
-            unsigned int n = srv->n_conns;
-            int have = 0;
-
-            for (ks_conn *c = srv->conns[id % KS_SERVER_PIPE_BUCKETS]; c != NULL; c = c->next)
-                have |= c->pipe_id == id;
-            pthread_mutex_unlock(&srv->conn_lock);
-            if (have)
-                ks_log(KS_LOG_INFO,
-                       "edge connected: %s on %s, group %s%s (pipe %u, %u "
-                       "connected)",
-                       peer, url, group, tls ? ", TLS client certificate verified" : "", id, n);
-        }
-        break;
-    case NNG_PIPE_EV_REM_POST: {
-        ks_conn *gone = NULL;
-        unsigned int n;
-
-        pthread_mutex_lock(&srv->conn_lock);
-        for (ks_conn **pc = &srv->conns[id % KS_SERVER_PIPE_BUCKETS]; *pc != NULL;
-             pc = &(*pc)->next) {
-            if ((*pc)->pipe_id == id) {
-                gone = *pc;
-                *pc = gone->next;
-                srv->n_conns--;
-                break;
-            }
-        }
-        n = srv->n_conns;
-        pthread_cond_broadcast(&srv->conn_cond); /* a stop may linger for this */
-        pthread_mutex_unlock(&srv->conn_lock);
-        if (gone != NULL) {
-            ks_slots_conn_closed(srv, id);
-            ks_log(KS_LOG_INFO, "edge disconnected: %s, group %s (pipe %u, %u connected)",
-                   gone->peer, gone->group, id, n);
-            free(gone);
-        }
-        break;
-    }
+    case NNG_PIPE_EV_ADD_PRE: ks_pipe_add_pre(srv, p); break;
+    case NNG_PIPE_EV_ADD_POST: ks_pipe_add_post(srv, p); break;
+    case NNG_PIPE_EV_REM_POST: ks_pipe_rem_post(srv, p); break;
     default: break;
     }
 }
@@ -401,6 +463,8 @@ static void ks_server_record(ks_server *srv, const ks_runtime *rt, const ks_slot
     rec.when = s->t0_real;
     rec.group = s->group[0] ? s->group : "?";
     rec.peer = s->peer[0] ? s->peer : "?";
+    /* "-": a connection without a certificate; "?": one already gone. */
+    rec.edge = s->ident[0] ? s->ident : strcmp(rec.group, "?") == 0 ? "?" : "-";
     rec.conn = s->pipe_id;
     rec.request_id = ans->resp.id;
     rec.op = op;
@@ -444,6 +508,7 @@ typedef struct {
     ks_runtime *rt;
     ks_gstate *gs;
     const ks_slot *slot;
+    const char *who; /* ks_server_who() */
 } ks_gate_ctx;
 
 static void ks_server_replay_digest(const ks_server *srv, const Lurk__V1__Request *req,
@@ -564,10 +629,9 @@ static Lurk__V1__Status ks_server_gate(void *arg, const Lurk__V1__Request *req, 
         if (v != KS_REPLAY_RETRY)
             return ST(OK);
         ks_log(KS_LOG_INFO,
-               "%s key \"%s\" from %s [%s]: retry of request %016llx (same "
+               "%s key \"%s\" from %s: retry of request %016llx (same "
                "group, id and bytes): answered again",
-               ks_ops_name(req), key->id, gc->slot->peer, gc->gs->g->name,
-               (unsigned long long)req->id);
+               ks_ops_name(req), key->id, gc->who, (unsigned long long)req->id);
         ks_metrics_refusal(srv->metrics, "retry_answered");
         return ST(OK);
     case KS_REPLAY_ANSWER_RANDOM:
@@ -644,9 +708,9 @@ nng_msg *ks_server_answer(ks_server *srv, ks_slot *s)
     ks_ops_answer ans;
     nng_msg *reply;
     ks_gstate *gs = ks_runtime_group(rt, s->group);
-    char who[220];
+    char who[KS_SERVER_WHO];
 
-    snprintf(who, sizeof(who), "%s [%s]", s->peer, s->group);
+    ks_server_who(s->ident, s->peer, s->group, who, sizeof(who));
     req = lurk_request_decode(nng_msg_body(s->msg), nng_msg_len(s->msg), &status, &why);
     if (req == NULL || status != ST(OK)) {
         /* Answer with the request id when there is one, so the edge can match it. */
@@ -660,7 +724,7 @@ nng_msg *ks_server_answer(ks_server *srv, ks_slot *s)
         ks_log(KS_LOG_INFO, "refused %s from %s: edge group \"%s\" no longer configured",
                ks_ops_name(req), who, s->group);
     } else {
-        ks_gate_ctx gc = { srv, rt, gs, s };
+        ks_gate_ctx gc = { srv, rt, gs, s, who };
         ks_ops_call call;
 
         memset(&call, 0, sizeof(call));

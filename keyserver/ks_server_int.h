@@ -26,6 +26,7 @@
 #include "ks_audit.h"
 #include "ks_config.h"
 #include "ks_http.h"
+#include "ks_ident.h"
 #include "ks_keys.h"
 #include "ks_limits.h"
 #include "ks_metrics.h"
@@ -51,6 +52,10 @@
 #define KS_SERVER_LINGER_MS    250
 #define KS_SERVER_PIPE_BUCKETS 1024u
 #define KS_SERVER_GROUP_NAME   72
+/* ", TLSv1.3 TLS_AES_256_GCM_SHA384, resumed": the channel of a connection, for its log line. */
+#define KS_SERVER_HELLO 96
+/* "LABEL at PEER [GROUP]": who a log line is about. */
+#define KS_SERVER_WHO (KS_IDENT_LABEL + 128 + KS_SERVER_GROUP_NAME + 8)
 
 /* ---- the runtime: everything a reload replaces ---- */
 
@@ -80,12 +85,23 @@ typedef struct ks_runtime {
 
 /* ---- server state ---- */
 
-/* A listener we opened, and the group and TLS material it was opened with. */
+/*
+ * The groups a listener hands its connections to, in configuration order,
+ * with their members (ks_ident_pick chooses): a copy, so that a listener
+ * decides with what it was opened with, whichever runtime is current.
+ */
+typedef struct {
+    char (*names)[KS_SERVER_GROUP_NAME];
+    ks_ident_members *edges;
+    size_t n;
+} ks_lst_groups;
+
+/* A listener we opened, and the groups and TLS material it was opened with. */
 typedef struct ks_lst {
     struct ks_lst *next;
     nng_listener l;
     char *url;
-    char group[KS_SERVER_GROUP_NAME];
+    ks_lst_groups groups;
     int tls;
     unsigned char sig[32]; /* SHA-256 of group name and TLS files */
     /* What it was opened with, to open it again if a reload must be undone. */
@@ -99,6 +115,8 @@ typedef struct ks_conn {
     uint32_t pipe_id;
     char peer[128];
     char group[KS_SERVER_GROUP_NAME];
+    char ident[KS_IDENT_LABEL]; /* its certificate (ks_ident_label); "" without TLS */
+    char hello[KS_SERVER_HELLO];
     unsigned int inflight;
 } ks_conn;
 
@@ -116,6 +134,7 @@ typedef struct ks_slot {
     struct timespec t0_real;
     char peer[128];
     char group[KS_SERVER_GROUP_NAME];
+    char ident[KS_IDENT_LABEL]; /* its connection's certificate; "" without TLS */
 } ks_slot;
 
 struct ks_server {
@@ -180,6 +199,8 @@ void ks_runtime_free(ks_runtime *rt);
 ks_runtime *ks_server_rt(ks_server *srv);
 void ks_runtime_release(ks_runtime *rt);
 void ks_server_peer(nng_pipe p, char *buf, size_t len);
+/* "LABEL at PEER [GROUP]", or "PEER [GROUP]" for a connection without a certificate. */
+void ks_server_who(const char *ident, const char *peer, const char *group, char *buf, size_t len);
 void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg);
 /* The connection `id`, or NULL; with conn_lock held. */
 ks_conn *ks_conn_find_locked(ks_server *srv, uint32_t id);
@@ -209,6 +230,14 @@ int ks_listen_prepare(ks_server *srv, const ks_config *cfg, char *err, size_t er
 void ks_listen_commit(ks_server *srv, const ks_config *cfg);
 /* Forget every listener (the socket is closed). */
 void ks_listen_free_all(ks_server *srv);
+/*
+ * The listener a pipe came through: its URL and whether it is TLS, and the
+ * group that takes the peer: for TLS, the one ks_ident_pick() chooses for
+ * `peer` (NULL: no certificate, no group); otherwise the listener's one
+ * group. `group` is "" when none takes it. 0 if the listener is not ours.
+ */
+int ks_listen_pick(ks_server *srv, nng_pipe p, const ks_ident_peer *peer, char *url, size_t urllen,
+                   int *tls, char group[KS_SERVER_GROUP_NAME]);
 
 /* ---- ks_lifecycle.c ---- */
 

@@ -91,7 +91,8 @@ lurk_grep "cdn1 is refused another group's key: not permitted" \
     '^sign: not permitted key "ed25519" is not granted' "$LURK_T/s2.txt"
 as edge "$URL1" sign no-such-key > "$LURK_T/s3.txt" 2>&1
 lurk_grep "an unknown key id looks the same as an ungranted one" '^sign: not permitted' "$LURK_T/s3.txt"
-lurk_grep "the refusal is logged" 'refused sign key "ed25519" from 127\.0\.0\.1:[0-9]+ \[cdn1\]: not permitted' "$LURK_T/ks.log"
+lurk_grep "the refusal is logged, naming the edge's certificate" \
+    'refused sign key "ed25519" from edge1\.example/spki:[0-9a-f]{16} at 127\.0\.0\.1:[0-9]+ \[cdn1\]: not permitted' "$LURK_T/ks.log"
 
 # --- connection-time refusals ---------------------------------------------------
 lurk_check_fails "an edge of the cdn1 CA cannot connect to cdn2's listener" \
@@ -141,8 +142,8 @@ lurk_check "key rate: every other one is overloaded (${ok2:-?} + ${over2:-?} = 3
 lurk_grep "key rate: logged" 'key "p384" over its rate limit' "$LURK_T/ks.log"
 
 # --- audit log ---------------------------------------------------------------------------
-lurk_grep "audit: a line per operation with group, peer, key, scheme, result, latency" \
-    '^ts=[0-9T:.-]+Z group=cdn1 peer=127\.0\.0\.1:[0-9]+ conn=[0-9]+ id=[0-9a-f]{16} op=sign key=p256 scheme=ecdsa_secp256r1_sha256 result=OK latency_us=[0-9]+ epoch=[0-9a-f]{16}$' \
+lurk_grep "audit: a line per operation with group, peer, key, scheme, result, latency, edge" \
+    '^ts=[0-9T:.-]+Z group=cdn1 peer=127\.0\.0\.1:[0-9]+ conn=[0-9]+ id=[0-9a-f]{16} op=sign key=p256 scheme=ecdsa_secp256r1_sha256 result=OK latency_us=[0-9]+ epoch=[0-9a-f]{16} edge=edge1\.example/spki:[0-9a-f]{16}$' \
     "$LURK_T/audit.log"
 lurk_grep "audit: refusals carry the reason" 'group=cdn1 .* op=sign key=ed25519 .*result=NOT_PERMITTED .*reason=not_permitted' "$LURK_T/audit.log"
 lurk_grep "audit: replays carry the reason" 'result=NOT_PERMITTED .*reason=replay' "$LURK_T/audit.log"

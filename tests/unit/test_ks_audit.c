@@ -74,6 +74,27 @@ static void test_format_refusal_quotes(void **state)
     assert_int_equal(strchr(line, '\n') - line, (long)strlen(line) - 1); /* one line */
 }
 
+/* The edge's identity comes after every older field: their positions stay. */
+static void test_format_edge(void **state)
+{
+    ks_audit_rec r = sample();
+    char line[1024];
+
+    (void)state;
+    r.edge = "edge1.cdn.example/spki:1a2b3c4d5e6f7a8b";
+    ks_audit_format(line, sizeof(line), &r);
+    assert_string_equal(line,
+                        "ts=2023-11-14T22:13:20.123456Z group=cdn1 peer=127.0.0.1:40512 conn=7 "
+                        "id=0000000000abcdef op=sign key=www scheme=rsa_pss_rsae_sha256 result=OK "
+                        "latency_us=1234 epoch=0123456789abcdef "
+                        "edge=edge1.cdn.example/spki:1a2b3c4d5e6f7a8b\n");
+    r.edge = "-";
+    r.result = "NOT_PERMITTED";
+    r.reason = "not_permitted";
+    ks_audit_format(line, sizeof(line), &r);
+    assert_non_null(strstr(line, " epoch=0123456789abcdef edge=- reason=not_permitted\n"));
+}
+
 static void test_format_truncates_to_one_line(void **state)
 {
     ks_audit_rec r = sample();
@@ -391,6 +412,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_ok),
         cmocka_unit_test(test_format_refusal_quotes),
+        cmocka_unit_test(test_format_edge),
         cmocka_unit_test(test_format_truncates_to_one_line),
         cmocka_unit_test(test_file_and_reopen),
         cmocka_unit_test(test_batched_until_flush),
