@@ -90,6 +90,8 @@ typedef struct {
     /* Its members (`edges`); empty: any certificate verified on its listeners. */
     ks_ident_members edges;
     long edges_line;
+    /* Requests in flight for the whole group, all its connections; 0: no group limit. */
+    unsigned int max_inflight;
 } ks_config_group;
 
 typedef struct ks_config {

@@ -21,7 +21,7 @@
 /* ---- edge groups --------------------------------------------------------- */
 
 static const char *const ks_edge_known[] = {
-    "listen", "client_ca", "client_crl", "keys", "rate", "burst", "edges",
+    "listen", "client_ca", "client_crl", "keys", "rate", "burst", "edges", "max_inflight",
 };
 
 /* "RATE" or "RATE BURST" (key_limits values). */
@@ -73,6 +73,21 @@ static int ks_group_rate(ks_parse *p, STACK_OF(CONF_VALUE) * sect, const char *s
     if (ks_sect_uint(p, sect, section, "burst", 0, 0, KS_LIMITS_MAX_RATE, &n) != 0)
         return -1;
     g->burst = (uint32_t)n;
+    return 0;
+}
+
+/*
+ * `max_inflight` of one group: its share of the key server's, so that one
+ * edge (a group of its own) or one CDN cannot take every worker.
+ */
+static int ks_group_inflight(ks_parse *p, STACK_OF(CONF_VALUE) * sect, const char *section,
+                             ks_config_group *g)
+{
+    unsigned long n;
+
+    if (ks_sect_uint(p, sect, section, "max_inflight", 0, 0, KS_CONFIG_MAX_INFLIGHT, &n) != 0)
+        return -1;
+    g->max_inflight = (unsigned int)n;
     return 0;
 }
 
@@ -175,7 +190,7 @@ static int ks_group_parse(ks_parse *p, ks_config *cfg, const char *section, ks_c
     if (ks_group_listen(p, cfg, section, v, g) != 0
         || ks_group_path(p, sect, "client_ca", &g->client_ca) != 0
         || ks_group_path(p, sect, "client_crl", &g->client_crl) != 0
-        || ks_group_rate(p, sect, section, g) != 0)
+        || ks_group_rate(p, sect, section, g) != 0 || ks_group_inflight(p, sect, section, g) != 0)
         return -1;
     if (g->has_tls && g->client_ca == NULL) {
         ks_config_errf(p->err, p->errlen, p->text_name, line,

@@ -164,7 +164,7 @@ static void ks_slot_work_inline(ks_slot *s)
         ks_audit_flush(srv->audit);
 }
 
-/* Over max_inflight or max_inflight_per_conn: OVERLOADED at once, from the slot. */
+/* Over max_inflight (total or group) or max_inflight_per_conn: OVERLOADED at once, from the slot. */
 static void ks_slot_refuse(ks_slot *s, const ks_slot_act *act)
 {
     ks_server *srv = s->srv;
@@ -174,16 +174,32 @@ static void ks_slot_refuse(ks_slot *s, const ks_slot_act *act)
     if (act->refusal == KS_SLOT_REFUSE_TOTAL)
         ks_server_overload_log(&srv->rlog_total, &srv->lim_lock, s->t0_us,
                                "max_inflight (%u) reached, last from %s", act->limit, who);
+    else if (act->refusal == KS_SLOT_REFUSE_GROUP)
+        ks_server_overload_log(&srv->rlog_group, &srv->lim_lock, s->t0_us,
+                               "max_inflight (%u) of edge group %s reached, last from %s",
+                               act->limit, s->group, who);
     else
         ks_server_overload_log(&srv->rlog_conn, &srv->lim_lock, s->t0_us,
                                "max_inflight_per_conn (%u) reached by %s", act->limit, who);
     ks_slot_done(s, ks_server_refuse_slot(srv, s, act->refusal));
 }
 
+/* The max_inflight of a connection's group in the runtime; 0: none. */
+static unsigned int ks_slot_group_max(ks_runtime *rt, const ks_conn *c)
+{
+    ks_gstate *gs;
+
+    if (rt == NULL || !rt->group_inflight || (gs = ks_runtime_group(rt, c->group)) == NULL)
+        return 0;
+    return gs->g->max_inflight;
+}
+
 /*
- * A request arrived on slot s. Its connection's count and the machine's
- * step are one decision: conn_lock is held around the step (lock order:
- * conn_lock, then slot_lock).
+ * A request arrived on slot s. Its connection's and group's counts and
+ * the machine's step are one decision: conn_lock is held around the step
+ * (lock order: conn_lock, then slot_lock). The group's limit comes from
+ * the runtime, held before conn_lock is taken (rt_lock is a leaf) and
+ * only read under it: a runtime never changes once made.
  */
 static void ks_slot_arrived(ks_slot *s)
 {
@@ -191,6 +207,7 @@ static void ks_slot_arrived(ks_slot *s)
     ks_slot_ev ev = { .type = KS_SLOT_EV_RECEIVED };
     ks_slot_act act;
     ks_conn *c;
+    ks_runtime *rt = ks_server_rt(srv);
 
     s->msg = nng_aio_get_msg(s->aio);
     nng_aio_set_msg(s->aio, NULL);
@@ -205,13 +222,19 @@ static void ks_slot_arrived(ks_slot *s)
         memcpy(s->ident, c->ident, sizeof(s->ident));
         ev.conn_known = 1;
         ev.conn_inflight = c->inflight;
+        ev.group_inflight = c->gc != NULL ? c->gc->inflight : 0;
+        ev.max_group = ks_slot_group_max(rt, c);
     }
     pthread_mutex_lock(&srv->slot_lock);
     ks_slots_step_locked(srv, s, &ev, &act);
     pthread_mutex_unlock(&srv->slot_lock);
-    if (c != NULL && (act.acts & KS_SLOT_A_CONN_ENTER))
+    if (c != NULL && (act.acts & KS_SLOT_A_CONN_ENTER)) {
         c->inflight++;
+        if (c->gc != NULL)
+            c->gc->inflight++;
+    }
     pthread_mutex_unlock(&srv->conn_lock);
+    ks_runtime_release(rt);
     if (c == NULL && !(act.acts & KS_SLOT_A_DROP)) {
         /* Not (any more) in the table: only the total limit applies to it. */
         ks_server_peer(nng_msg_get_pipe(s->msg), s->peer, sizeof(s->peer));
@@ -383,6 +406,12 @@ static void ks_server_free(ks_server *srv)
             free(c);
         }
     }
+    while (srv->gcounts != NULL) {
+        ks_gcount *gc = srv->gcounts;
+
+        srv->gcounts = gc->next;
+        free(gc);
+    }
     ks_runtime_release(srv->rt);
     ks_replay_free(srv->replay);
     ks_audit_close(srv->audit);
@@ -483,6 +512,7 @@ int ks_server_start(ks_config *cfg, ks_keyring *kr, ks_ops *ops, int debug_delay
     pthread_mutex_init(&srv->replay_lock, NULL);
     ks_ratelog_init(&srv->rlog_total, KS_SERVER_LOG_INTERVAL_US);
     ks_ratelog_init(&srv->rlog_conn, KS_SERVER_LOG_INTERVAL_US);
+    ks_ratelog_init(&srv->rlog_group, KS_SERVER_LOG_INTERVAL_US);
     ks_ratelog_init(&srv->rlog_replay_full, KS_SERVER_LOG_INTERVAL_US);
     ks_ratelog_init(&srv->rlog_replay_full_random, KS_SERVER_LOG_INTERVAL_US);
     if ((srv->rt = ks_runtime_new(cfg, kr, ops)) == NULL

@@ -64,11 +64,13 @@ int ks_ratelog_hit(ks_ratelog *r, uint64_t now_us, uint64_t *count)
     return 1;
 }
 
-ks_admit ks_limits_admit(unsigned int total, unsigned int max_total, unsigned int conn,
-                         unsigned int max_conn)
+ks_admit ks_limits_admit(unsigned int total, unsigned int max_total, unsigned int group,
+                         unsigned int max_group, unsigned int conn, unsigned int max_conn)
 {
     if (max_total != 0 && total >= max_total)
         return KS_ADMIT_TOTAL;
+    if (max_group != 0 && group >= max_group)
+        return KS_ADMIT_GROUP;
     if (max_conn != 0 && conn >= max_conn)
         return KS_ADMIT_CONNECTION;
     return KS_ADMIT_OK;

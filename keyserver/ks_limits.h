@@ -50,15 +50,18 @@ int ks_ratelog_hit(ks_ratelog *r, uint64_t now_us, uint64_t *count);
 
 typedef enum {
     KS_ADMIT_OK = 0,
-    KS_ADMIT_TOTAL,     /* max_inflight reached */
-    KS_ADMIT_CONNECTION /* max_inflight_per_conn reached */
+    KS_ADMIT_TOTAL,      /* max_inflight reached */
+    KS_ADMIT_CONNECTION, /* max_inflight_per_conn reached */
+    KS_ADMIT_GROUP       /* the edge group's max_inflight reached */
 } ks_admit;
 
 /*
- * Admit one more request given what is in flight now (not counting it).
- * A maximum of 0 means no limit.
+ * Admit one more request given what is in flight now (not counting it):
+ * on the whole key server, in the request's edge group, on its
+ * connection. A maximum of 0 means no limit. The widest limit reached is
+ * the one reported: total, then group, then connection.
  */
-ks_admit ks_limits_admit(unsigned int total, unsigned int max_total, unsigned int conn,
-                         unsigned int max_conn);
+ks_admit ks_limits_admit(unsigned int total, unsigned int max_total, unsigned int group,
+                         unsigned int max_group, unsigned int conn, unsigned int max_conn);
 
 #endif

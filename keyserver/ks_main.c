@@ -120,6 +120,8 @@ static void ks_usage(FILE *out)
           "                        without it: any certificate verified on its listeners\n"
           "  keys = ID...          the key ids this group may use, or *\n"
           "  rate = 0, burst = 0   Sign+Decrypt per second for the group; 0 = unlimited\n"
+          "  max_inflight = 0      requests in flight for the whole group; 0 = only the\n"
+          "                        key server's limits\n"
           "\n"
           "  [key_limits]\n"
           "  ID = RATE [BURST]     per-key limit overriding key_rate/key_burst\n"
@@ -288,6 +290,8 @@ static void ks_check_summary(const ks_config *cfg, const ks_keyring *kr, const k
             printf("    rate        %u/s, burst %u\n", g->rate, g->burst ? g->burst : g->rate);
         else
             printf("    rate        unlimited\n");
+        if (g->max_inflight != 0)
+            printf("    max_inflight %u\n", g->max_inflight);
     }
     printf("  limits      max_inflight %u, per connection %u, max_connections %u, "
            "max_message %zu\n",

@@ -130,6 +130,8 @@ ks_runtime *ks_runtime_new(ks_config *cfg, ks_keyring *kr, ks_ops *ops)
     }
     clock_gettime(CLOCK_REALTIME, &ts);
     rt->loaded_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    for (size_t i = 0; i < cfg->n_groups; i++)
+        rt->group_inflight |= cfg->groups[i].max_inflight != 0;
     rt->in_process = 1;
     for (size_t i = 0; i < kr->n; i++)
         rt->in_process &= ks_keys_in_process(&kr->keys[i]);
@@ -140,7 +142,7 @@ ks_runtime *ks_runtime_new(ks_config *cfg, ks_keyring *kr, ks_ops *ops)
     return rt;
 }
 
-static ks_gstate *ks_runtime_group(ks_runtime *rt, const char *name)
+ks_gstate *ks_runtime_group(ks_runtime *rt, const char *name)
 {
     for (size_t i = 0; i < rt->cfg->n_groups; i++)
         if (strcmp(rt->groups[i].g->name, name) == 0)
@@ -238,6 +240,47 @@ static void ks_server_ident_peer(const lurk_tls_peer *tp, ks_ident_peer *ip)
     ip->spki = tp->has_spki ? tp->spki_sha256 : NULL;
 }
 
+/* The count of group `name`, made for its first connection; with conn_lock held. */
+static ks_gcount *ks_gcount_get_locked(ks_server *srv, const char *name)
+{
+    ks_gcount *gc;
+
+    for (gc = srv->gcounts; gc != NULL; gc = gc->next)
+        if (strcmp(gc->name, name) == 0)
+            break;
+    if (gc == NULL && (gc = calloc(1, sizeof(*gc))) != NULL) {
+        snprintf(gc->name, sizeof(gc->name), "%s", name);
+        gc->next = srv->gcounts;
+        srv->gcounts = gc;
+    }
+    if (gc != NULL)
+        gc->conns++;
+    return gc;
+}
+
+/*
+ * A connection's requests leave its group's count with it (they finish
+ * without CONN_LEAVE, ks_slot.h); the count goes with the group's last
+ * connection. With conn_lock held.
+ */
+static void ks_gcount_put_locked(ks_server *srv, ks_conn *c)
+{
+    ks_gcount *gc = c->gc;
+
+    if (gc == NULL)
+        return;
+    gc->inflight -= c->inflight < gc->inflight ? c->inflight : gc->inflight;
+    if (--gc->conns > 0)
+        return;
+    for (ks_gcount **p = &srv->gcounts; *p != NULL; p = &(*p)->next) {
+        if (*p == gc) {
+            *p = gc->next;
+            break;
+        }
+    }
+    free(gc);
+}
+
 /* Count the connection in, unless max_connections is reached; 0 when admitted. */
 static int ks_conn_enter(ks_server *srv, uint32_t id, const char *peer, const char *group,
                          const char *ident, const char *hello, unsigned int max_conns)
@@ -249,6 +292,10 @@ static int ks_conn_enter(ks_server *srv, uint32_t id, const char *peer, const ch
         ks_conn *c = calloc(1, sizeof(*c));
 
         /* No memory: refused like a full table. */
+        if (c != NULL && (c->gc = ks_gcount_get_locked(srv, group)) == NULL) {
+            free(c);
+            c = NULL;
+        }
         if (c != NULL) {
             c->pipe_id = id;
             snprintf(c->peer, sizeof(c->peer), "%s", peer);
@@ -388,6 +435,7 @@ static void ks_pipe_rem_post(ks_server *srv, nng_pipe p)
             gone = *pc;
             *pc = gone->next;
             srv->n_conns--;
+            ks_gcount_put_locked(srv, gone);
             break;
         }
     }
@@ -429,6 +477,8 @@ void ks_conn_leave(ks_server *srv, uint32_t id)
         if (c->pipe_id == id) {
             if (c->inflight > 0)
                 c->inflight--;
+            if (c->gc != NULL && c->gc->inflight > 0)
+                c->gc->inflight--;
             break;
         }
     }
@@ -853,9 +903,18 @@ unsigned int ks_server_in_flight(ks_server *srv)
 
 nng_msg *ks_server_refuse_slot(ks_server *srv, ks_slot *s, ks_slot_refusal why)
 {
-    int total = why == KS_SLOT_REFUSE_TOTAL;
+    char detail[128];
 
-    return ks_server_refuse_now(srv, s, ST(OVERLOADED), total ? "inflight_total" : "inflight_conn",
-                                total ? "too many requests in flight on this key server"
-                                      : "too many requests in flight on this connection");
+    switch (why) {
+    case KS_SLOT_REFUSE_TOTAL:
+        return ks_server_refuse_now(srv, s, ST(OVERLOADED), "inflight_total",
+                                    "too many requests in flight on this key server");
+    case KS_SLOT_REFUSE_GROUP:
+        snprintf(detail, sizeof(detail), "edge group %s has too many requests in flight", s->group);
+        return ks_server_refuse_now(srv, s, ST(OVERLOADED), "inflight_group", detail);
+    case KS_SLOT_REFUSE_CONN:
+    default:
+        return ks_server_refuse_now(srv, s, ST(OVERLOADED), "inflight_conn",
+                                    "too many requests in flight on this connection");
+    }
 }

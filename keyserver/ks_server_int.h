@@ -79,6 +79,7 @@ typedef struct ks_runtime {
     ks_gstate *groups;
     ks_kstate *keys;      /* same order as kr->keys */
     int in_process;       /* every key is OpenSSL's own: answer in nng's callback */
+    int group_inflight;   /* some group has a max_inflight of its own */
     pthread_mutex_t lock; /* the buckets and their log limiters */
     double loaded_time;
 } ks_runtime;
@@ -109,6 +110,19 @@ typedef struct ks_lst {
     size_t recv_max;
 } ks_lst;
 
+/*
+ * One edge group's requests in flight, all its connections together (its
+ * max_inflight), under conn_lock. Kept by group name, not in the runtime:
+ * requests admitted before a reload are still counted after it. Freed with
+ * the group's last connection.
+ */
+typedef struct ks_gcount {
+    struct ks_gcount *next;
+    char name[KS_SERVER_GROUP_NAME];
+    unsigned int inflight;
+    unsigned int conns;
+} ks_gcount;
+
 /* A connected edge. */
 typedef struct ks_conn {
     struct ks_conn *next;
@@ -118,6 +132,7 @@ typedef struct ks_conn {
     char ident[KS_IDENT_LABEL]; /* its certificate (ks_ident_label); "" without TLS */
     char hello[KS_SERVER_HELLO];
     unsigned int inflight;
+    ks_gcount *gc; /* its group's count */
 } ks_conn;
 
 /* One receiving nng context; its state lives in srv->sm.slot[index]. */
@@ -153,6 +168,7 @@ struct ks_server {
     pthread_cond_t conn_cond; /* an edge disconnected (CLOCK_MONOTONIC) */
     ks_conn *conns[KS_SERVER_PIPE_BUCKETS];
     unsigned int n_conns;
+    ks_gcount *gcounts; /* groups with a connection */
     atomic_ullong conns_refused;
 
     ks_slot *slots;
@@ -175,7 +191,7 @@ struct ks_server {
     atomic_int draining; /* mirrors sm.draining for the connection callback */
 
     pthread_mutex_t lim_lock; /* server-wide refusal log limiters */
-    ks_ratelog rlog_total, rlog_conn, rlog_replay_full, rlog_replay_full_random;
+    ks_ratelog rlog_total, rlog_conn, rlog_group, rlog_replay_full, rlog_replay_full_random;
 
     pthread_mutex_t replay_lock;
     ks_replay *replay;
@@ -198,6 +214,8 @@ void ks_runtime_free(ks_runtime *rt);
 /* The current runtime, held: release it with ks_runtime_release(). */
 ks_runtime *ks_server_rt(ks_server *srv);
 void ks_runtime_release(ks_runtime *rt);
+/* The runtime's state of group `name`, NULL if it has no such group. */
+ks_gstate *ks_runtime_group(ks_runtime *rt, const char *name);
 void ks_server_peer(nng_pipe p, char *buf, size_t len);
 /* "LABEL at PEER [GROUP]", or "PEER [GROUP]" for a connection without a certificate. */
 void ks_server_who(const char *ident, const char *peer, const char *group, char *buf, size_t len);

@@ -105,13 +105,29 @@ static void ks_slot_received(ks_slot_set *set, ks_slot_rec *r, const ks_slot_ev 
         ks_slot_finish(set, r, act);
         return;
     }
-    admit = ks_limits_admit(set->admitted, set->max_total, ev->conn_known ? ev->conn_inflight : 0,
-                            conn_max);
+    /* A connection no longer in the table has no group to count it in either. */
+    admit = ks_limits_admit(set->admitted, set->max_total, ev->conn_known ? ev->group_inflight : 0,
+                            ev->conn_known ? ev->max_group : 0,
+                            ev->conn_known ? ev->conn_inflight : 0, conn_max);
     r->state = KS_SLOT_WORK;
+    switch (admit) {
+    case KS_ADMIT_OK: break;
+    case KS_ADMIT_TOTAL:
+        act->refusal = KS_SLOT_REFUSE_TOTAL;
+        act->limit = set->max_total;
+        break;
+    case KS_ADMIT_GROUP:
+        act->refusal = KS_SLOT_REFUSE_GROUP;
+        act->limit = ev->max_group;
+        break;
+    case KS_ADMIT_CONNECTION:
+    default:
+        act->refusal = KS_SLOT_REFUSE_CONN;
+        act->limit = conn_max;
+        break;
+    }
     if (admit != KS_ADMIT_OK) {
         act->acts |= KS_SLOT_A_REFUSE;
-        act->refusal = admit == KS_ADMIT_TOTAL ? KS_SLOT_REFUSE_TOTAL : KS_SLOT_REFUSE_CONN;
-        act->limit = admit == KS_ADMIT_TOTAL ? set->max_total : conn_max;
         return;
     }
     r->admitted = 1;

@@ -24,7 +24,10 @@
  * RECEIVED brings it, and CONN_ENTER / CONN_LEAVE say when to change it.
  * Once CONN_CLOSED has said a connection is gone, its requests still in
  * flight finish without a CONN_LEAVE, so a later connection that gets the
- * same id is never counted down for them.
+ * same id is never counted down for them. The count of the connection's
+ * edge group (its max_inflight) follows the same actions: RECEIVED brings
+ * the group's count and limit, CONN_ENTER / CONN_LEAVE change both, and a
+ * closed connection's requests leave its group's count with it.
  */
 #ifndef KS_SLOT_H
 #define KS_SLOT_H
@@ -76,7 +79,8 @@ enum {
 typedef enum {
     KS_SLOT_REFUSE_NONE = 0,
     KS_SLOT_REFUSE_TOTAL, /* max_inflight reached */
-    KS_SLOT_REFUSE_CONN   /* max_inflight_per_conn reached */
+    KS_SLOT_REFUSE_CONN,  /* max_inflight_per_conn reached */
+    KS_SLOT_REFUSE_GROUP  /* the edge group's max_inflight reached */
 } ks_slot_refusal;
 
 typedef struct {
@@ -85,7 +89,9 @@ typedef struct {
     uint32_t conn;
     int conn_known;
     unsigned int conn_inflight; /* RECEIVED: its requests in flight now */
-    int has_reply;              /* WORKER_DONE */
+    /* RECEIVED, with conn_known: its edge group's requests in flight and limit (0: none). */
+    unsigned int group_inflight, max_group;
+    int has_reply; /* WORKER_DONE */
     /* RELOAD (and ks_slot_init): the limits and answering mode in force. */
     uint64_t gen;
     unsigned int max_total, max_conn;

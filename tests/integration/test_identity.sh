@@ -170,6 +170,43 @@ lurk_grep "metrics: requests by group" \
 lurk_check_fails "metrics: no edge name or pin becomes a label" \
     grep -Eq 'cdn\.example|spki' "$LURK_T/m.txt"
 
+# --- max_inflight per group: beta's edges share 1, alpha is not held back ---------------------
+# A second key server on another port, answers delayed 1.2 s so that a burst is in flight at once.
+PORT2=$(lurk_port)
+URL2="tls+tcp://127.0.0.1:$PORT2"
+sed -e "s|$URL|$URL2|" -e "s|^audit_log = .*|audit_log = $LURK_T/audit2.log|" -e '/^metrics_listen/d' \
+    -e "s|ks\.sock|ks2.sock|" -e 's|^keys = ed25519 p384$|&\nmax_inflight = 1|' \
+    -e 's|^\[keyserver\]$|&\nworkers = 4\nmax_inflight = 16\nmax_inflight_per_conn = 8|' \
+    "$LURK_T/ks.cnf" > "$LURK_T/ks2.cnf"
+KS1_PID=$LURK_KS_PID
+if lurk_keyserver_start ks2 "$LURK_T/ks2.cnf" --debug-delay-ms 1200; then
+    tally() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$2"; }
+    timeout 30 "$OPS" --server "$URL2" --cert "$P/edge-b.crt" --key "$P/edge-b.key" \
+        --ca "$P/ca.crt" --server-name localhost --timeout-ms 5000 burst ed25519 4 \
+        > "$LURK_T/burst-b.txt" 2>&1
+    lurk_log "beta: $(cat "$LURK_T/burst-b.txt")"
+    ok=$(tally ok "$LURK_T/burst-b.txt"); over=$(tally overloaded "$LURK_T/burst-b.txt")
+    lurk_check "group max_inflight 1: one of 4 simultaneous requests of beta is served (got ${ok:-?})" \
+        test "${ok:-0}" -eq 1
+    lurk_check "group max_inflight: the others are refused as overloaded (got ${over:-?})" \
+        test "${over:-0}" -eq 3
+    timeout 30 "$OPS" --server "$URL2" --cert "$P/edge-a.crt" --key "$P/edge-a.key" \
+        --ca "$P/ca.crt" --server-name localhost --timeout-ms 5000 burst p256 4 \
+        > "$LURK_T/burst-a.txt" 2>&1
+    lurk_log "alpha: $(cat "$LURK_T/burst-a.txt")"
+    lurk_check "a group without max_inflight on the same listener is not held back" \
+        test "$(tally ok "$LURK_T/burst-a.txt")" = 4
+    lurk_grep "group max_inflight: logged with the group and the edge" \
+        'max_inflight \(1\) of edge group beta reached, last from b\.cdn\.example/spki:[0-9a-f]{16} at ' \
+        "$LURK_T/ks2.log"
+    lurk_check "group max_inflight: audited as inflight_group" lurk_wait_log "$LURK_T/audit2.log" \
+        'group=beta .*result=OVERLOADED .* edge=b\.cdn\.example/spki:[0-9a-f]{16} reason=inflight_group' 10
+    lurk_stop "$LURK_KS_PID"
+else
+    lurk_fail "a second key server starts ($(tail -n 3 "$LURK_T/ks2.log"))"
+fi
+LURK_KS_PID=$KS1_PID
+
 # --- revoke edge a: CRL, SIGHUP; edge b keeps working --------------------------------------
 openssl ca -config "$P/mini/ca.cnf" -cert "$P/ca.crt" -keyfile "$P/ca.key" \
     -revoke "$P/edge-a.crt" > "$LURK_T/ca-revoke.log" 2>&1

@@ -88,7 +88,7 @@ static void test_edge_groups(void **state)
                                 "replay_window = 30\nmax_inflight = 7\nmax_connections = 9\n"
                                 "[edge.cdn1]\nlisten = tls+tcp://0.0.0.0:7443\n"
                                 "client_ca = cdn1-ca.pem\nclient_crl = cdn1.crl\n"
-                                "keys = www api\nrate = 10\nburst = 20\n"
+                                "keys = www api\nrate = 10\nburst = 20\nmax_inflight = 3\n"
                                 "[edge.partner_2]\nlisten = tls+tcp://0.0.0.0:7444 ipc:///run/x\n"
                                 "client_ca = p2-ca.pem\nkeys = *\n" KEYS
                                 "[key_limits]\nwww = 5 9\napi = 3\n");
@@ -103,6 +103,8 @@ static void test_edge_groups(void **state)
     assert_string_equal(cfg->groups[0].client_crl, "/etc/lurk/cdn1.crl");
     assert_int_equal(cfg->groups[0].rate, 10);
     assert_int_equal(cfg->groups[0].burst, 20);
+    assert_int_equal(cfg->groups[0].max_inflight, 3);
+    assert_int_equal(cfg->groups[1].max_inflight, 0);
     assert_string_equal(cfg->groups[1].name, "partner_2");
     assert_true(cfg->groups[1].grant.all);
     assert_null(cfg->groups[1].client_crl);
@@ -143,6 +145,9 @@ static void test_edge_group_refusals(void **state)
            "client_ca differs (/etc/lurk/c, not /etc/lurk/d)");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\nrate = -1\n" KEYS,
            "rate: \"-1\"");
+    refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\n"
+                "max_inflight = 70000\n" KEYS,
+           "max_inflight: \"70000\"");
     refuse(MAIN "[edge.x]\nlisten = tls+tcp://b:1\nclient_ca = c\nkeys = www\nkeys = api\n" KEYS,
            "set twice in [edge.x]");
     refuse("[keyserver]\nlisten = ipc:///x\n[edge.x]\nlisten = ipc:///y\nkeys = www\n" KEYS,

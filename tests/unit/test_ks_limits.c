@@ -127,12 +127,18 @@ static void test_ratelog_once_per_interval(void **state)
 static void test_admit(void **state)
 {
     (void)state;
-    assert_int_equal(ks_limits_admit(0, 4, 0, 2), KS_ADMIT_OK);
-    assert_int_equal(ks_limits_admit(3, 4, 1, 2), KS_ADMIT_OK);
-    assert_int_equal(ks_limits_admit(4, 4, 0, 2), KS_ADMIT_TOTAL);
-    assert_int_equal(ks_limits_admit(1, 4, 2, 2), KS_ADMIT_CONNECTION);
-    assert_int_equal(ks_limits_admit(100, 0, 100, 0), KS_ADMIT_OK);
-    assert_int_equal(ks_limits_admit(5, 4, 5, 2), KS_ADMIT_TOTAL); /* total first */
+    assert_int_equal(ks_limits_admit(0, 4, 0, 0, 0, 2), KS_ADMIT_OK);
+    assert_int_equal(ks_limits_admit(3, 4, 3, 0, 1, 2), KS_ADMIT_OK);
+    assert_int_equal(ks_limits_admit(4, 4, 0, 0, 0, 2), KS_ADMIT_TOTAL);
+    assert_int_equal(ks_limits_admit(1, 4, 1, 0, 2, 2), KS_ADMIT_CONNECTION);
+    assert_int_equal(ks_limits_admit(100, 0, 100, 0, 100, 0), KS_ADMIT_OK);
+    assert_int_equal(ks_limits_admit(5, 4, 5, 3, 5, 2), KS_ADMIT_TOTAL); /* total first */
+    /* The edge group's own limit, between the total and the connection's. */
+    assert_int_equal(ks_limits_admit(2, 4, 2, 3, 0, 2), KS_ADMIT_OK);
+    assert_int_equal(ks_limits_admit(3, 4, 3, 3, 0, 2), KS_ADMIT_GROUP);
+    assert_int_equal(ks_limits_admit(3, 4, 3, 3, 2, 2), KS_ADMIT_GROUP); /* group before conn */
+    assert_int_equal(ks_limits_admit(4, 4, 3, 3, 2, 2), KS_ADMIT_TOTAL);
+    assert_int_equal(ks_limits_admit(1, 0, 9, 0, 1, 2), KS_ADMIT_OK); /* 0: no group limit */
 }
 
 int main(void)

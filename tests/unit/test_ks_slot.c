@@ -284,6 +284,53 @@ static void test_overload_per_connection(void **state)
     ks_slot_free(&set);
 }
 
+/* The edge group's limit: counted across its connections, applied like theirs. */
+static void test_overload_group(void **state)
+{
+    ks_slot_set set;
+    ks_slot_act a;
+    ks_slot_ev ev;
+
+    (void)state;
+    set_new(&set, 8, 4, 0);
+    for (size_t i = 0; i < 4; i++)
+        put(&set, i, KS_SLOT_RECV);
+    ev = received(CONN, 0);
+    ev.group_inflight = 1;
+    ev.max_group = 2;
+    a = step(&set, 0, ev);
+    assert_int_equal(a.acts, A(CONN_ENTER) | A(QUEUE));
+    /* Another connection of the same group, the group now full. */
+    ev = received(CONN + 1, 0);
+    ev.group_inflight = 2;
+    ev.max_group = 2;
+    a = step(&set, 1, ev);
+    assert_int_equal(a.acts, A(REFUSE));
+    assert_int_equal(a.refusal, KS_SLOT_REFUSE_GROUP);
+    assert_int_equal(a.limit, 2);
+    assert_int_equal(set.admitted, 1);
+    /* Over both the group and its connection: the group is named. */
+    ev = received(CONN, 4);
+    ev.group_inflight = 2;
+    ev.max_group = 2;
+    a = step(&set, 2, ev);
+    assert_int_equal(a.refusal, KS_SLOT_REFUSE_GROUP);
+    /* No group limit (0), or a connection gone from the table: not applied. */
+    ev = received(CONN + 2, 0);
+    ev.group_inflight = 100;
+    ev.max_group = 0;
+    a = step(&set, 3, ev);
+    assert_int_equal(a.acts, A(CONN_ENTER) | A(QUEUE));
+    a = step(&set, 1, done(1));
+    step(&set, 1, ev_of(KS_SLOT_EV_SENT));
+    ev = (ks_slot_ev){
+        .type = KS_SLOT_EV_RECEIVED, .conn = 99, .group_inflight = 5, .max_group = 1
+    };
+    a = step(&set, 1, ev);
+    assert_int_equal(a.acts, A(QUEUE));
+    ks_slot_free(&set);
+}
+
 static void test_overload_total(void **state)
 {
     ks_slot_set set;
@@ -470,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_counts_follow_the_request),
         cmocka_unit_test(test_inline_answers_on_the_receiving_thread),
         cmocka_unit_test(test_overload_per_connection),
+        cmocka_unit_test(test_overload_group),
         cmocka_unit_test(test_overload_total),
         cmocka_unit_test(test_connection_closed_in_flight),
         cmocka_unit_test(test_reload_in_flight),
