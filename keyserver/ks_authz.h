@@ -2,10 +2,10 @@
 /*
  * Authorization: which keys an edge group may use.
  *
- * nng 1.5.2 does not hand the peer certificate to the application, so an
- * edge is known by the listener it connected through; each listener
- * belongs to one edge group with its own client CA (and CRL). A grant is
- * the set of key ids of one group. Pure: no I/O, no global state.
+ * A connection belongs to one edge group: its listener's, or on a
+ * listener several groups share, the one that names its certificate
+ * (ks_ident.h). A grant is the set of key ids of one group. Pure: no I/O,
+ * no global state.
  */
 #ifndef KS_AUTHZ_H
 #define KS_AUTHZ_H

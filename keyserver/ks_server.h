@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The nng side of the key server: one rep0 socket; one or more listeners
- * per edge group (mutual TLS with the group's CA and CRL for tls+tcp://);
+ * per edge group (mutual TLS with the group's CA and CRL for tls+tcp://;
+ * groups that name their edges may share one, and each connection then
+ * goes to the group that names its certificate, ks_ident.h);
  * a fixed set of receiving contexts that admit or refuse each request at
  * once; and a pool of workers that answer the admitted ones.
  *
@@ -12,9 +14,10 @@
  *
  * Lock order. Each lock guards:
  *
- *   conn_lock   the connection table: peers, groups, per-connection
- *               in-flight counts, n_conns; conn_cond with it (an edge
- *               left: the stop's linger waits on it).
+ *   conn_lock   the connection table: peers, groups, edge labels,
+ *               per-connection and per-group in-flight counts, n_conns;
+ *               conn_cond with it (an edge left: the stop's linger waits
+ *               on it).
  *   slot_lock   the slots' state machine (srv->sm, ks_slot.h): each slot's
  *               state, the in-flight total, busy slots, peak, drain, the
  *               limits of the reload generation; slot_cond with it.
