@@ -315,12 +315,16 @@ void ks_server_pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 
             for (ks_conn *c = srv->conns[id % KS_SERVER_PIPE_BUCKETS]; c != NULL; c = c->next)
                 have |= c->pipe_id == id;
+            lurk_tls_peer tp;
+            char how[160] = "";
+
             pthread_mutex_unlock(&srv->conn_lock);
+            if (tls && lurk_tls_peer_of_pipe(p, &tp) == 0)
+                snprintf(how, sizeof(how), ", %s %s%s, client certificate verified", tp.version,
+                         tp.cipher, tp.resumed ? ", session resumed" : "");
             if (have)
-                ks_log(KS_LOG_INFO,
-                       "edge connected: %s on %s, group %s%s (pipe %u, %u "
-                       "connected)",
-                       peer, url, group, tls ? ", TLS client certificate verified" : "", id, n);
+                ks_log(KS_LOG_INFO, "edge connected: %s on %s, group %s%s (pipe %u, %u connected)",
+                       peer, url, group, how, id, n);
         }
         break;
     case NNG_PIPE_EV_REM_POST: {
