@@ -358,8 +358,8 @@ static void ks_pipe_add_pre(ks_server *srv, nng_pipe p)
     }
     if (tls) {
         ks_ident_label(&ip, tp->subject, ident, sizeof(ident));
-        snprintf(hello, sizeof(hello), ", %s %s%s", tp->version, tp->cipher,
-                 tp->resumed ? ", resumed" : "");
+        snprintf(hello, sizeof(hello), ", %s %s%s, client certificate verified", tp->version,
+                 tp->cipher, tp->resumed ? ", session resumed" : "");
     }
     if (group[0] == '\0') {
         char desc[768];
@@ -418,9 +418,8 @@ static void ks_pipe_add_post(ks_server *srv, nng_pipe p)
 
         ks_listen_pick(srv, p, NULL, url, sizeof(url), &tls, unused);
     }
-    ks_log(KS_LOG_INFO, "edge connected: %s on %s, group %s%s%s%s%s (pipe %u, %u connected)", peer,
-           url, group, ident[0] ? ", edge " : "", ident, hello,
-           tls ? ", TLS client certificate verified" : "", id, n);
+    ks_log(KS_LOG_INFO, "edge connected: %s on %s, group %s%s%s%s (pipe %u, %u connected)", peer,
+           url, group, ident[0] ? ", edge " : "", ident, hello, id, n);
 }
 
 static void ks_pipe_rem_post(ks_server *srv, nng_pipe p)

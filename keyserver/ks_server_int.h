@@ -52,8 +52,11 @@
 #define KS_SERVER_LINGER_MS    250
 #define KS_SERVER_PIPE_BUCKETS 1024u
 #define KS_SERVER_GROUP_NAME   72
-/* ", TLSv1.3 TLS_AES_256_GCM_SHA384, resumed": the channel of a connection, for its log line. */
-#define KS_SERVER_HELLO 96
+/*
+ * ", TLSv1.3 TLS_AES_256_GCM_SHA384, session resumed, client certificate
+ * verified": the channel of a connection, for its log line.
+ */
+#define KS_SERVER_HELLO 128
 /* "LABEL at PEER [GROUP]": who a log line is about. */
 #define KS_SERVER_WHO (KS_IDENT_LABEL + 128 + KS_SERVER_GROUP_NAME + 8)
 

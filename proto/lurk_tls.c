@@ -51,7 +51,8 @@
 /* Channel suites, cheapest first: both ends are ours. */
 #define LURK_TLS13_SUITES \
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-#define LURK_TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20"
+#define LURK_TLS12_CIPHERS \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE+AESGCM:ECDHE+CHACHA20"
 
 struct lurk_tls_cred {
     atomic_int refs;
@@ -473,10 +474,19 @@ const char *lurk_tls_cred_min_version(const lurk_tls_cred *c)
 
 /* ---- the BIO over nng's buffers --------------------------------------------- */
 
+struct nng_tls_engine_conn {
+    void *tls; /* nng's connection, for nng_tls_engine_send/recv */
+    SSL *ssl;
+    struct nng_tls_engine_config *cfg;
+    int nng_error; /* nng's own failure under the BIO (its close), or 0 */
+    int failed;    /* the handshake failure was logged */
+};
+
 static int lurk_bio_write(BIO *b, const char *buf, size_t len, size_t *done)
 {
+    nng_tls_engine_conn *ec = BIO_get_data(b);
     size_t n = len;
-    int rv = nng_tls_engine_send(BIO_get_data(b), (const uint8_t *)buf, &n);
+    int rv = nng_tls_engine_send(ec->tls, (const uint8_t *)buf, &n);
 
     BIO_clear_retry_flags(b);
     if (rv == 0) {
@@ -485,13 +495,16 @@ static int lurk_bio_write(BIO *b, const char *buf, size_t len, size_t *done)
     }
     if (rv == NNG_EAGAIN)
         BIO_set_retry_write(b);
+    else
+        ec->nng_error = rv;
     return 0;
 }
 
 static int lurk_bio_read(BIO *b, char *buf, size_t len, size_t *done)
 {
+    nng_tls_engine_conn *ec = BIO_get_data(b);
     size_t n = len;
-    int rv = nng_tls_engine_recv(BIO_get_data(b), (uint8_t *)buf, &n);
+    int rv = nng_tls_engine_recv(ec->tls, (uint8_t *)buf, &n);
 
     BIO_clear_retry_flags(b);
     if (rv == 0) {
@@ -500,6 +513,8 @@ static int lurk_bio_read(BIO *b, char *buf, size_t len, size_t *done)
     }
     if (rv == NNG_EAGAIN)
         BIO_set_retry_read(b);
+    else
+        ec->nng_error = rv;
     return 0;
 }
 
@@ -641,6 +656,9 @@ static int lurk_cfg_use_cred(nng_tls_engine_config *cfg, const lurk_tls_cred *cr
     if (cred->server_name != NULL && (cfg->server_name = strdup(cred->server_name)) == NULL)
         return NNG_ENOMEM;
     if (cfg->mode == NNG_TLS_MODE_SERVER) {
+        /* Sessions of edges verified against these CA and CRL. */
+        if (!SSL_CTX_set_session_id_context(ctx, cred->trust_id, sizeof(cred->trust_id)))
+            return NNG_ENOMEM;
         if (!SSL_CTX_set_session_ticket_cb(ctx, lurk_tls_ticket_gen, lurk_tls_ticket_dec, cfg))
             return NNG_ENOMEM;
         if (cred->has_ticket_keys) {
@@ -670,7 +688,9 @@ static int lurk_cfg_init(nng_tls_engine_config *cfg, nng_tls_mode mode)
     /* nng hands over one buffer at a time and resends the same one after EAGAIN. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_read_ahead(ctx, 1);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    /* Our order (cheapest first) over the peer's: both ends are ours. */
+    SSL_CTX_set_options(
+        ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (!SSL_CTX_set_ciphersuites(ctx, LURK_TLS13_SUITES)
         || !SSL_CTX_set_cipher_list(ctx, LURK_TLS12_CIPHERS)
         || !lurk_cfg_versions(cfg, TLS1_3_VERSION)) {
@@ -784,13 +804,6 @@ static int lurk_cfg_version(nng_tls_engine_config *cfg, nng_tls_version min, nng
 
 /* ---- connections -------------------------------------------------------------- */
 
-struct nng_tls_engine_conn {
-    void *tls; /* nng's connection, for nng_tls_engine_send/recv */
-    SSL *ssl;
-    nng_tls_engine_config *cfg;
-    int failed; /* the handshake failure was logged */
-};
-
 static int lurk_conn_init(nng_tls_engine_conn *ec, void *tls, nng_tls_engine_config *cfg)
 {
     BIO *b;
@@ -803,7 +816,7 @@ static int lurk_conn_init(nng_tls_engine_conn *ec, void *tls, nng_tls_engine_con
         ERR_clear_error();
         return NNG_ENOMEM;
     }
-    BIO_set_data(b, tls);
+    BIO_set_data(b, ec);
     BIO_set_init(b, 1);
     SSL_set_bio(ec->ssl, b, b);
     if (cfg->mode == NNG_TLS_MODE_SERVER) {
@@ -843,11 +856,19 @@ static int lurk_conn_error(nng_tls_engine_conn *ec, int r, const char *what)
     char why[200];
     long v;
 
+    /*
+     * Careful with the codes: nng's listener stops accepting for good on
+     * NNG_ECLOSED and pauses 100 ms on codes it does not know. A peer that
+     * goes away or fails the handshake is a remote condition
+     * (NNG_ECONNRESET, NNG_EPEERAUTH); NNG_ECLOSED only when nng closed.
+     */
     switch (SSL_get_error(ec->ssl, r)) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE: return NNG_EAGAIN;
-    case SSL_ERROR_ZERO_RETURN: return NNG_ECLOSED;
-    case SSL_ERROR_SYSCALL: ERR_clear_error(); return NNG_ECONNSHUT;
+    case SSL_ERROR_ZERO_RETURN: return NNG_ECONNRESET;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        return ec->nng_error != 0 ? ec->nng_error : NNG_ECONNRESET;
     default: break;
     }
     v = SSL_get_verify_result(ec->ssl);
@@ -860,7 +881,7 @@ static int lurk_conn_error(nng_tls_engine_conn *ec, int r, const char *what)
         else
             lurk_tls_log(1, "channel %s: %s", what, why);
     }
-    return v != X509_V_OK ? NNG_EPEERAUTH : NNG_ECRYPTO;
+    return NNG_EPEERAUTH;
 }
 
 static int lurk_conn_handshake(nng_tls_engine_conn *ec)

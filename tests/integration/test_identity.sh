@@ -139,7 +139,7 @@ lurk_check "the refused edge is logged with its identity" \
 
 # --- connections and audit name each edge ------------------------------------------
 lurk_grep "the connection line names the group, the edge, the TLS version and cipher" \
-    "edge connected: 127\.0\.0\.1:[0-9]+ on $URL_RE, group alpha, edge a\.cdn\.example/spki:[0-9a-f]{16}, TLSv1\.3 TLS_[A-Z0-9_]+, TLS client certificate verified" \
+    "edge connected: 127\.0\.0\.1:[0-9]+ on $URL_RE, group alpha, edge a\.cdn\.example/spki:[0-9a-f]{16}, TLSv1\.3 TLS_[A-Z0-9_]+, client certificate verified" \
     "$LURK_T/ks.log"
 lurk_grep "the refusal log names the edge" \
     'refused sign key "p256" from b\.cdn\.example/spki:[0-9a-f]{16} at 127\.0\.0\.1:[0-9]+ \[beta\]: not permitted' \
