@@ -539,6 +539,24 @@ static void config_seeds(void)
                 "[keys]\n"
                 "www = www.pem\n"
                 "api = api.pem\n");
+    config_seed("edge-identity",
+                "[keyserver]\n"
+                "tls_cert = ks.crt\n"
+                "tls_key = ks.key\n"
+                "[edge.cdn1]\n"
+                "listen = tls+tcp://0.0.0.0:7443\n"
+                "client_ca = cdn1-ca.pem\n"
+                "keys = www\n"
+                "[edge.edge1]\n"
+                "listen = tls+tcp://0.0.0.0:7443\n"
+                "client_ca = cdn1-ca.pem\n"
+                "edges = dns:edge1.cdn1.example, dns:*.eu.cdn1.example spki:"
+                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n"
+                "keys = www api\n"
+                "max_inflight = 8\n"
+                "[keys]\n"
+                "www = www.pem\n"
+                "api = api.pem\n");
     config_seed("insecure",
                 "[keyserver]\n"
                 "listen = tcp://127.0.0.1:7000\n"
