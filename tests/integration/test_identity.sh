@@ -233,4 +233,29 @@ lurk_check_fails "no key material in the logs" \
     grep -q 'PRIVATE KEY' "$LURK_T/audit.log" "$LURK_T/ks.log"
 alive=0; kill -0 "$LURK_KS_PID" 2>/dev/null && alive=1
 lurk_check "the key server is still running" test "$alive" -eq 1
+
+# --- a resumed session is matched again, to the same group ------------------------------------
+# A long-lived edge (s_server with edge b's certificate and beta's key) keeps
+# its channel session across a key server restart and resumes it.
+lurk_openssl_cnf "$LURK_T/openssl.cnf" "$URL"
+sed -i -e "s|$P/edge\.crt|$P/edge-b.crt|" -e "s|$P/edge\.key|$P/edge-b.key|" "$LURK_T/openssl.cnf"
+WEB_PORT=$(lurk_port)
+OPENSSL_CONF=$LURK_T/openssl.cnf lurk_bg s_server openssl s_server -www -accept "$WEB_PORT" \
+    -cert "$P/web-ed25519.crt" -key "lurk://ed25519"
+lurk_check "s_server with edge b's certificate and lurk://ed25519 listens" \
+    lurk_wait_port "$WEB_PORT" 15
+web() {
+    printf 'GET / HTTP/1.0\r\n\r\n' | timeout 20 openssl s_client -connect "127.0.0.1:$WEB_PORT" \
+        -servername localhost -CAfile "$P/web-ca.crt" -verify_return_error -ign_eof \
+        > "$LURK_T/web-$1.log" 2>&1
+    lurk_grep "$1: a page over a handshake signed with beta's key" 'HTTP/1.0 200 ok' \
+        "$LURK_T/web-$1.log"
+}
+web first
+kill -TERM "$LURK_KS_PID"
+lurk_check "the key server stops" lurk_wait_exit "$LURK_KS_PID" 15
+lurk_keyserver_start ks-r "$LURK_T/ks.cnf" || { lurk_fail "key server restarts"; lurk_done; }
+web after-restart
+lurk_check "the resumed session is edge b's, in group beta" lurk_wait_log "$LURK_T/ks-r.log" \
+    "edge connected: .* group beta, edge b\.cdn\.example/spki:[0-9a-f]{16}, TLSv1\.3 [A-Z0-9_]+, session resumed" 10
 lurk_done
