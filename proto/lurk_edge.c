@@ -6,6 +6,7 @@
 #include "lurk_edge.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "lurk_url.h"
@@ -28,6 +29,8 @@ static const lurk_edge_field lurk_edge_table[] = {
     LURK_EDGE_FIELD(allow_insecure),
     LURK_EDGE_FIELD(verify_signatures),
     LURK_EDGE_FIELD(pubkey_helper),
+    LURK_EDGE_FIELD(tls_min_version),
+    LURK_EDGE_FIELD(tls_providers),
 };
 
 const lurk_edge_field *lurk_edge_fields(size_t *n)
@@ -94,6 +97,7 @@ int lurk_edge_parse(const lurk_edge_text *t, lurk_edge_values *v, char *err, siz
     v->timeout_ms = LURK_EDGE_DEFAULT_TIMEOUT_MS;
     v->attempt_timeout_ms = 0;
     v->keepalive_ms = LURK_EDGE_DEFAULT_KEEPALIVE_MS;
+    v->tls_min_version = "1.3";
     if (lurk_edge_bool("allow_insecure", t->allow_insecure, &v->allow_insecure, err, errlen) != 0
         || lurk_edge_bool("verify_signatures", t->verify_signatures, &v->verify_signatures, err,
                           errlen)
@@ -105,6 +109,13 @@ int lurk_edge_parse(const lurk_edge_text *t, lurk_edge_values *v, char *err, siz
         || lurk_edge_ms("keepalive_ms", t->keepalive_ms, 0, 3600000, &v->keepalive_ms, err, errlen)
             != 0)
         return -1;
+    /* The channel has no TLS below 1.2 (lurk_tls.c); 1.3 unless told. */
+    if (t->tls_min_version != NULL)
+        v->tls_min_version = t->tls_min_version;
+    if (strcmp(v->tls_min_version, "1.2") != 0 && strcmp(v->tls_min_version, "1.3") != 0) {
+        lurk_errf(err, errlen, "tls_min_version = \"%s\": give 1.2 or 1.3", t->tls_min_version);
+        return -1;
+    }
     if (t->servers != NULL
         && (v->servers = lurk_url_list_parse(t->servers, v->allow_insecure, why, sizeof(why)))
             == NULL) {

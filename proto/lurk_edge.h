@@ -18,6 +18,7 @@ typedef struct {
     const char *servers, *tls_cert, *tls_key, *tls_ca, *server_name;
     const char *timeout_ms, *attempt_timeout_ms, *keepalive_ms;
     const char *allow_insecure, *verify_signatures, *pubkey_helper;
+    const char *tls_min_version, *tls_providers;
 } lurk_edge_text;
 
 /* Every setting's name and where its text goes in lurk_edge_text. */
@@ -37,15 +38,17 @@ typedef struct {
     char **servers; /* NULL when `servers` is absent; lurk_url_list_free */
     int allow_insecure;
     int verify_signatures;
-    int timeout_ms;         /* per operation, every attempt included */
-    int attempt_timeout_ms; /* 0: half of timeout_ms */
-    int keepalive_ms;       /* 0: never */
+    int timeout_ms;              /* per operation, every attempt included */
+    int attempt_timeout_ms;      /* 0: half of timeout_ms */
+    int keepalive_ms;            /* 0: never */
+    const char *tls_min_version; /* "1.2" or "1.3" (the default), from the text */
 } lurk_edge_values;
 
 /*
  * Check and convert: durations in their ranges, booleans, the URL list
- * (tcp:// only with allow_insecure). 0, or -1 with err naming the setting
- * and what it takes; *v is then left with nothing to free.
+ * (tcp:// only with allow_insecure), the channel's lowest TLS version. 0,
+ * or -1 with err naming the setting and what it takes; *v is then left
+ * with nothing to free.
  */
 int lurk_edge_parse(const lurk_edge_text *t, lurk_edge_values *v, char *err, size_t errlen);
 

@@ -67,6 +67,7 @@ struct lurk_tls_cred {
     unsigned char trust_id[32];    /* SHA-256 of CA and CRL: bound into session tickets */
     unsigned char ticket_keys[80]; /* name 16, AES 32, HMAC 32: from the key */
     int has_ticket_keys;
+    char propq[160]; /* the SSL_CTX's property query: "" or the key's provider first */
 };
 
 /* ---- logging --------------------------------------------------------------- */
@@ -392,6 +393,32 @@ static void lurk_tls_ticket_keys(lurk_tls_cred *c)
     ERR_clear_error();
 }
 
+/*
+ * The channel's algorithms when the key is another provider's (a TPM's).
+ * OpenSSL 3.0 signs with the first signature implementation the query
+ * picks and hands it the key's exported public half: tpm2-openssl exports
+ * that without refusing the private part, so the default provider's ECDSA
+ * would fail ("missing private key"). So the key's provider comes first,
+ * as tpm2-openssl's documentation says (-propquery
+ * ?provider=tpm2,tpm2.digest!=yes): but not for what it marks as its
+ * digests, ciphers and random generator, which would put every transcript
+ * hash in the TPM (its few object slots ran out at the first handshake, in
+ * swtpm) and gain nothing. Other providers do not define those marks; the
+ * clauses do not exclude anything of theirs.
+ */
+static void lurk_tls_key_propq(lurk_tls_cred *c)
+{
+    const OSSL_PROVIDER *prov = c->key != NULL ? EVP_PKEY_get0_provider(c->key) : NULL;
+    const char *name = prov != NULL ? OSSL_PROVIDER_get0_name(prov) : NULL;
+
+    c->propq[0] = '\0';
+    if (name == NULL || strcmp(name, "default") == 0 || strlen(name) > 64
+        || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-.") != strlen(name))
+        return;
+    snprintf(c->propq, sizeof(c->propq),
+             "?provider=%s,tpm2.digest!=yes,tpm2.cipher!=yes,tpm2.rand!=yes", name);
+}
+
 int lurk_tls_cred_load_ex(const lurk_tls_files *files, const char *providers, lurk_tls_cred **out,
                           char *err, size_t errlen)
 {
@@ -434,6 +461,7 @@ int lurk_tls_cred_load_ex(const lurk_tls_files *files, const char *providers, lu
     if (files->server_name != NULL && (c->server_name = strdup(files->server_name)) == NULL)
         goto fail;
     lurk_tls_ticket_keys(c);
+    lurk_tls_key_propq(c);
     *out = c;
     return 0;
 fail:
@@ -678,7 +706,8 @@ static int lurk_cfg_init(nng_tls_engine_config *cfg, nng_tls_mode mode)
     lurk_tls_pending = NULL;
     cfg->mode = mode;
     pthread_mutex_init(&cfg->lock, NULL);
-    ctx = SSL_CTX_new_ex(cred != NULL ? cred->libctx : NULL, NULL,
+    ctx = SSL_CTX_new_ex(cred != NULL ? cred->libctx : NULL,
+                         cred != NULL && cred->propq[0] != '\0' ? cred->propq : NULL,
                          mode == NNG_TLS_MODE_SERVER ? TLS_server_method() : TLS_client_method());
     if ((cfg->ctx = ctx) == NULL) {
         ERR_clear_error();

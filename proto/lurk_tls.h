@@ -41,6 +41,14 @@ typedef struct lurk_tls_cred lurk_tls_cred;
  * No nng call. Key bytes read from a file are wiped once parsed.
  */
 int lurk_tls_cred_load(const lurk_tls_files *files, lurk_tls_cred **out, char *err, size_t errlen);
+/*
+ * The same, with the key looked up in a private library context where the
+ * OpenSSL providers `providers` are loaded (names separated by spaces or
+ * commas, "tpm2 default" for a key in a TPM; NULL or "": "default"), so
+ * that `files->key` may be any URI or file those providers decode.
+ */
+int lurk_tls_cred_load_ex(const lurk_tls_files *files, const char *providers, lurk_tls_cred **out,
+                          char *err, size_t errlen);
 void lurk_tls_cred_free(lurk_tls_cred *cred);
 /* "TLSv1.3" or "TLSv1.2": the lowest version the credential allows. */
 const char *lurk_tls_cred_min_version(const lurk_tls_cred *cred);

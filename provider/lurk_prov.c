@@ -5,11 +5,13 @@
  *
  * Settings come from the provider's own section (core get_params), never
  * from the environment: nginx clears its workers' environment, and a key
- * that works in the master must keep working in the workers.
+ * that works in the master must keep working in the workers. The channel's
+ * credentials are read at activation too (lurk_load_channel).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -141,12 +143,16 @@ static void lurk_prov_ctx_free(LURK_PROV_CTX *prov)
         return;
     lurk_rpc_teardown(prov);
     lurk_caps_teardown(prov);
+    /* A forked child's client still holds its references: they stay. */
+    lurk_tls_cred_free(prov->cred);
     lurk_url_list_free(prov->servers);
     free(prov->tls_cert);
     free(prov->tls_key);
     free(prov->tls_ca);
     free(prov->server_name);
     free(prov->pubkey_helper);
+    free(prov->tls_min_version);
+    free(prov->tls_providers);
     OSSL_LIB_CTX_free(prov->libctx);
     pthread_mutex_destroy(&prov->lock);
     free(prov);
@@ -221,11 +227,47 @@ static int lurk_configure(LURK_PROV_CTX *prov, const OSSL_DISPATCH *in)
     if (!lurk_dup_opt(&prov->tls_cert, text.tls_cert) || !lurk_dup_opt(&prov->tls_key, text.tls_key)
         || !lurk_dup_opt(&prov->tls_ca, text.tls_ca)
         || !lurk_dup_opt(&prov->server_name, text.server_name)
-        || !lurk_dup_opt(&prov->pubkey_helper, text.pubkey_helper)) {
+        || !lurk_dup_opt(&prov->pubkey_helper, text.pubkey_helper)
+        || !lurk_dup_opt(&prov->tls_min_version, v.tls_min_version)
+        || !lurk_dup_opt(&prov->tls_providers, text.tls_providers)) {
         lurk_config_fail(prov, "out of memory");
         return 0;
     }
     return 1;
+}
+
+/*
+ * The channel's certificate, key, CA and providers are read here, once, by
+ * the process that activates the provider: an nginx, HAProxy or Postfix
+ * master, as root, before it forks its workers, drops privileges or enters
+ * a chroot. The workers then authenticate the channel from memory, so the
+ * edge's channel key need be readable by root only, and a chrooted Postfix
+ * smtpd opens no file at its first handshake. lurk_tls_cred_load_ex is
+ * OpenSSL only: nng must not start before the fork (lurk_rpc.c).
+ *
+ * Only an edge with a tls+tcp:// server needs a credential; an ipc://
+ * edge's leftover TLS settings are not read.
+ */
+static void lurk_load_channel(LURK_PROV_CTX *prov)
+{
+    lurk_tls_files files;
+    char err[400];
+    int tls = 0;
+
+    for (char *const *u = prov->servers; u != NULL && *u != NULL; u++)
+        tls |= lurk_url_classify(*u) == LURK_URL_TLS;
+    if (!tls)
+        return;
+    memset(&files, 0, sizeof(files));
+    files.cert = prov->tls_cert;
+    files.key = prov->tls_key;
+    files.ca = prov->tls_ca;
+    files.min_version = prov->tls_min_version;
+    if (lurk_tls_cred_load_ex(&files, prov->tls_providers, &prov->cred, err, sizeof(err)) != 0)
+        lurk_config_fail(prov,
+                         "channel credentials (tls_cert, tls_key, tls_ca): %s (read when the "
+                         "provider was activated, by uid %ld)",
+                         err, (long)geteuid());
 }
 
 int lurk_prov_usable(const LURK_PROV_CTX *prov)
@@ -247,12 +289,15 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     prov->handle = handle;
     pthread_mutex_init(&prov->lock, NULL);
     /*
-     * A bad setting does not stop the provider from loading: OpenSSL 3.0
-     * would drop it without a word, and the server would then fail on an
-     * "unregistered scheme" or an undecodable key file. Loaded, it names the
-     * bad setting at every key load and operation (lurk_prov_usable).
+     * A bad setting or an unusable channel credential does not stop the
+     * provider from loading: OpenSSL 3.0 would drop it without a word, and
+     * the server would then fail on an "unregistered scheme" or an
+     * undecodable key file. Loaded, it names the bad setting or file at
+     * every key load and operation (lurk_prov_usable), so the server
+     * refuses to start with that message.
      */
-    (void)lurk_configure(prov, in);
+    if (lurk_configure(prov, in))
+        lurk_load_channel(prov);
     if ((prov->libctx = OSSL_LIB_CTX_new_child(handle, in)) == NULL) {
         lurk_prov_ctx_free(prov);
         return 0;

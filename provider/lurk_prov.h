@@ -42,6 +42,7 @@ enum {
 
 typedef struct lurk_client lurk_client;
 typedef struct lurk_caps lurk_caps;
+typedef struct lurk_tls_cred lurk_tls_cred;
 
 typedef struct lurk_prov_ctx_st {
     const OSSL_CORE_HANDLE *handle;
@@ -56,7 +57,15 @@ typedef struct lurk_prov_ctx_st {
     int verify_signatures;  /* check each signature before libssl sends it */
     int allow_insecure;     /* tcp:// URLs allowed (passed on to the helper) */
     char *pubkey_helper;    /* lurk-pubkey for lurk:// loads; NULL: LURK_PUBKEY_HELPER */
-    char config_error[320]; /* a bad setting, reported at every use */
+    char *tls_min_version;  /* "1.2" or "1.3" */
+    char *tls_providers;    /* providers of the channel's library context; NULL: default */
+    char config_error[512]; /* a bad setting, reported at every use */
+
+    /*
+     * The channel's certificate, key and CA, read at activation (see
+     * lurk_prov.c); NULL without tls+tcp:// servers or TLS settings.
+     */
+    lurk_tls_cred *cred;
 
     /* The RPC client, started at the first private-key operation. */
     pthread_mutex_t lock;

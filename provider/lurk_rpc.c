@@ -37,13 +37,16 @@
 #include "lurk_prov.h"
 #include "lurk_transport.h"
 
+/*
+ * The channel's credential was read at activation (lurk_prov.c), before
+ * any fork, chroot or privilege drop: no file is named here, so none is
+ * opened at the first handshake, in a worker that may not reach it.
+ */
 static void lurk_rpc_conf(const LURK_PROV_CTX *prov, lurk_client_conf *conf)
 {
     memset(conf, 0, sizeof(*conf));
     conf->urls = prov->servers;
-    conf->tls.cert = prov->tls_cert;
-    conf->tls.key = prov->tls_key;
-    conf->tls.ca = prov->tls_ca;
+    conf->cred = prov->cred;
     conf->tls.server_name = prov->server_name;
     conf->timeout_ms = prov->timeout_ms;
     conf->attempt_timeout_ms = prov->attempt_timeout_ms;
@@ -329,7 +332,12 @@ int lurk_rpc_decrypt(LURK_PROV_CTX *prov, const char *key_id, const unsigned cha
  * type byte and the DER SPKI, else the error text. Its exit status is the
  * same number.
  */
-#define LURK_HELPER_MAX_ARGS (2 * 32 + 20) /* 32 URLs at most (lurk_client_new) */
+/*
+ * After the program and its --server URLs (32 at most, as lurk_client_new
+ * takes): 8 options with a value, --allow-insecure, --, the key id, NULL.
+ */
+#define LURK_HELPER_TAIL_ARGS 20
+#define LURK_HELPER_MAX_ARGS  (1 + 2 * 32 + LURK_HELPER_TAIL_ARGS)
 
 static long lurk_ms_since(const struct timespec *start)
 {
@@ -450,7 +458,7 @@ static int lurk_rpc_helper_argv(const LURK_PROV_CTX *prov, const char *helper, c
 
     argv[n++] = (char *)helper;
     for (char *const *u = prov->servers; *u != NULL; u++) {
-        if (n + 20 >= LURK_HELPER_MAX_ARGS)
+        if (n + 2 + LURK_HELPER_TAIL_ARGS > LURK_HELPER_MAX_ARGS)
             return 0;
         argv[n++] = "--server";
         argv[n++] = *u;
@@ -464,6 +472,8 @@ static int lurk_rpc_helper_argv(const LURK_PROV_CTX *prov, const char *helper, c
     LURK_ARG("--key", prov->tls_key);
     LURK_ARG("--ca", prov->tls_ca);
     LURK_ARG("--server-name", prov->server_name);
+    LURK_ARG("--tls-min-version", prov->tls_min_version);
+    LURK_ARG("--tls-providers", prov->tls_providers);
 #undef LURK_ARG
     snprintf(timeout, 16, "%d", prov->timeout_ms);
     argv[n++] = "--timeout-ms";
@@ -484,11 +494,14 @@ static int lurk_rpc_helper_argv(const LURK_PROV_CTX *prov, const char *helper, c
 /*
  * A clean, explicit environment: nothing of the host's (OPENSSL_CONF
  * above all) except the sanitizer settings of a test build, which only
- * say where reports go.
+ * say where reports go, and tpm2-openssl's TPM2OPENSSL_TCTI: the helper
+ * loads the channel key (tls_providers = tpm2 ...) as this process did at
+ * activation, and that provider finds its TPM only there.
  */
 static void lurk_rpc_helper_envp(char *envp[8])
 {
-    static const char *const pass[] = { "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" };
+    static const char *const pass[] = { "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS",
+                                        "TPM2OPENSSL_TCTI" };
     int n = 0;
 
     envp[n++] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";

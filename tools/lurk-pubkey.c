@@ -11,7 +11,8 @@
  * asks the one question:
  *
  *   lurk-pubkey --server URL [--server URL...] [--cert FILE --key FILE]
- *               [--ca FILE] [--server-name NAME] [--timeout-ms N]
+ *               [--ca FILE] [--server-name NAME] [--tls-min-version V]
+ *               [--tls-providers NAMES] [--timeout-ms N]
  *               [--attempt-timeout-ms N] [--allow-insecure] [--] KEY-ID
  *
  * Every argument is a setting of the provider's openssl.cnf section: URLs,
@@ -89,6 +90,8 @@ int main(int argc, char **argv)
                                               { "attempt-timeout-ms", required_argument, NULL,
                                                 'T' },
                                               { "allow-insecure", no_argument, NULL, 'i' },
+                                              { "tls-min-version", required_argument, NULL, 'V' },
+                                              { "tls-providers", required_argument, NULL, 'P' },
                                               { NULL, 0, NULL, 0 } };
     lurk_client_conf conf;
     lurk_client *c = NULL;
@@ -96,9 +99,11 @@ int main(int argc, char **argv)
     Lurk__V1__GetPublicKeyRequest get = LURK__V1__GET_PUBLIC_KEY_REQUEST__INIT;
     Lurk__V1__Response *resp = NULL;
     lurk_call_result res;
+    lurk_tls_cred *cred = NULL;
+    const char *providers = NULL;
     char *servers = NULL, **urls = NULL, err[512];
     size_t servers_len = 0;
-    int opt, allow_insecure = 0, status;
+    int opt, allow_insecure = 0, tls = 0, status;
 
     memset(&conf, 0, sizeof(conf));
     conf.timeout_ms = 2000;
@@ -123,6 +128,8 @@ int main(int argc, char **argv)
         case 'k': conf.tls.key = optarg; break;
         case 'a': conf.tls.ca = optarg; break;
         case 'n': conf.tls.server_name = optarg; break;
+        case 'V': conf.tls.min_version = optarg; break;
+        case 'P': providers = optarg; break;
         case 't':
             if (!parse_ms(optarg, &conf.timeout_ms))
                 return answer_error(ST_CONFIG,
@@ -146,8 +153,9 @@ int main(int argc, char **argv)
     if (optind != argc - 1)
         return answer_error(ST_CONFIG, "%s",
                             "usage: lurk-pubkey --server URL [--cert FILE "
-                            "--key FILE --ca FILE --server-name NAME --timeout-ms N "
-                            "--attempt-timeout-ms N --allow-insecure] KEY-ID");
+                            "--key FILE --ca FILE --server-name NAME --tls-min-version V "
+                            "--tls-providers NAMES --timeout-ms N --attempt-timeout-ms N "
+                            "--allow-insecure] KEY-ID");
     if (servers == NULL)
         return answer_error(ST_CONFIG, "%s", "lurk-pubkey: no --server given");
     if ((urls = lurk_url_list_parse(servers, allow_insecure, err, sizeof(err))) == NULL) {
@@ -156,7 +164,16 @@ int main(int argc, char **argv)
     }
     free(servers);
     conf.urls = urls;
+    /* The channel's key may be another provider's (a TPM's): loaded as the provider does. */
+    for (char **u = urls; *u != NULL; u++)
+        tls |= lurk_url_classify(*u) == LURK_URL_TLS;
+    if (tls && lurk_tls_cred_load_ex(&conf.tls, providers, &cred, err, sizeof(err)) != 0) {
+        lurk_url_list_free(urls);
+        return answer_error(ST_CONFIG, "channel credentials (tls_cert, tls_key, tls_ca): %s", err);
+    }
+    conf.cred = cred;
     if (lurk_client_new(&conf, &c, err, sizeof(err)) != 0) {
+        lurk_tls_cred_free(cred);
         lurk_url_list_free(urls);
         return answer_error(ST_CONFIG, "%s", err);
     }
@@ -178,6 +195,7 @@ int main(int argc, char **argv)
     if (resp != NULL)
         lurk__v1__response__free_unpacked(resp, NULL);
     lurk_client_free(c);
+    lurk_tls_cred_free(cred);
     lurk_url_list_free(urls);
     return status;
 }

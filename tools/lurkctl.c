@@ -63,10 +63,15 @@ static void lurkctl_usage(FILE *f)
             "      --section NAME   the section to read instead\n"
             "  -s, --server URLS    key server URL(s): tls+tcp://host:port, ipc:///path\n"
             "      --cert FILE      this edge's client certificate (PEM)\n"
-            "      --key FILE       its private key (PEM)\n"
+            "      --key FILE|URI   its private key (PEM file, or an OSSL_STORE URI)\n"
             "      --ca FILE        CA the key server's certificate must chain to\n"
             "      --server-name N  name expected in the key server certificate\n"
             "                       (default: the host of the URL)\n"
+            "      --tls-min-version V  lowest TLS version of the channel: 1.2 or 1.3\n"
+            "                       (default 1.3)\n"
+            "      --tls-providers NAMES  OpenSSL providers that load --key, as the\n"
+            "                       provider's tls_providers (default: \"default\"; a key\n"
+            "                       in a TPM: \"tpm2 default\")\n"
             "      --timeout-ms N   per request deadline (default 2000)\n"
             "      --allow-insecure permit tcp:// (cleartext) URLs\n"
             "  -o, --out FILE       write output to FILE instead of standard output\n"
@@ -437,6 +442,8 @@ int main(int argc, char **argv)
                                               { "server-name", required_argument, NULL, 'n' },
                                               { "timeout-ms", required_argument, NULL, 't' },
                                               { "allow-insecure", no_argument, NULL, 'I' },
+                                              { "tls-min-version", required_argument, NULL, 'V' },
+                                              { "tls-providers", required_argument, NULL, 'P' },
                                               { "out", required_argument, NULL, 'o' },
                                               { "keyserver-config", required_argument, NULL, 'K' },
                                               { "match-cert", required_argument, NULL, 'M' },
@@ -449,6 +456,7 @@ int main(int argc, char **argv)
     char **urls = NULL;
     char err[512], tmp[4096];
     lurk_client *client = NULL;
+    lurk_tls_cred *cred = NULL;
     lurk_client_conf cc;
     lurk_edge_values ev;
     FILE *out = stdout;
@@ -465,6 +473,8 @@ int main(int argc, char **argv)
         case 'n': o.edge.server_name = optarg; break;
         case 't': o.edge.timeout_ms = optarg; break;
         case 'I': o.edge.allow_insecure = "yes"; break;
+        case 'V': o.edge.tls_min_version = optarg; break;
+        case 'P': o.edge.tls_providers = optarg; break;
         case 'o': o.out = optarg; break;
         case 'K': o.keyserver_config = optarg; break;
         case 'M': o.match_cert = optarg; break;
@@ -516,7 +526,18 @@ int main(int argc, char **argv)
     cc.tls.key = o.edge.tls_key;
     cc.tls.ca = o.edge.tls_ca;
     cc.tls.server_name = o.edge.server_name;
+    cc.tls.min_version = ev.tls_min_version;
     cc.timeout_ms = ev.timeout_ms;
+    /* As the provider loads it: with tls_providers, so the key may be a TPM's. */
+    for (char **u = urls; *u != NULL && cred == NULL; u++) {
+        if (lurk_url_classify(*u) != LURK_URL_TLS)
+            continue;
+        if (lurk_tls_cred_load_ex(&cc.tls, o.edge.tls_providers, &cred, err, sizeof(err)) != 0) {
+            fprintf(stderr, "lurkctl: channel credentials (tls_cert, tls_key, tls_ca): %s\n", err);
+            goto done;
+        }
+    }
+    cc.cred = cred;
     if (lurk_client_new(&cc, &client, err, sizeof(err)) != 0) {
         fprintf(stderr, "lurkctl: %s\n", err);
         goto done;
@@ -553,6 +574,7 @@ int main(int argc, char **argv)
     }
 done:
     lurk_client_free(client);
+    lurk_tls_cred_free(cred);
     lurk_url_list_free(urls);
     NCONF_free(conf);
     return rc;

@@ -424,3 +424,53 @@ lurk_nginx_conf() {
         printf '}\n'
     } > "$file"
 }
+
+# --- software TPM ----------------------------------------------------------------
+
+# lurk_swtpm DIR: a software TPM (swtpm) with its state in DIR; sets
+# LURK_SWTPM_PID and LURK_SWTPM_PORT and exports the TCTI that tpm2-tools
+# (TPM2TOOLS_TCTI) and tpm2-openssl (TPM2OPENSSL_TCTI) use to reach it.
+# The swtpm TCTI finds the control channel at the server port + 1, which
+# no free-port helper can reserve, and swtpm binds without SO_REUSEADDR, so
+# a port in TIME_WAIT (the other tests' clients churn through the ephemeral
+# range) fails too. So: ports below the ephemeral range, retried on failure.
+lurk_swtpm() {
+    local dir=$1 port started=0
+    mkdir -p "$dir/state"
+    for _ in $(seq 8); do
+        port=$(( 20000 + (RANDOM % 6000) * 2 ))
+        lurk_bg swtpm swtpm socket --tpm2 --tpmstate dir="$dir/state" \
+            --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+            --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+            --flags not-need-init,startup-clear
+        LURK_SWTPM_PID=$LURK_BG_PID
+        for _ in $(seq 50); do
+            kill -0 "$LURK_SWTPM_PID" 2>/dev/null || break
+            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then started=1; break; fi
+            sleep 0.1
+        done
+        [ "$started" = 1 ] && break
+        lurk_stop "$LURK_SWTPM_PID"
+    done
+    LURK_SWTPM_PORT=$port
+    export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
+    export TPM2OPENSSL_TCTI=$TPM2TOOLS_TCTI
+    [ "$started" = 1 ]
+}
+
+# lurk_tpm_persist_key DIR HANDLE: a P-256 key created in the TPM with
+# tpm2-tools and made persistent at HANDLE (a `handle:HANDLE` OSSL_STORE URI
+# for tpm2-openssl); work files and the log (DIR/persist.log) in DIR.
+# Without a resource manager each tool leaves its transient objects loaded:
+# they are flushed between steps.
+lurk_tpm_persist_key() {
+    local dir=$1 handle=$2
+    {
+        tpm2_createprimary -Q -C o -g sha256 -G ecc -c "$dir/primary.ctx" && tpm2_flushcontext -t \
+        && tpm2_create -Q -C "$dir/primary.ctx" -G ecc256 -u "$dir/key.pub" -r "$dir/key.priv" \
+        && tpm2_flushcontext -t \
+        && tpm2_load -Q -C "$dir/primary.ctx" -u "$dir/key.pub" -r "$dir/key.priv" -c "$dir/key.ctx" \
+        && tpm2_flushcontext -t \
+        && tpm2_evictcontrol -Q -C o -c "$dir/key.ctx" "$handle" && tpm2_flushcontext -t
+    } > "$dir/persist.log" 2>&1
+}

@@ -22,44 +22,13 @@ fi
 
 lurk_pki
 T=$LURK_T/tpm
-mkdir -p "$T/state"
-# The swtpm TCTI finds the control channel at the server port + 1, which
-# no free-port helper can reserve, and swtpm binds without SO_REUSEADDR, so
-# a port in TIME_WAIT (the other tests' clients churn through the ephemeral
-# range) fails too. Use ports below the ephemeral range, retry on failure.
-started=0
-for _ in $(seq 8); do
-    TPORT=$(( 20000 + (RANDOM % 6000) * 2 ))
-    lurk_bg swtpm swtpm socket --tpm2 --tpmstate dir="$T/state" \
-        --server type=tcp,port="$TPORT",bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port=$((TPORT + 1)),bindaddr=127.0.0.1 \
-        --flags not-need-init,startup-clear
-    SWTPM_PID=$LURK_BG_PID
-    for _ in $(seq 50); do
-        kill -0 "$SWTPM_PID" 2>/dev/null || break
-        if (exec 3<>"/dev/tcp/127.0.0.1/$TPORT") 2>/dev/null; then started=1; break; fi
-        sleep 0.1
-    done
-    [ "$started" = 1 ] && break
-    lurk_stop "$SWTPM_PID"
-done
-lurk_check "swtpm listens on 127.0.0.1:$TPORT" test "$started" = 1
-export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$TPORT"
-export TPM2OPENSSL_TCTI=$TPM2TOOLS_TCTI
+lurk_swtpm "$T"
+lurk_check "swtpm listens on 127.0.0.1:$LURK_SWTPM_PORT" test $? -eq 0
+SWTPM_PID=$LURK_SWTPM_PID
 HANDLE=0x81000001
-# Without a resource manager each tool leaves its transient objects loaded:
-# flush them between steps.
-create_key() {
-    tpm2_createprimary -Q -C o -g sha256 -G ecc -c "$T/primary.ctx" && tpm2_flushcontext -t \
-    && tpm2_create -Q -C "$T/primary.ctx" -G ecc256 -u "$T/key.pub" -r "$T/key.priv" \
-    && tpm2_flushcontext -t \
-    && tpm2_load -Q -C "$T/primary.ctx" -u "$T/key.pub" -r "$T/key.priv" -c "$T/key.ctx" \
-    && tpm2_flushcontext -t \
-    && tpm2_evictcontrol -Q -C o -c "$T/key.ctx" "$HANDLE" && tpm2_flushcontext -t
-}
-create_key > "$T/create.log" 2>&1
+lurk_tpm_persist_key "$T" "$HANDLE"
 lurk_check "tpm2-tools: a P-256 key persisted at $HANDLE" test $? -eq 0 \
-    || sed 's/^/#   /' "$T/create.log"
+    || sed 's/^/#   /' "$T/persist.log"
 
 # The key server's OpenSSL: default and tpm2 providers.
 cat > "$T/openssl-ks.cnf" <<CNF

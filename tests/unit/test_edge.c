@@ -59,6 +59,8 @@ static void test_fields(void **state)
     assert_string_equal(t.tls_key, "tls_key");
     assert_string_equal(t.attempt_timeout_ms, "attempt_timeout_ms");
     assert_string_equal(t.pubkey_helper, "pubkey_helper");
+    assert_string_equal(t.tls_min_version, "tls_min_version");
+    assert_string_equal(t.tls_providers, "tls_providers");
 }
 
 static void test_defaults(void **state)
@@ -76,6 +78,7 @@ static void test_defaults(void **state)
     assert_int_equal(v.keepalive_ms, LURK_EDGE_DEFAULT_KEEPALIVE_MS);
     assert_false(v.allow_insecure);
     assert_false(v.verify_signatures);
+    assert_string_equal(v.tls_min_version, "1.3");
 }
 
 static void test_values(void **state)
@@ -91,7 +94,10 @@ static void test_values(void **state)
     t.attempt_timeout_ms = "700";
     t.keepalive_ms = "0";
     t.verify_signatures = "Yes";
+    t.tls_min_version = "1.2";
+    t.tls_providers = "tpm2 default"; /* names, checked when they are loaded */
     assert_int_equal(lurk_edge_parse(&t, &v, err, sizeof(err)), 0);
+    assert_string_equal(v.tls_min_version, "1.2");
     assert_string_equal(v.servers[0], "tls+tcp://a.example:7443");
     assert_string_equal(v.servers[1], "tls+tcp://b.example:7443");
     assert_null(v.servers[2]);
@@ -132,6 +138,9 @@ static void test_refused(void **state)
         { offsetof(lurk_edge_text, servers), "https://a.example",
           "servers: \"https://a.example\" is not a LURK URL" },
         { offsetof(lurk_edge_text, servers), " , ", "servers: no URL given" },
+        { offsetof(lurk_edge_text, tls_min_version), "1.1",
+          "tls_min_version = \"1.1\": give 1.2 or 1.3" },
+        { offsetof(lurk_edge_text, tls_min_version), "TLSv1.3", "tls_min_version = \"TLSv1.3\"" },
     };
 
     (void)state;
