@@ -43,6 +43,7 @@
 #include <openssl/x509.h>
 
 #include "bench_stats.h"
+#include "lurk_tls.h"
 #include "lurk_transport.h"
 #include "lurk_wire.h"
 
@@ -454,18 +455,28 @@ static void lat_add(lat_vec *l, double ms)
     l->v[l->n++] = ms;
 }
 
+/* Requests answered, warm-up included: the divisor of the channel's counters. */
+static unsigned long ops_all;
+
 static void report(lat_vec *l, unsigned long errors, double secs, const char *first_err)
 {
     double sum = 0;
+    unsigned long sends, records;
 
     qsort(l->v, l->n, sizeof(double), cmp_double);
     for (size_t i = 0; i < l->n; i++)
         sum += l->v[i];
     printf("ops=%zu errors=%lu seconds=%.3f rate=%.1f p50_ms=%.4f p90_ms=%.4f p99_ms=%.4f "
-           "mean_ms=%.4f max_ms=%.4f inflight=%d clients=%d verified=%d\n",
+           "mean_ms=%.4f max_ms=%.4f inflight=%d clients=%d verified=%d",
            l->n, errors, secs, secs > 0 ? (double)l->n / secs : 0.0, pct(l->v, l->n, 50),
            pct(l->v, l->n, 90), pct(l->v, l->n, 99), l->n ? sum / (double)l->n : 0.0,
            l->n ? l->v[l->n - 1] : 0.0, opt.inflight, opt.clients, verified);
+    /* this process's side of tls+tcp: plaintext pieces and records per request */
+    lurk_tls_counters(&sends, &records);
+    if (ops_all > 0 && sends > 0)
+        printf(" tls_pieces_per_op=%.2f tls_records_per_op=%.2f", (double)sends / (double)ops_all,
+               (double)records / (double)ops_all);
+    printf("\n");
     if (first_err != NULL && !opt.quiet)
         fprintf(stderr, "lurk-signbench: %lu errors, first: %s\n", errors, first_err);
 }
@@ -559,9 +570,12 @@ static void run_echo(echo_fn echo, void *arg)
             errors++;
             if (errors > 100)
                 break;
-        } else if (t0 >= t_measure) {
-            t = now_s();
-            lat_add(&l, (t - t0) * 1e3);
+        } else {
+            ops_all++;
+            if (t0 >= t_measure) {
+                t = now_s();
+                lat_add(&l, (t - t0) * 1e3);
+            }
         }
         n++;
         if (opt.gap_us > 0) {
@@ -710,6 +724,7 @@ int main(int argc, char **argv)
                                 &resp, err, sizeof(err));
         now = now_s();
         if (r == LURK_CALL_OK) {
+            ops_all++;
             if (opt.op == OP_SIGN && verified < opt.verify)
                 verify_sig(s, resp->sign->signature.data, resp->sign->signature.len);
             if (s->counted)

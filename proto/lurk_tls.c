@@ -44,6 +44,7 @@
 
 #include <nng/supplemental/tls/engine.h>
 
+#include "lurk_spframe.h"
 #include "lurk_wire.h"
 
 /* Largest PEM file read (certificate chain, CA bundle, CRL). */
@@ -502,13 +503,30 @@ const char *lurk_tls_cred_min_version(const lurk_tls_cred *c)
 
 /* ---- the BIO over nng's buffers --------------------------------------------- */
 
+/* Pieces of one message gathered before they are sealed; larger messages pass through. */
+#define LURK_TLS_GATHER 4096
+
 struct nng_tls_engine_conn {
     void *tls; /* nng's connection, for nng_tls_engine_send/recv */
     SSL *ssl;
     struct nng_tls_engine_config *cfg;
-    int nng_error; /* nng's own failure under the BIO (its close), or 0 */
-    int failed;    /* the handshake failure was logged */
+    int nng_error;   /* nng's own failure under the BIO (its close), or 0 */
+    int failed;      /* the handshake failure was logged */
+    lurk_spframe sp; /* where nng's stream stands: messages end where records should */
+    size_t out_len;  /* gathered plaintext, reported to nng as sent */
+    size_t out_off;  /* of which already written as records */
+    size_t out_held; /* the last piece, in out[] but not yet reported (its write waits) */
+    unsigned char out[LURK_TLS_GATHER];
 };
+
+static atomic_ulong lurk_tls_n_sends;   /* pieces nng handed to the engine */
+static atomic_ulong lurk_tls_n_records; /* writes into nng's buffer: records, or parts */
+
+void lurk_tls_counters(unsigned long *sends, unsigned long *records)
+{
+    *sends = atomic_load_explicit(&lurk_tls_n_sends, memory_order_relaxed);
+    *records = atomic_load_explicit(&lurk_tls_n_records, memory_order_relaxed);
+}
 
 static int lurk_bio_write(BIO *b, const char *buf, size_t len, size_t *done)
 {
@@ -518,6 +536,7 @@ static int lurk_bio_write(BIO *b, const char *buf, size_t len, size_t *done)
 
     BIO_clear_retry_flags(b);
     if (rv == 0) {
+        atomic_fetch_add_explicit(&lurk_tls_n_records, 1, memory_order_relaxed);
         *done = n;
         return 1;
     }
@@ -868,6 +887,7 @@ static int lurk_conn_init(nng_tls_engine_conn *ec, void *tls, nng_tls_engine_con
 
 static void lurk_conn_fini(nng_tls_engine_conn *ec)
 {
+    OPENSSL_cleanse(ec->out, sizeof(ec->out));
     SSL_free(ec->ssl);
 }
 
@@ -932,16 +952,67 @@ static int lurk_conn_recv(nng_tls_engine_conn *ec, uint8_t *buf, size_t *len)
     return lurk_conn_error(ec, r, "receive");
 }
 
-static int lurk_conn_send(nng_tls_engine_conn *ec, const uint8_t *buf, size_t *len)
+/* Writes out[out_off..out_len) as records; 0, NNG_EAGAIN (call again) or an error. */
+static int lurk_conn_flush(nng_tls_engine_conn *ec)
+{
+    while (ec->out_off < ec->out_len) {
+        size_t n = 0;
+        int r = SSL_write_ex(ec->ssl, ec->out + ec->out_off, ec->out_len - ec->out_off, &n);
+
+        if (r != 1)
+            return lurk_conn_error(ec, r, "send");
+        ec->out_off += n;
+    }
+    /* a Decrypt answer carries a premaster */
+    OPENSSL_cleanse(ec->out, ec->out_len);
+    ec->out_off = ec->out_len = 0;
+    return 0;
+}
+
+static int lurk_conn_write(nng_tls_engine_conn *ec, const uint8_t *buf, size_t *len)
 {
     size_t n = 0;
     int r = SSL_write_ex(ec->ssl, buf, *len, &n);
 
-    if (r == 1) {
-        *len = n;
-        return 0;
+    if (r != 1)
+        return lurk_conn_error(ec, r, "send");
+    lurk_spframe_feed(&ec->sp, buf, n);
+    *len = n;
+    return 0;
+}
+
+/*
+ * nng sends a message as three pieces, each finished before the next is
+ * handed over. Sealed one by one they cost three records, three AEAD
+ * operations and up to three TCP sends per message; gathered until the
+ * message is complete, one of each. Every piece is reported sent only once
+ * it is in out[] for good; the piece that completes a message is reported
+ * when its record is written, so a record that must wait (nng's buffer
+ * full) is retried on nng's next call, which carries the same piece.
+ */
+static int lurk_conn_send(nng_tls_engine_conn *ec, const uint8_t *buf, size_t *len)
+{
+    int rv;
+
+    atomic_fetch_add_explicit(&lurk_tls_n_sends, 1, memory_order_relaxed);
+    if (ec->out_held == 0) {
+        if (ec->sp.state == LURK_SP_OFF || ec->out_len + *len > sizeof(ec->out)) {
+            /* too large to gather: what is held first, then this piece as it is */
+            if ((rv = lurk_conn_flush(ec)) != 0)
+                return rv;
+            return lurk_conn_write(ec, buf, len);
+        }
+        memcpy(ec->out + ec->out_len, buf, *len);
+        ec->out_len += *len;
+        if (!lurk_spframe_feed(&ec->sp, buf, *len))
+            return 0; /* the rest of the message comes next */
+        ec->out_held = *len;
     }
-    return lurk_conn_error(ec, r, "send");
+    if ((rv = lurk_conn_flush(ec)) != 0)
+        return rv;
+    *len = ec->out_held;
+    ec->out_held = 0;
+    return 0;
 }
 
 /* Filled by the `verified` operation for the thread that asked (lurk_tls_peer_of_pipe). */

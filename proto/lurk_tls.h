@@ -72,6 +72,13 @@ int lurk_tls_engine_use(char *err, size_t errlen);
  * its version); warn is 1 for those. Set once, before any connection.
  */
 void lurk_tls_set_logger(void (*fn)(int warn, const char *msg));
+/*
+ * Since the process started: plaintext pieces nng handed to the engine, and
+ * writes of records into nng's send buffer (one per record unless the
+ * buffer was full). For benchmarks: records per request.
+ */
+void lurk_tls_counters(unsigned long *sends, unsigned long *records);
+
 /* The engine's description ("OpenSSL 3.0.x ..."), for logs. */
 const char *lurk_tls_engine_description(void);
 
